@@ -1,0 +1,30 @@
+# Two commands do all set-up on a fresh machine (see README):
+#   make run    sets up .venv and runs the main job on the default (demo) database
+#   make test   sets up .venv and runs the test suite
+# The venv is rebuilt when pyproject.toml changes.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+RUN_ARGS ?=
+
+.PHONY: run test bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/find-python
+	@python=$$(scripts/find-python) && echo "using $$python" && "$$python" -m venv --clear $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/tdmcmc db info $(RUN_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m pytest -q -s tests/benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

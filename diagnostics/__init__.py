@@ -1,0 +1,1 @@
+"""Diagnostics, summaries, plots and reports for trans-dimensional chains."""

@@ -1,0 +1,5 @@
+import sys
+
+from tdmcmc.cli import main
+
+sys.exit(main())

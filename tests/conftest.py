@@ -1,0 +1,50 @@
+"""Shared fixtures. Real data comes from ../shared (or $TDMCMC_SHARED); it is never copied here.
+
+Locally, real-data tests skip when the folder is absent. With TDMCMC_REQUIRE_DATA=1 (set by .ci/run)
+they fail instead, so CI cannot go green without running them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("TDMCMC_SHARED", REPO.parent / "shared")).resolve()
+
+
+def _require(path: Path) -> Path:
+    if path.exists():
+        return path
+    msg = f"real data not found: {path} (set TDMCMC_SHARED to the folder holding data/)"
+    if os.environ.get("TDMCMC_REQUIRE_DATA") == "1":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return _require(shared_dir())
+
+
+@pytest.fixture(scope="session")
+def db124() -> Path:
+    """The SModelS 1.2.4 database used by the paper (filtered)."""
+    return _require(shared_dir() / "data" / "smodels-db")
+
+
+@pytest.fixture(scope="session")
+def db300extra() -> Path:
+    """Release 3.0.0 additions (v3 graph syntax, covariances, thirdMoment)."""
+    return _require(shared_dir() / "data" / "smodels-db-300-extra")
+
+
+@pytest.fixture(scope="session")
+def oracle() -> Path:
+    """SModelS 3.2.1 outputs for five protomodels."""
+    return _require(shared_dir() / "oracle-reference")
