@@ -1,0 +1,1 @@
+"""Toy models with exactly known posteriors, for testing the trans-dimensional engine."""
