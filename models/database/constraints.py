@@ -25,14 +25,15 @@ Forms found by scanning every txname of ``smodels-db`` (1.2.4) and ``smodels-db-
 all accepted:
 
 - quotes: labels appear quoted (``'t'``), unquoted (``[[[b, W]],[[b, W]]]``) and with broken
-  quoting: ``[''l-','nu'']`` (ATLAS-SUSY-2016-24 family, in a constraint) and ``[L-']``, ``[ta-']``,
-  ``[e-']`` (missing opening quote, 15 condition values). SModelS deletes every single quote before
+  quoting: ``[''l-','nu'']`` (constraint of CMS-SUS-16-035 T5WWoff) and ``[L-']``, ``[ta-']``,
+  ``[e-']`` (conditions of the 15 TChipChimSlepSnu files). SModelS deletes every single quote before
   parsing (``smsInStr`` and ``bracketToProcessStr`` in smodels/experiment/expAuxiliaryFuncs.py), so
   quotes here are likewise ignored around a label rather than required to balance;
 - prefactors written as fractions (``9./4.*``, ``27./8.*``, ``81./4.*``), with spaces around ``*``,
   and applied to a parenthesised sum (``2.25*( ... + ... )``);
 - conditions in lower-case ``cGtr``/``cSim``, ``;`` with or without a following space, a ``Csim``
-  with a single argument (a sum; SModelS' ``cSim`` of one weight is 0, i.e. always satisfied);
+  with a single argument, a sum (ATLAS-SUSY-2016-27 T5Zg; probably meant as three arguments, but
+  SModelS' ``cSim`` of one weight is 0, so as written it is always satisfied);
 - bracket elements holding the v3 inclusive label ``*anySM`` (``[[[*anySM]],[]]``);
 - v3 graphs with unindexed SM daughters (``jet,jet``), indexed terminal BSM states (``MET(2)``),
   ``PV`` producing a terminal state directly (``(PV > C1(1),MET(3))``) and decays to SM particles
@@ -52,11 +53,12 @@ Branch = tuple[Vertex, ...]
 # ---------------------------------------------------------------------------------------------
 # Particle labels
 #
-# Source: the database particle definitions of SModelS, read from
-#   SModelS/smodels-database-release, tag 3.0.0: databaseParticles.py (ships with the database),
-#   SModelS/smodels: smodels/experiment/databaseParticles.py (2.x) and
-#   smodels/experiment/finalStateParticles.py (1.2; same groups, `*` is its SM wildcard).
-# The groups agree in all three, except that `jetb` and the label `anySM` exist only in 3.x.
+# Source: the particle definitions of SModelS (GitHub), read in these files:
+#   SModelS/smodels-database-release: databaseParticles.py (3.x; ships with the database),
+#   SModelS/smodels: smodels/experiment/databaseParticles.py (2.x),
+#   SModelS/smodels: smodels/experiment/finalStateParticles.py (MultiParticle groups, 1.2 era),
+#   SModelS/smodels: smodels/particles.py (1.x `ptcDic`, `*` = every R-even label).
+# The groups agree in all of them; `jetb`, `anySM` and `pion` are 3.x names, `pi` the 1.x one.
 # States that no label tells apart are merged, as SModelS merges them: a quark and its
 # antiquark, the three neutrinos with their antineutrinos, g/photon/Z/higgs with themselves.
 
@@ -80,7 +82,8 @@ _GROUPS = {
     "W": "W+ W-",
     "t": "t+ t-",
     "pion": "pi+ pi- pi0",
-    "jet": "u d s c g pi+ pi- pi0",  # no b: b-jets are tagged separately
+    "pi": "pi+ pi- pi0",
+    "jet": "u d s c g pi+ pi- pi0",  # no b, as in SModelS
     "jetb": "u d s c g b",  # 3.x only; no pions
 }
 
@@ -287,8 +290,9 @@ class Condition:
 class ConstraintSyntaxError(ValueError):
     """A constraint or condition that cannot be parsed.
 
-    ``column`` is 1-based and ``offset`` 0-based, both into the text given to the parser; the
-    message reads like ``unbalanced bracket at column 17: '[' is never closed``.
+    ``column`` is 1-based and ``offset`` 0-based, both into the text given to the parser (for a
+    value spanning several lines, map ``offset`` to a line yourself); the message reads like
+    ``unbalanced bracket at column 17: '[' is never closed``.
     """
 
     def __init__(self, what: str, offset: int, detail: str = "") -> None:

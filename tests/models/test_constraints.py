@@ -99,7 +99,7 @@ def test_canonical_order_ignores_branch_order_and_particle_order_in_a_vertex():
 
 
 def test_broken_quoting_of_real_files_parses_like_smodels():
-    # ATLAS-SUSY-2016-24-type constraint with ''l-','nu'' and condition with [L-'] (quotes dropped)
+    # CMS-SUS-16-035 T5WWoff constraint with ''l-','nu'', TChipChimSlepSnu conditions with [L-']
     text = "45.35*([[['jet','jet'],['l+','nu']],[['jet','jet'],['l+','nu']]]+[[['jet','jet'],['l-','nu']],[['jet','jet'],[''l-','nu'']]])"
     assert terms(text)[1] == (45.35, ((("jet", "jet"), ("l-", "nu")), (("jet", "jet"), ("l-", "nu"))))
     assert terms("[[['nu'],['L+']],[['nu'],[L-']]]") == [(1.0, ((("nu",), ("L+",)), (("nu",), ("L-",))))]
