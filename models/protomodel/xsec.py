@@ -3,9 +3,11 @@
 Each fitted *process* (e.g. ``gluino_pair`` at √s = 13 TeV) is a Chebyshev series in the scaled
 logarithm of the mass(es), t = 2 (ln m − ln m_lo)/(ln m_hi − ln m_lo) − 1, fitted by least squares
 to ln σ of a reference table (``xsec_fit.py``; coefficients in ``xsec_coefficients.json``). Outside
-the table range, ln σ continues *linearly* in ln m from the edge with the edge slope (a power law;
-value and first derivative continuous), so σ is never silently zero; :func:`in_table_range` tells
-whether a point is inside. Masses are in GeV, cross sections in fb.
+the table range σ is extrapolated, never silently zero, with value and first derivative continuous
+at the edge: below the range ln σ continues linearly in ln m (a power law), above it linearly in m
+(an exponential fall); :func:`in_table_range` tells whether a point is inside. The accuracy of
+both rules, measured by refitting on shortened tables, is in docs/cross-sections.md. Masses are in
+GeV, cross sections in fb.
 
 A channel's σ is ``factor × process(m)``: one-mass processes take the mean mass of the pair,
 two-mass processes the two masses in the order of the channel's ``pair``. κ multiplies σ per
@@ -34,9 +36,9 @@ from tdmcmc.errors import UserError
 
 from .space import COEFFICIENTS, Pair, ProductionChannel, ProtomodelSpace
 
-NUMPY = SimpleNamespace(log=np.log, exp=np.exp, clip=np.clip, stack=np.stack, ones_like=np.ones_like,
+NUMPY = SimpleNamespace(log=np.log, exp=np.exp, clip=np.clip, minimum=np.minimum, maximum=np.maximum, stack=np.stack, ones_like=np.ones_like,
                         tensordot=np.tensordot, asarray=lambda x: np.asarray(x, dtype=float))
-PYTENSOR = SimpleNamespace(log=pt.log, exp=pt.exp, clip=pt.clip, stack=pt.stack, ones_like=pt.ones_like,
+PYTENSOR = SimpleNamespace(log=pt.log, exp=pt.exp, clip=pt.clip, minimum=pt.minimum, maximum=pt.maximum, stack=pt.stack, ones_like=pt.ones_like,
                            tensordot=pt.tensordot, asarray=pt.as_tensor_variable)
 
 
@@ -63,13 +65,16 @@ class ProcessFit:
 
     def log_xsec(self, masses: list[Any], xp: SimpleNamespace = NUMPY) -> Any:
         """ln(σ/fb) at the given masses (GeV), one array/tensor per mass argument, same shapes."""
-        ts = [2.0 * (xp.log(xp.asarray(m)) - lo) / (hi - lo) - 1.0
-              for m, lo, hi in zip(masses, self.log_lo, self.log_hi)]
-        clipped = [xp.clip(t, -1.0, 1.0) for t in ts]
-        bases = [_chebyshev_basis(xp, c, n) for c, n in zip(clipped, self.coefficients.shape)]
+        log_m = [xp.log(xp.asarray(m)) for m in masses]
+        inside = [xp.clip(u, lo, hi) for u, lo, hi in zip(log_m, self.log_lo, self.log_hi)]
+        bases = [_chebyshev_basis(xp, 2.0 * (u - lo) / (hi - lo) - 1.0, n)
+                 for u, lo, hi, n in zip(inside, self.log_lo, self.log_hi, self.coefficients.shape)]
         value = _contract(xp, self.coefficients, bases)
-        for gradient, t, c in zip(self.gradients, ts, clipped):
-            value = value + _contract(xp, gradient, bases) * (t - c)
+        for gradient, u, uc, lo, hi in zip(self.gradients, log_m, inside, self.log_lo, self.log_hi):
+            # below the range: linear in ln m (power law); above: linear in m (exponential fall),
+            # both starting with the edge value and slope
+            excess = xp.minimum(u - uc, 0.0) + xp.maximum(xp.exp(u - uc) - 1.0, 0.0)
+            value = value + _contract(xp, gradient, bases) * (2.0 / (hi - lo)) * excess
         return value
 
     def in_range(self, masses: list[Any]) -> np.ndarray:

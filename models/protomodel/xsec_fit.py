@@ -268,7 +268,7 @@ def fit_all(root: Path) -> dict:
         "format": 1,
         "units": {"mass": "GeV", "xsec": "fb"},
         "form": "ln(xsec/fb) = chebval(t, coefficients), t = 2 (ln m - ln lo)/(ln hi - ln lo) - 1; "
-                "outside [lo, hi] continued linearly in ln m from the edge (power law)",
+                "continued from the edges linearly in ln m below lo, linearly in m above hi",
         "generated_by": "python -m tdmcmc.models.protomodel.xsec_fit",
         "tables_root": "data/raw/xsec (see data/SOURCES.md section 3)",
         "processes": processes,
@@ -313,30 +313,39 @@ def check(root: Path, fits: XsecFits) -> list[Deviation]:
     return report
 
 
-def extrapolation_check(root: Path, name: str, sqrts: int, fraction: float = 0.2) -> dict[str, float]:
-    """Refit on the table range shortened by ``fraction`` of its ln-mass width at one end and report
-    the largest deviation on the held-out points (the out-of-range policy's accuracy), per end."""
-    from .xsec import XsecFits as _Fits  # evaluate through the production code path
-
+def extrapolation_check(root: Path, name: str, sqrts: int, reach: tuple[float, ...] = (1.1, 1.25)
+                        ) -> dict[str, float]:
+    """Accuracy of the out-of-range rules of a one-mass process: refit on the table shortened by the
+    largest factor in ``reach`` at one end, evaluate through :mod:`.xsec` and return the largest
+    relative deviation on held-out points up to each factor beyond the new edge
+    (keys 'above x1.1', 'below /1.25', ...)."""
     source = PROCESSES[name].tables[sqrts]
     points = read_points(root, source)
     keep = _inside(points, getattr(source, "fit_range", None))
     points = Points(points.masses[keep], points.xsec[keep], points.rounding[keep])
-    log_m = np.log(points.masses[:, 0])
-    lo, hi = log_m.min(), log_m.max()
-    cut = fraction * (hi - lo)
+    m = points.masses[:, 0]
+    far = max(reach)
     result = {}
-    for end, train in (("above", log_m <= hi - cut), ("below", log_m >= lo + cut)):
+    for end, train in (("above", m <= m.max() / far), ("below", m >= m.min() * far)):
         sub = Points(points.masses[train], points.xsec[train], points.rounding[train])
         domain = np.stack([sub.masses.min(axis=0), sub.masses.max(axis=0)], axis=1)
         coefficients, _ = fit_points(sub, domain)
-        fits = _Fits({"processes": {name: {"sqrts": {str(sqrts): {
+        fits = XsecFits({"processes": {name: {"sqrts": {str(sqrts): {
             "domain_GeV": domain.tolist(), "coefficients": coefficients.tolist()}}}}}, "extrapolation test")
-        test = ~train
-        sigma = np.exp(fits.fit(name, sqrts).log_xsec([points.masses[test, 0]]))
-        result[end] = float(np.max(np.abs(sigma / points.xsec[test] - 1.0)))
-        result[f"{end}_GeV"] = float(np.exp(hi - cut) if end == "above" else np.exp(lo + cut))
+        sigma = np.exp(fits.fit(name, sqrts).log_xsec([m]))
+        deviation = np.abs(sigma / points.xsec - 1.0)
+        for factor in reach:
+            if end == "above":
+                test = (m > domain[0, 1]) & (m <= domain[0, 1] * factor * (1 + 1e-9))
+                result[f"above x{factor}"] = _max_or_nan(deviation[test])
+            else:
+                test = (m < domain[0, 0]) & (m >= domain[0, 0] / factor * (1 - 1e-9))
+                result[f"below /{factor}"] = _max_or_nan(deviation[test])
     return result
+
+
+def _max_or_nan(values: np.ndarray) -> float:
+    return float(values.max()) if values.size else float("nan")
 
 
 def mean_mass_rule_check(root: Path, sqrts: int) -> dict[str, float]:
