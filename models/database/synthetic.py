@@ -218,8 +218,8 @@ class SignalRegion:
 @dataclass(frozen=True)
 class Analysis:
     """A synthetic analysis; ``sqrts_text``/``lumi_text`` are written to globalInfo as they are
-    (their formats vary, as in the real database). ``results`` holds "UL" (folder ``<id>``, maps for ``ul_txnames``
-    derived from the SRs) and/or "EM" (folder ``<id>-eff``, one dataset per SR).
+    (their formats vary, as in the real database). ``results`` holds "UL" (folder ``<id>``, maps
+    for ``ul_txnames`` derived from the SRs) and/or "EM" (folder ``<id>-eff``, one dataset per SR).
     ``correlation`` > 0 publishes a covariance with ``correlation**|i-j|`` (EM only)."""
 
     id: str
@@ -367,13 +367,17 @@ def efficiency(region: SignalRegion, txname: str, mother: np.ndarray, lsp: np.nd
     eps = region.eps_max.get(txname, 0.0)
     mother = np.asarray(mother, dtype=float)
     lsp = np.asarray(lsp, dtype=float)
-    return eps * special.expit((mother - lsp - cuts.dm0) / cuts.wdm) * special.expit((mother - cuts.m0) / cuts.wm)
+    splitting_turn_on = special.expit((mother - lsp - cuts.dm0) / cuts.wdm)
+    mother_turn_on = special.expit((mother - cuts.m0) / cuts.wm)
+    return eps * splitting_turn_on * mother_turn_on
 
 
 def injected_signal(analysis: Analysis, region: SignalRegion) -> float:
     """Expected truth-model signal count in ``region`` (events)."""
     return sum(
-        prod.sigma(analysis.sqrts) * analysis.lumi * float(efficiency(region, prod.txname, prod.mother, prod.lsp))
+        prod.sigma(analysis.sqrts)
+        * analysis.lumi
+        * float(efficiency(region, prod.txname, prod.mother, prod.lsp))
         for prod in TRUTH
     )
 
@@ -542,7 +546,9 @@ def write_efficiency_result(outdir: Path, analysis: Analysis, results: list[Regi
             )
 
 
-def write_upper_limit_result(outdir: Path, analysis: Analysis, results: list[RegionResult], seed: int) -> None:
+def write_upper_limit_result(
+    outdir: Path, analysis: Analysis, results: list[RegionResult], seed: int
+) -> None:
     """Write the UL folder: globalInfo, ``data/dataInfo.txt`` and observed + expected UL maps."""
     base = _analysis_dir(outdir, analysis, "UL")
     _write(base / "globalInfo.txt", _global_info(analysis, seed, "UL"))
@@ -551,11 +557,13 @@ def write_upper_limit_result(outdir: Path, analysis: Analysis, results: list[Reg
     for txname in analysis.ul_txnames:
         points = TXNAMES[txname].grids[analysis.sqrts].points()
         observed, expected = upper_limit_maps(analysis, results, txname, points)
+        observed_text = [f"{v * scale:.4E}*{analysis.ul_unit}" for v in observed]
+        expected_text = [f"{v * scale:.4E}*{analysis.ul_unit}" for v in expected]
         _write(
             base / "data" / f"{txname}.txt",
             _txname_header(analysis, txname)
-            + _map_lines("upperLimits", points, [f"{v * scale:.4E}*{analysis.ul_unit}" for v in observed])
-            + _map_lines("expectedUpperLimits", points, [f"{v * scale:.4E}*{analysis.ul_unit}" for v in expected]),
+            + _map_lines("upperLimits", points, observed_text)
+            + _map_lines("expectedUpperLimits", points, expected_text),
         )
 
 
@@ -647,7 +655,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Write the synthetic SModelS-format demo database (not LHC data).",
     )
     parser.add_argument("outdir", type=Path, help="output folder (absent or empty)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
+    )
     args = parser.parse_args(argv)
     try:
         generate(args.outdir, args.seed)

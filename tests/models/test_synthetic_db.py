@@ -81,7 +81,10 @@ def test_committed_demo_db_is_the_generator_output_byte_for_byte(tmp_path):
 def test_other_seed_changes_counts_not_layout(tmp_path):
     other = synthetic.generate(tmp_path / "db", seed=7)
     assert sorted(_files(other)) == sorted(_files(DEMO))
-    counts = lambda root: [_keys(p)["observedN"] for p in sorted(root.rglob("dataInfo.txt")) if "observedN" in _keys(p)]
+    def counts(root: Path) -> list[str]:
+        infos = [_keys(p) for p in sorted(root.rglob("dataInfo.txt"))]
+        return [keys["observedN"] for keys in infos if "observedN" in keys]
+
     assert counts(other) != counts(DEMO)
 
 
@@ -145,12 +148,15 @@ def test_limit_with_background_error_against_toys(n, background, error):
 
 def test_marginal_cdf_quadrature_against_adaptive_integration():
     """Gauss-Legendre on b +- 8 sigma against scipy.quad on b +- 12 sigma, non-integer n included."""
-    for n, signal, background, error in [(9.6, 3.0, 9.6, 2.2), (2.8, 5.0, 2.8, 0.9), (0.5, 1.0, 0.5, 1.0), (900, 100, 900, 60)]:
+    cases = [(9.6, 3.0, 9.6, 2.2), (2.8, 5.0, 2.8, 0.9), (0.5, 1.0, 0.5, 1.0), (900, 100, 900, 60)]
+    for n, signal, background, error in cases:
         weight = lambda x: math.exp(-0.5 * ((x - background) / error) ** 2)
+        cdf = lambda x: special.gammaincc(n + 1, signal + x) * weight(x)
         low, high = max(0.0, background - 12 * error), background + 12 * error
-        num = integrate.quad(lambda x: special.gammaincc(n + 1, signal + x) * weight(x), low, high, epsrel=1e-12, limit=200)[0]
+        num = integrate.quad(cdf, low, high, epsrel=1e-12, limit=200)[0]
         norm = integrate.quad(weight, low, high, epsrel=1e-12)[0]
-        assert synthetic.marginal_poisson_cdf(n, signal, background, error) == pytest.approx(num / norm, rel=1e-9)
+        value = synthetic.marginal_poisson_cdf(n, signal, background, error)
+        assert value == pytest.approx(num / norm, rel=1e-9)
 
 
 def test_limits_agree_with_smodels_calculated_values(db124):
