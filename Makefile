@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m pytest -q -s tests/benchmarks
+	$(PY) -m pytest -q -s -o python_files='bench_*.py' tests/benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache

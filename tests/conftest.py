@@ -48,3 +48,30 @@ def db300extra() -> Path:
 def oracle() -> Path:
     """SModelS 3.2.1 outputs for five protomodels."""
     return _require(shared_dir() / "oracle-reference")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never read or warm the user's cache (~/.cache/tdmcmc): one fresh cache per session."""
+    old = os.environ.get("TDMCMC_CACHE_DIR")
+    os.environ["TDMCMC_CACHE_DIR"] = str(tmp_path_factory.mktemp("tdmcmc-cache"))
+    yield
+    if old is None:
+        os.environ.pop("TDMCMC_CACHE_DIR", None)
+    else:
+        os.environ["TDMCMC_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def db124_compiled(db124: Path):
+    """The 1.2.4 database, read once per session (a cold read takes a few seconds)."""
+    from tdmcmc.models.database.compiled import load_compiled
+
+    return load_compiled(db124)
+
+
+@pytest.fixture(scope="session")
+def db300_compiled(db300extra: Path):
+    from tdmcmc.models.database.compiled import load_compiled
+
+    return load_compiled(db300extra)

@@ -220,6 +220,8 @@ def _slow_path(text: str, layout: tuple[Coordinate, ...], factors: np.ndarray,
     parser.take("[")
     coords, values = [], []
     while not parser.at("]"):
+        if parser.peek() is None:
+            raise MapError("unbalanced '[': the grid is not closed", len(text))
         start = parser.offset()
         try:
             point = parser.product()
@@ -229,6 +231,8 @@ def _slow_path(text: str, layout: tuple[Coordinate, ...], factors: np.ndarray,
         values.append(_value(point[1], value_dim, start))
         if parser.at(","):
             parser.take(",")
+        elif parser.peek() is None:
+            raise MapError("unbalanced '[': the grid is not closed", len(text))
         elif not parser.at("]"):
             raise MapError("expected ',' between grid points", parser.offset())
     parser.take("]")

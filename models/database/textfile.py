@@ -4,9 +4,11 @@ Rules, following SModelS' own reader (``concatenateLines``) and extended for rel
 - ``#`` starts a comment at the start of a line or after white space, outside quotes
   (``index.html#fig`` in a URL is not a comment);
 - a value continues on the next line while the current line ends with ``,`` or ``\\`` (SModelS'
-  rule, used by maps and by multi-line ``figureUrl``) or while its brackets are unbalanced (3.x
-  multi-line ``jsonFiles`` dicts);
-- otherwise each non-blank line starts a new ``key: value`` entry.
+  rule, used by maps and by multi-line ``figureUrl``);
+- otherwise a line starting (in column 1) with ``key:`` starts a new entry, and any other line
+  continues a value whose brackets are still open (3.x multi-line ``jsonFiles`` dicts). A value
+  left with an open bracket therefore does not swallow the next entry: its own parser reports
+  the unbalanced bracket on its own key.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from tdmcmc.errors import UserError
 
-_KEY = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*:(.*)\Z", re.S)
+_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*:(.*)\Z", re.S)
 
 
 class DatabaseError(UserError):
@@ -99,10 +101,10 @@ def read_entries(path: Path, text: str | None = None) -> list[Entry]:
         line = strip_comment(raw).rstrip()
         if not line.strip():
             continue
-        if continuing:
+        m = None if continuing else _KEY.match(line)
+        if m is None and (continuing or depth > 0):
             parts.append(line)
         else:
-            m = _KEY.match(line)
             if m is None:
                 raise DatabaseError(path, f"expected 'key: value', found {line.strip()[:60]!r}", lineno)
             flush()
@@ -111,7 +113,7 @@ def read_entries(path: Path, text: str | None = None) -> list[Entry]:
             line = m.group(2)
         depth += _depth(line)
         stripped = line.rstrip()
-        continuing = depth > 0 or stripped.endswith((",", "\\"))
+        continuing = stripped.endswith((",", "\\"))
         if stripped.endswith("\\"):
             parts[-1] = parts[-1].rstrip()[:-1]
     flush()

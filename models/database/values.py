@@ -103,11 +103,13 @@ class _Parser:
         return tuple(items)
 
     def product(self) -> Any:
+        left_pos = self.offset()
         left = self.unary()
         while self.at("*") or self.at("/"):
-            _, op, pos = self.take()
+            _, op, _ = self.take()
+            right_pos = self.offset()
             right = self.unary()
-            left = _combine(left, op, right, pos)
+            left = _combine(left, op, right, left_pos, right_pos)
         return left
 
     def unary(self) -> Any:
@@ -166,15 +168,21 @@ class _Parser:
         return items if opener == "[" else tuple(items)
 
 
-def _combine(left: Any, op: str, right: Any, pos: int) -> Any:
-    numeric = (int, float, Quantity)
-    if isinstance(left, bool) or isinstance(right, bool) or not (isinstance(left, numeric) and isinstance(right, numeric)):
-        bad = right if isinstance(left, numeric) and not isinstance(left, bool) else left
-        raise ValueSyntaxError(f"cannot apply {op!r} to {bad!r} (unknown unit?)", pos)
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, Quantity)) and not isinstance(v, bool)
+
+
+def _combine(left: Any, op: str, right: Any, left_pos: int, right_pos: int) -> Any:
+    """`left op right` for numbers and units; an error points at the operand that is neither."""
+    for operand, pos in ((right, right_pos), (left, left_pos)):
+        if not _is_number(operand):
+            raise ValueSyntaxError(f"cannot apply {op!r} to {operand!r} (unknown unit?)", pos)
     if not isinstance(left, Quantity):
         left = Quantity(float(left), (0, 0))
     if not isinstance(right, Quantity):
         right = Quantity(float(right), (0, 0))
+    if op == "/" and right.value == 0:
+        raise ValueSyntaxError("division by zero", right_pos)
     return left * right if op == "*" else left / right
 
 
