@@ -48,6 +48,7 @@ class ProcessFit:
 
     process: str
     sqrts: int
+    mass_range: tuple[tuple[float, float], ...]  # table (fit) range per mass argument, GeV
     log_lo: tuple[float, ...]
     log_hi: tuple[float, ...]
     coefficients: np.ndarray
@@ -57,11 +58,6 @@ class ProcessFit:
     @property
     def n_masses(self) -> int:
         return self.coefficients.ndim
-
-    @property
-    def mass_range(self) -> tuple[tuple[float, float], ...]:
-        """Table (fit) range per mass argument, GeV."""
-        return tuple((float(np.exp(lo)), float(np.exp(hi))) for lo, hi in zip(self.log_lo, self.log_hi))
 
     def log_xsec(self, masses: list[Any], xp: SimpleNamespace = NUMPY) -> Any:
         """ln(σ/fb) at the given masses (GeV), one array/tensor per mass argument, same shapes."""
@@ -115,9 +111,10 @@ class XsecFits:
                 coefficients = np.asarray(entry["coefficients"], dtype=float)
                 gradients = tuple(_pad(chebyshev.chebder(coefficients, axis=axis), coefficients.shape)
                                   for axis in range(coefficients.ndim))
-                domain = np.log(np.asarray(entry["domain_GeV"], dtype=float))
+                domain = np.asarray(entry["domain_GeV"], dtype=float)
                 self.fits[name, int(sqrts)] = ProcessFit(
-                    process=name, sqrts=int(sqrts), log_lo=tuple(domain[:, 0]), log_hi=tuple(domain[:, 1]),
+                    process=name, sqrts=int(sqrts), mass_range=tuple(map(tuple, domain.tolist())),
+                    log_lo=tuple(np.log(domain[:, 0])), log_hi=tuple(np.log(domain[:, 1])),
                     coefficients=coefficients, gradients=gradients,
                     info={k: v for k, v in entry.items() if k != "coefficients"})
 
