@@ -81,6 +81,10 @@ class PseudoPrior(Protocol):
         """Draw parameters for every slot, shape (B, S, D); unused entries are 0."""
         ...
 
+    def sample_slot(self, src: RandomSource, slot: np.ndarray) -> np.ndarray:
+        """Draw parameters of one slot per batch element (``slot`` (B,)), shape (B, D)."""
+        ...
+
     def logpdf(self, params: np.ndarray) -> np.ndarray:
         """Per-slot log density, shape (B, S)."""
         ...
@@ -100,6 +104,10 @@ class GaussianPseudoPrior:
     def sample(self, src: RandomSource) -> np.ndarray:
         z = src.normal(self.mean.shape)
         return np.where(self.mask, self.mean + self.std * z, 0.0)
+
+    def sample_slot(self, src: RandomSource, slot: np.ndarray) -> np.ndarray:
+        z = src.normal(self.mean.shape[1:])
+        return np.where(self.mask[slot], self.mean[slot] + self.std[slot] * z, 0.0)
 
     def logpdf(self, params: np.ndarray) -> np.ndarray:
         z = (params - self.mean) / self.std

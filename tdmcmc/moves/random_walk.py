@@ -2,7 +2,7 @@
 
 Proposal: every coordinate that is currently free (used entries of active slots, and all globals)
 moves by ``s · σ_i / sqrt(d) · z_i`` with z_i standard normal, d the number of free coordinates of
-that batch element, σ_i a per-coordinate scale and s a global step size per temperature level;
+that batch element (the 1/sqrt(d) can be switched off, e.g. to keep a lattice walk on its lattice), σ_i a per-coordinate scale and s a global step size per temperature level;
 γ and the inactive slots stay fixed. The proposal is symmetric (d depends only on γ, which does not
 change), so
 
@@ -36,7 +36,9 @@ class RandomWalk(MetropolisMove):
         global_scale: np.ndarray | None = None,
         step: float = 2.38,
         target_accept: float = 0.234,
+        dimension_scaling: bool = True,
     ) -> None:
+        self.dimension_scaling = dimension_scaling
         self.initial_slot_scale = np.broadcast_to(slot_scale, (layout.n_slots, layout.max_dim)).copy()
         self.initial_global_scale = (
             np.ones(layout.n_globals) if global_scale is None else np.asarray(global_scale, float)
@@ -56,7 +58,9 @@ class RandomWalk(MetropolisMove):
         z_globals = src.normal((layout.n_globals,))
         free = self.free_mask(state, ctx)
         d = free.sum(axis=(1, 2)) + layout.n_globals
-        factor = self.step_size.step(ctx.n_chains) / np.sqrt(np.maximum(d, 1))
+        factor = self.step_size.step(ctx.n_chains)
+        if self.dimension_scaling:
+            factor = factor / np.sqrt(np.maximum(d, 1))
         slot_scale = to_batch(self.slot_scale, ctx.n_chains)
         global_scale = to_batch(self.global_scale, ctx.n_chains)
         params = state.params + np.where(free, factor[:, None, None] * slot_scale * z_slots, 0.0)
