@@ -36,10 +36,9 @@ from tdmcmc.errors import UserError
 
 from .space import COEFFICIENTS, Pair, ProductionChannel, ProtomodelSpace
 
-NUMPY = SimpleNamespace(log=np.log, exp=np.exp, clip=np.clip, minimum=np.minimum, maximum=np.maximum, stack=np.stack, ones_like=np.ones_like,
-                        tensordot=np.tensordot, asarray=lambda x: np.asarray(x, dtype=float))
-PYTENSOR = SimpleNamespace(log=pt.log, exp=pt.exp, clip=pt.clip, minimum=pt.minimum, maximum=pt.maximum, stack=pt.stack, ones_like=pt.ones_like,
-                           tensordot=pt.tensordot, asarray=pt.as_tensor_variable)
+_OPS = ("log", "exp", "clip", "minimum", "maximum", "stack", "ones_like", "tensordot")
+NUMPY = SimpleNamespace(**{op: getattr(np, op) for op in _OPS}, asarray=lambda x: np.asarray(x, dtype=float))
+PYTENSOR = SimpleNamespace(**{op: getattr(pt, op) for op in _OPS}, asarray=pt.as_tensor_variable)
 
 
 @dataclass(frozen=True)

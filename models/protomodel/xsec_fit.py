@@ -9,7 +9,9 @@ Fit form: ln(σ/fb) = Σ_k c_k T_k(t), t = 2 (ln m − ln m_lo)/(ln m_hi − ln 
 on ln σ over the table points; two-mass processes use a tensor product T_j(t_1) T_k(t_2). The
 degree is the smallest one whose largest deviation beyond the table's printed precision is at most
 ``TARGET`` (1%); tables whose scatter does not allow that get the degree with the smallest such
-deviation, with no more than one parameter per three points and degree <= 12. Units: masses GeV, σ fb.
+deviation, with no more than one parameter per three points and degree <= 12. Only fits whose σ
+falls with every mass over the whole range are accepted (this rejects high-degree fits whose
+derivative oscillates between table points and at the edges, where it sets the extrapolation). Units: masses GeV, σ fb.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .xsec import XsecFits
 TARGET = 0.01  # aim well inside the 2% accuracy goal
 MAX_DEGREE = 12
 UNITS_FB = {"pb": 1000.0, "fb": 1.0}
+SQRTS_OTHER = {13: 8, 8: 13}
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,25 @@ class Grid:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A table at another √s rescaled by the σ(√s')/σ(√s) ratio of a related fitted process
+    (for the higgsino channels at 8 TeV, which have no table of their own)."""
+
+    table: Table
+    ratio_of: str  # process whose fitted ratio is used
+    from_sqrts: int  # √s of ``table``
+    order: str = "NLO+NLL (rescaled)"
+    note: str = ""
+
+    @property
+    def path(self) -> str:
+        return self.table.path
+
+
+@dataclass(frozen=True)
 class Process:
     description: str
-    tables: dict[int, Table | Grid] = field(default_factory=dict)
+    tables: dict[int, Table | Grid | Derived] = field(default_factory=dict)
     masses: tuple[str, ...] = ("m",)
 
 
@@ -67,6 +86,15 @@ PM, MORE, NLLFAST = "protomodels-xsecTables", "smodels-utils-morexsecs", "nllfas
 
 _C1C1_50 = ("the 50 GeV point, absent from the smodels-utils copy of the table, breaks the trend (log-log "
             "slope 5.2 below 100 GeV against 3.6 above); the fit starts at 100 GeV")
+
+
+
+def _higgsino(path: str, wino: str) -> dict[int, Table | Derived]:
+    table = Table(path, "fb", "NLO+NLL")
+    return {8: Derived(table, wino, 13, note=f"no 8 TeV higgsino table: the 13 TeV table times the fitted "
+                                             f"8/13 TeV ratio of {wino} at the same mass"),
+            13: table}
+
 
 PROCESSES: dict[str, Process] = {
     "gluino_pair": Process(
@@ -105,14 +133,14 @@ PROCESSES: dict[str, Process] = {
         {8: Table(f"{PM}/xsecN2C1m8.txt", "pb", "NLO+NLL"),
          13: Table(f"{PM}/xsecN2C1m13.txt", "fb", "NLO+NLL")}),
     "higgsino_C1pC1m": Process(
-        "higgsino-like chargino pair C1+ C1- (13 TeV only: no 8 TeV table)",
-        {13: Table(f"{MORE}/xsecC1C113hino.txt", "fb", "NLO+NLL")}),
+        "higgsino-like chargino pair C1+ C1-",
+        _higgsino(f"{MORE}/xsecC1C113hino.txt", "wino_C1pC1m")),
     "higgsino_N2C1p": Process(
-        "higgsino-like N2 C1+ (13 TeV only)",
-        {13: Table(f"{MORE}/xsecN2C1p13hino.txt", "fb", "NLO+NLL")}),
+        "higgsino-like N2 C1+ (degenerate; mass = mean mass of the pair)",
+        _higgsino(f"{MORE}/xsecN2C1p13hino.txt", "wino_N2C1p")),
     "higgsino_N2C1m": Process(
-        "higgsino-like N2 C1- (13 TeV only)",
-        {13: Table(f"{MORE}/xsecN2C1m13hino.txt", "fb", "NLO+NLL")}),
+        "higgsino-like N2 C1- (degenerate; mass = mean mass of the pair)",
+        _higgsino(f"{MORE}/xsecN2C1m13hino.txt", "wino_N2C1m")),
 }
 
 
@@ -194,8 +222,17 @@ def _sorted_points(path: Path, masses: list, xsecs: list, rounding: list) -> Poi
     return Points(m[order], x[order], r[order])
 
 
-def read_points(root: Path, source: Table | Grid) -> Points:
-    return read_grid(root, source) if isinstance(source, Grid) else read_table(root, source)
+def read_points(root: Path, source: Table | Grid | Derived, fits: XsecFits | None = None) -> Points:
+    """The reference points of a source; a Derived source needs the fits of its ratio process."""
+    if isinstance(source, Grid):
+        return read_grid(root, source)
+    if isinstance(source, Table):
+        return read_table(root, source)
+    points = read_table(root, source.table)
+    numerator, denominator = (fits.fit(source.ratio_of, s) for s in (SQRTS_OTHER[source.from_sqrts],
+                                                                     source.from_sqrts))
+    log_ratio = numerator.log_xsec(list(points.masses.T)) - denominator.log_xsec(list(points.masses.T))
+    return Points(points.masses, points.xsec * np.exp(log_ratio), points.rounding)
 
 
 def _scaled(log_m: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -226,27 +263,52 @@ def fit_points(points: Points, domain: np.ndarray) -> tuple[np.ndarray, int]:
             break
         design = _design(ts, degree)
         flat, *_ = np.linalg.lstsq(design, y, rcond=None)
+        coefficients = flat.reshape((degree + 1,) * n_masses)
+        if not _decreasing(coefficients):
+            continue
         excess = _excess(design @ flat, points)
-        results.append((excess, degree, flat.reshape((degree + 1,) * n_masses)))
+        results.append((excess, degree, coefficients))
         if excess <= TARGET:
             break
+    if not results:
+        raise UserError("no polynomial degree gives a cross section falling with the mass")
     excess, degree, coefficients = min(results, key=lambda r: (r[0] > TARGET, r[0] if r[0] > TARGET else r[1]))
     return coefficients, degree
 
 
-def fit_process(root: Path, name: str, sqrts: int) -> dict:
-    """Fit one process at one √s; returns the JSON entry (coefficients, domain, source, accuracy)."""
+def _decreasing(coefficients: np.ndarray, n: int = 201) -> bool:
+    """True if ln σ falls with every mass over the whole fit range (checked on a dense grid).
+
+    High degrees can match the table points while the derivative swings wildly between them and at
+    the edges, where it sets the extrapolation; such fits are rejected."""
+    t = np.linspace(-1.0, 1.0, n)
+    for axis in range(coefficients.ndim):
+        derivative = chebyshev.chebder(coefficients, axis=axis)
+        values = (chebyshev.chebval(t, derivative) if coefficients.ndim == 1
+                  else chebyshev.chebgrid2d(t, t, derivative))
+        if np.any(values >= 0):
+            return False
+    return True
+
+
+def fit_process(root: Path, name: str, sqrts: int, fits: XsecFits | None = None) -> dict:
+    """Fit one process at one √s; returns the JSON entry (coefficients, domain, source, accuracy).
+    ``fits`` provides the ratio process of a Derived source."""
     source = PROCESSES[name].tables[sqrts]
-    points = read_points(root, source)
+    points = read_points(root, source, fits)
     inside = _inside(points, getattr(source, "fit_range", None))
     fitted = Points(points.masses[inside], points.xsec[inside], points.rounding[inside])
     domain = np.stack([fitted.masses.min(axis=0), fitted.masses.max(axis=0)], axis=1)
     coefficients, degree = fit_points(fitted, domain)
-    return {
-        "source": source.path, "unit_in_table": getattr(source, "unit", "pb"), "order": source.order,
+    table = source.table if isinstance(source, Derived) else source
+    entry = {
+        "source": source.path, "unit_in_table": getattr(table, "unit", "pb"), "order": source.order,
         "note": source.note, "n_points": int(inside.sum()), "degree": degree,
         "domain_GeV": domain.tolist(), "coefficients": coefficients.tolist(),
     }
+    if isinstance(source, Derived):
+        entry["rescaled_from"] = {"sqrts": source.from_sqrts, "ratio_of": source.ratio_of}
+    return entry
 
 
 def _inside(points: Points, fit_range: tuple[float, float] | None) -> np.ndarray:
@@ -258,21 +320,23 @@ def _inside(points: Points, fit_range: tuple[float, float] | None) -> np.ndarray
 
 def fit_all(root: Path) -> dict:
     """Fit every process at every √s with a table; returns the coefficients-file dictionary."""
-    processes = {}
-    for name, process in PROCESSES.items():
-        processes[name] = {
-            "description": process.description, "masses": list(process.masses),
-            "sqrts": {str(s): fit_process(root, name, s) for s in sorted(process.tables)},
-        }
-    return {
+    data: dict = {
         "format": 1,
         "units": {"mass": "GeV", "xsec": "fb"},
         "form": "ln(xsec/fb) = chebval(t, coefficients), t = 2 (ln m - ln lo)/(ln hi - ln lo) - 1; "
                 "continued from the edges linearly in ln m below lo, linearly in m above hi",
         "generated_by": "python -m tdmcmc.models.protomodel.xsec_fit",
         "tables_root": "data/raw/xsec (see data/SOURCES.md section 3)",
-        "processes": processes,
+        "processes": {},
     }
+    for name, process in PROCESSES.items():
+        entry = {"description": process.description, "masses": list(process.masses), "sqrts": {}}
+        data["processes"][name] = entry
+        # tables first: a Derived source uses fits made earlier in this loop
+        for sqrts in sorted(process.tables, key=lambda s: isinstance(process.tables[s], Derived)):
+            entry["sqrts"][str(sqrts)] = fit_process(root, name, sqrts, XsecFits(data, "fit in progress"))
+        entry["sqrts"] = dict(sorted(entry["sqrts"].items(), key=lambda item: int(item[0])))
+    return data
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -300,7 +364,7 @@ def check(root: Path, fits: XsecFits) -> list[Deviation]:
             fit = fits.fit(name, sqrts)
             if fit is None:
                 raise UserError(f"{fits.source}: no fit for {name} at {sqrts} TeV; rerun xsec_fit")
-            points = read_points(root, source)
+            points = read_points(root, source, fits)
             sigma = np.exp(fit.log_xsec(list(points.masses.T)))
             deviation = np.abs(sigma / points.xsec - 1.0)
             inside = fit.in_range(list(points.masses.T))

@@ -14,7 +14,7 @@ from tdmcmc.errors import UserError
 from tdmcmc.models.protomodel import xsec_fit
 from tdmcmc.models.protomodel.space import COEFFICIENTS, default_space
 from tdmcmc.models.protomodel.xsec import (
-    channel_xsec, channel_xsec_tensor, cross_sections, in_table_range, kappa_lookup, load_fits)
+    XsecFits, channel_xsec, channel_xsec_tensor, cross_sections, in_table_range, kappa_lookup, load_fits)
 
 # Largest relative deviation of the fit from its table inside the table range, as documented in
 # docs/cross-sections.md (rounded up). Target 2%; the tables above it are not smooth themselves
@@ -23,15 +23,18 @@ MAX_DEVIATION = {
     ("gluino_pair", 8): 0.01, ("gluino_pair", 13): 0.01,
     ("squark_antisquark_10flavours", 8): 0.01, ("squark_antisquark_10flavours", 13): 0.01,
     ("stop_pair", 8): 0.03, ("stop_pair", 13): 0.015,
-    ("squark_gluino_10flavours", 8): 0.01, ("squark_gluino_10flavours", 13): 0.015,
+    ("squark_gluino_10flavours", 8): 0.02, ("squark_gluino_10flavours", 13): 0.02,
     ("slepton_L_pair", 8): 0.12, ("slepton_L_pair", 13): 0.01,
     ("wino_C1pC1m", 8): 0.035, ("wino_C1pC1m", 13): 0.05,
     ("wino_N2C1p", 8): 0.27, ("wino_N2C1p", 13): 0.035,
     ("wino_N2C1m", 8): 0.27, ("wino_N2C1m", 13): 0.14,
     ("higgsino_C1pC1m", 13): 0.19, ("higgsino_N2C1p", 13): 0.36, ("higgsino_N2C1m", 13): 0.25,
+    # 8 TeV higgsino: the 13 TeV table rescaled by the wino 8/13 ratio (checked against those points)
+    ("higgsino_C1pC1m", 8): 0.19, ("higgsino_N2C1p", 8): 0.26, ("higgsino_N2C1m", 8): 0.26,
 }
 # the same after allowing for the printed precision of the table values
-MAX_BEYOND_ROUNDING = {("higgsino_N2C1p", 13): 0.01, ("higgsino_N2C1m", 13): 0.01}
+MAX_BEYOND_ROUNDING = {("higgsino_N2C1p", 13): 0.01, ("higgsino_N2C1m", 13): 0.015,
+                       ("higgsino_N2C1p", 8): 0.01, ("higgsino_N2C1m", 8): 0.015}
 
 # Pairs where we differ from the oracle on purpose: the original gave N1N2 and N2N2 the wino
 # chargino-pair table; pure bino/wino neutralino pairs have no Z coupling and are not produced here.
@@ -119,7 +122,21 @@ def test_squark_gluino_2d_fit_beats_the_mean_mass_rule(tables):
     fits = load_fits()
     points = xsec_fit.read_grid(tables, xsec_fit.PROCESSES["squark_gluino_10flavours"].tables[13])
     sigma = np.exp(fits.fit("squark_gluino_10flavours", 13).log_xsec(list(points.masses.T)))
-    assert np.max(np.abs(sigma / points.xsec - 1)) < 0.015
+    assert np.max(np.abs(sigma / points.xsec - 1)) < 0.02
+
+
+def test_fits_fall_with_the_masses_inside_and_outside_the_tables():
+    fits = load_fits()
+    for (process, sqrts), fit in fits.fits.items():
+        lo, hi = fit.mass_range[0]
+        m = np.geomspace(lo / 2, hi * 1.5, 3000)
+        if fit.n_masses == 1:
+            assert np.all(np.diff(fit.log_xsec([m])) < 0), (process, sqrts)
+        else:  # inside the grid only: see docs on two-mass extrapolation
+            g = np.geomspace(lo, hi, 300)
+            a, b = np.meshgrid(g, g, indexing="ij")
+            y = fit.log_xsec([a, b])
+            assert np.all(np.diff(y, axis=0) < 0) and np.all(np.diff(y, axis=1) < 0), (process, sqrts)
 
 
 def test_extrapolation_is_smooth_positive_and_flagged():
@@ -178,7 +195,11 @@ def test_kappa_rules_and_missing_tables():
         kappa_lookup(space, {"1000023,1000024": 1.0, "-1000024,1000023": 2.0})
     with pytest.raises(UserError, match="not a signed PDG pair"):
         kappa_lookup(space, {"gluino": 1.0})
-    # higgsino processes have no 8 TeV table: left out of the 8 TeV list, flagged as not in range
-    at8 = cross_sections(space, masses, {}, 8)
+    # a process without a fit at some √s is left out and flagged as not in range
+    data = json.loads(COEFFICIENTS.read_text())
+    del data["processes"]["higgsino_C1pC1m"]["sqrts"]["8"]
+    fits = XsecFits(data, "test")
+    at8 = cross_sections(space, masses, {}, 8, fits)
     assert (-1000037, 1000037) not in at8 and (-1000024, 1000024) in at8
-    assert not in_table_range(space.channel((-1000037, 1000037)), 600.0, 600.0, 8)
+    assert not in_table_range(space.channel((-1000037, 1000037)), 600.0, 600.0, 8, fits)
+    assert channel_xsec(space.channel((-1000037, 1000037)), 600.0, 600.0, 8, fits) == 0.0
