@@ -101,7 +101,6 @@ class XsecFits:
 
     def __init__(self, data: Mapping[str, Any], source: str):
         self.source = source
-        self.meta = {k: v for k, v in data.items() if k != "processes"}
         self.processes: dict[str, dict[str, Any]] = {}
         self.fits: dict[tuple[str, int], ProcessFit] = {}
         for name, process in data["processes"].items():

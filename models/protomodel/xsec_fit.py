@@ -11,7 +11,8 @@ degree is the smallest one whose largest deviation beyond the table's printed pr
 ``TARGET`` (1%); tables whose scatter does not allow that get the degree with the smallest such
 deviation, with no more than one parameter per three points and degree <= 12. Only fits whose σ
 falls with every mass over the whole range are accepted (this rejects high-degree fits whose
-derivative oscillates between table points and at the edges, where it sets the extrapolation). Units: masses GeV, σ fb.
+derivative oscillates between table points and at the edges, where it sets the extrapolation).
+Units: masses GeV, σ fb.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +38,6 @@ from .xsec import XsecFits
 TARGET = 0.01  # aim well inside the 2% accuracy goal
 MAX_DEGREE = 12
 UNITS_FB = {"pb": 1000.0, "fb": 1.0}
-SQRTS_OTHER = {13: 8, 8: 13}
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,9 @@ class Derived:
     (for the higgsino channels at 8 TeV, which have no table of their own)."""
 
     table: Table
-    ratio_of: str  # process whose fitted ratio is used
+    ratio_of: str  # process whose fitted ratio σ(to_sqrts)/σ(from_sqrts) is used
     from_sqrts: int  # √s of ``table``
+    to_sqrts: int
     order: str = "NLO+NLL (rescaled)"
     note: str = ""
 
@@ -91,7 +93,7 @@ _C1C1_50 = ("the 50 GeV point, absent from the smodels-utils copy of the table, 
 
 def _higgsino(path: str, wino: str) -> dict[int, Table | Derived]:
     table = Table(path, "fb", "NLO+NLL")
-    return {8: Derived(table, wino, 13, note=f"no 8 TeV higgsino table: the 13 TeV table times the fitted "
+    return {8: Derived(table, wino, 13, 8, note=f"no 8 TeV higgsino table: the 13 TeV table times the fitted "
                                              f"8/13 TeV ratio of {wino} at the same mass"),
             13: table}
 
@@ -179,20 +181,32 @@ def read_table(root: Path, table: Table) -> Points:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise UserError(f"{path}: cannot read cross-section table ({exc.strerror})") from None
+    header = []
     for number, line in enumerate(lines, 1):
         tokens = [t for t in line.split() if t != "GeV"]
         if not tokens or line.lstrip().startswith("#"):
+            header.append(line)
             continue
         try:
             mass, xsec = float(tokens[0]), float(tokens[1])
         except (ValueError, IndexError):
             if masses:  # text after the data starts is an error, a text header is not
                 raise UserError(f"{path}:{number}: expected 'mass xsec ...', got {line!r}") from None
+            header.append(line)
             continue
         masses.append([mass])
         xsecs.append(xsec * UNITS_FB[table.unit])
         rounding.append(_rounding(tokens[1]))
+    _check_unit(path, table.unit, header)
     return _sorted_points(path, masses, xsecs, rounding)
+
+
+def _check_unit(path: Path, unit: str, header: list[str]) -> None:
+    """Guard against unit slips (the original read an fb table as pb): if the header names one unit,
+    it must be the configured one."""
+    named = set(re.findall(r"\b(pb|fb)\b", " ".join(header).lower()))
+    if len(named) == 1 and unit not in named:
+        raise UserError(f"{path}: header says {named.pop()}, the fit configuration says {unit}")
 
 
 def read_grid(root: Path, grid: Grid) -> Points:
@@ -229,8 +243,7 @@ def read_points(root: Path, source: Table | Grid | Derived, fits: XsecFits | Non
     if isinstance(source, Table):
         return read_table(root, source)
     points = read_table(root, source.table)
-    numerator, denominator = (fits.fit(source.ratio_of, s) for s in (SQRTS_OTHER[source.from_sqrts],
-                                                                     source.from_sqrts))
+    numerator, denominator = (fits.fit(source.ratio_of, s) for s in (source.to_sqrts, source.from_sqrts))
     log_ratio = numerator.log_xsec(list(points.masses.T)) - denominator.log_xsec(list(points.masses.T))
     return Points(points.masses, points.xsec * np.exp(log_ratio), points.rounding)
 

@@ -203,3 +203,12 @@ def test_kappa_rules_and_missing_tables():
     assert (-1000037, 1000037) not in at8 and (-1000024, 1000024) in at8
     assert not in_table_range(space.channel((-1000037, 1000037)), 600.0, 600.0, 8, fits)
     assert channel_xsec(space.channel((-1000037, 1000037)), 600.0, 600.0, 8, fits) == 0.0
+
+
+def test_unit_slip_of_the_original_is_caught(tables, tmp_path):
+    """The original read the 8 TeV slepton table (fb) as pb; a unit that contradicts the header fails."""
+    (tmp_path / "slep8.txt").write_text((tables / "protomodels-xsecTables/xsecslepslep8.txt").read_text())
+    with pytest.raises(UserError, match="header says fb"):
+        xsec_fit.read_table(tmp_path, xsec_fit.Table("slep8.txt", "pb", "NLO+NLL"))
+    points = xsec_fit.read_table(tmp_path, xsec_fit.Table("slep8.txt", "fb", "NLO+NLL"))
+    assert points.xsec[0] == 2952.7 and points.masses[0, 0] == 50.0
