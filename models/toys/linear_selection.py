@@ -93,11 +93,17 @@ class ExactPosterior:
 
     models: np.ndarray
     prob: np.ndarray
+    coefficient_means: np.ndarray
 
     @property
     def inclusion(self) -> np.ndarray:
         """P(γ_j = 1 | y) for every regressor, shape (J,)."""
         return self.prob @ self.models
+
+    @property
+    def coefficient_mean(self) -> np.ndarray:
+        """E[β_j γ_j | y] (β_j counted as 0 when excluded), shape (J,)."""
+        return self.prob @ self.coefficient_means
 
     @property
     def size_distribution(self) -> np.ndarray:
@@ -107,16 +113,22 @@ class ExactPosterior:
 
 
 def exact_posterior(model: LinearSelection) -> ExactPosterior:
-    """Enumerate all models with the Gaussian marginal likelihood (scipy, β integrated out)."""
+    """Enumerate all models with the Gaussian marginal likelihood (scipy, β integrated out).
+
+    Also the conditional posterior means E[β_γ | γ, y] = (X_γᵀX_γ/σ² + I/τ²)⁻¹ X_γᵀ y/σ².
+    """
     n, j = model.X.shape
     models = np.array(list(itertools.product([False, True], repeat=j)), dtype=bool)
     log_post = np.empty(len(models))
+    means = np.zeros((len(models), j))
     for m, gamma in enumerate(models):
         xg = model.X[:, gamma]
         cov = model.sigma**2 * np.eye(n) + model.tau**2 * xg @ xg.T
         log_post[m] = stats.multivariate_normal.logpdf(model.y, np.zeros(n), cov) - model.lam * gamma.sum()
+        precision = xg.T @ xg / model.sigma**2 + np.eye(gamma.sum()) / model.tau**2
+        means[m, gamma] = np.linalg.solve(precision, xg.T @ model.y / model.sigma**2)
     prob = np.exp(log_post - log_post.max())
-    return ExactPosterior(models, prob / prob.sum())
+    return ExactPosterior(models, prob / prob.sum(), means)
 
 
 def simulate(
