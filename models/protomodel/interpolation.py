@@ -1,0 +1,383 @@
+"""Interpolation of upper-limit and efficiency maps with the semantics of SModelS 3.2.1.
+
+API (for the prediction code)
+-----------------------------
+Points are always given in the column order of the map's ``MapData.layout`` (masses and widths in
+GeV, exactly like ``grid.coords``); values come back in the map's units (fb for limits, plain
+numbers for efficiencies).
+
+``GridInterpolator(coords, values, layout=None)``
+    One triangulation for one set of mass points. ``coords`` (n_points, n_coords) GeV, ``values``
+    (n_points,) or (n_points, k): k maps that share the same points (e.g. the efficiency maps of one
+    txname in every SR of an analysis, or observed and expected limits) share one simplex search
+    and one set of barycentric weights. ``layout`` (the ``MapData.layout``) says which columns are
+    widths and fixes SModelS' column order; None means "all masses, already in SModelS order".
+    Picklable. Attributes: ``n_coords``, ``k``, ``dimensionality`` (of the data after the rotation),
+    ``full_dimensionality``.
+``GridInterpolator.__call__(points (n, n_coords)) -> (n, k)``
+    Interpolated values; NaN exactly where SModelS' ``TxNameData.getValueFor`` returns None.
+``GridInterpolator.evaluate(points, jacobian=False) -> Evaluation``
+    ``values`` (n, k) as above, ``inside`` (n, k) bool (= ~isnan(values)) and, if asked,
+    ``jacobian`` (n, k, n_coords): d value / d point in [value unit]/GeV, exact for the piecewise-
+    linear interpolant (constant inside a simplex), zero where the value is NaN or clamped.
+``GridInterpolator.locate(points) -> Location``
+    ``simplex`` (n,) int (-1 outside), ``vertices`` (n, d+1) point indices, ``weights`` (n, d+1)
+    barycentric weights, ``inside`` (n,) bool — in the rotated, projected space (no off-plane test).
+``build_database_interpolators(compiled, group=True) -> DatabaseInterpolators``
+    Interpolators for every map row of ``compiled.arrays`` (``map_coords[i]``/``map_values[i]``),
+    maps with bit-identical coordinates (and layout) grouped into one ``GridInterpolator``.
+    ``DatabaseInterpolators.groups`` (tuple of GridInterpolator), ``.map_group[i]`` and
+    ``.map_column[i]`` (map row i is column ``map_column[i]`` of group ``map_group[i]``),
+    ``.failed`` {map row: reason} for maps SModelS cannot triangulate either, and
+    ``.evaluate_map(i, points) -> (n,)``.
+PyTensor: :mod:`tdmcmc.models.protomodel.interpolation_op` (``interpolate(interp, points,
+fill_value=0.0) -> (values, inside)``) wraps a GridInterpolator as an Op with exact gradients.
+
+How callers map NaN to SModelS' behaviour (``smodels/experiment/txnameObj.py``):
+``TxName.getEfficiencyFor`` turns None/NaN/0 into efficiency 0 for efficiency maps, and for an
+upper-limit map into "not in the grid" (efficiency 0: the SMS does not contribute to the UL
+cluster). ``getULFor`` returns None: the upper-limit result gives no theory prediction there.
+So: EM rows use ``nan_to_num(value, nan=0)``; UL rows use ``inside`` as a mask on the row's
+contribution and never use the value where it is NaN.
+
+SModelS 3.2.1 semantics reproduced here
+---------------------------------------
+References are to ``smodels/experiment/txnameDataObj.py`` (class ``TxNameData``), unless noted.
+
+1. Flat point (``txnameObj.TxName.setDataMap``/``transformPoint``): all masses in branch order
+   (branch 0 positions, then branch 1; an inclusive ``*`` branch is skipped), then all widths in
+   the same order; v3 maps use the ``dataMap`` column order. Units removed in GeV. Widths go
+   through ``expAuxiliaryFuncs.rescaleWidth``: w' = min(w, 1e50)/1e-30, x = w' if w' < 1e-10 else
+   log(1 + w').
+2. ``computeV``: delta_x = column means of the data points (sequential Python sums: reproduced
+   bit-for-bit with a cumulative sum); M = x - delta_x; V = right singular vectors of
+   ``scipy.linalg.svd(M[::ceil(n/2000)])`` (only every n-th point when n > 2000). Rotated points
+   Mp = M V. ``dimensionality`` = the largest number of coordinates with |Mp| > 1e-4 in any data
+   point (``countNonZeros``); the triangulation is ``scipy.spatial.Delaunay(Mp[:, :dim])`` for
+   dim > 1, and ``Delaunay1D`` (sorted intervals) for dim == 1. dim == 0 (a single point, or all
+   points equal) makes SModelS fail when the txname is built; we raise :class:`DegenerateMapError`.
+   Data in a lower-dimensional plane (e.g. symmetric branches [[m1,m2],[m1,m2]] -> 2-D plane in 4-D,
+   or T6WW's two x-planes) is handled by this projection, nothing else.
+3. ``getValueFor(point)`` is wrapped by ``tools.caching.roundCache(digits=2)``: the flat point is
+   rounded to 0.01 GeV *before* evaluation. We do NOT round (it would make the gradient zero);
+   the difference is at most the change of a linear interpolant over 0.005 GeV.
+4. q = (x - delta_x) V. ``interpolate(q[:dim])``: ``tri.find_simplex(q, tol=1e-6)`` (scipy: the
+   tolerance is on barycentric coordinates; ``Delaunay1D.find_simplex``: on the coordinate itself,
+   in GeV, only beyond the two end points, intervals are (x_i, x_i+1]). Outside: NaN. Inside: value
+   = Σ w_j y_j, then clamped from below to the smallest vertex value (only matters within the
+   tolerance band), then rounded to 6 significant digits. We do not round (relative 5e-7).
+5. Off the plane: if ``countNonZeros(q)`` (|q_i| > 1e-4 over ALL full-dimensional coordinates)
+   exceeds dim, ``_interpolateOutsideConvexHull`` returns the projected value only when
+   ``_estimateExtrapolationError`` < 0.05 (``accept_errors_upto``), else None. That estimate, with
+   alpha = |q[dim:]|: g_i = (f(q + alpha e_i) - f(q))/alpha for i < dim (NaN if any of those
+   points is outside -> None); if |g| == 0 -> 0; otherwise the step s = Σ_i alpha g_i/|g| is added
+   to and subtracted from the LAST in-plane coordinate only (SModelS' loop reuses the index i;
+   reproduced as is), giving f+ and f-; de = |f± - f|/f (1 if f == 0 and f± != 0); de = de+ unless
+   de- > de+ (so NaN in f+ rejects, NaN in f- alone does not). With k maps sharing a
+   triangulation the decision is made per map, as SModelS does.
+6. ``_returnProjectedValue``: NaN -> None; |value| < 100 * machine epsilon -> 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import svd
+from scipy.spatial import Delaunay
+
+from tdmcmc.models.database.maps import Coordinate
+
+# Constants of SModelS 3.2.1 (see the module docstring for where each comes from).
+SIMPLEX_TOL = 1e-6
+NONZERO_TOL = 1e-4
+ACCEPT_ERRORS_UPTO = 0.05
+ZERO_VALUE = 100.0 * sys.float_info.epsilon
+WIDTH_MIN, WIDTH_MAX = 1e-30, 1e50  # GeV
+SVD_MAX_POINTS = 2000
+
+
+class DegenerateMapError(ValueError):
+    """A map whose points do not span even a line (SModelS cannot triangulate it either)."""
+
+
+def rescale_width(width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SModelS' ``rescaleWidth`` (widths in GeV) and its derivative d x / d width (1/GeV)."""
+    w = np.minimum(width, WIDTH_MAX) / WIDTH_MIN
+    small = w < 1e-10
+    x = np.where(small, w, np.log1p(np.where(small, 0.0, w)))
+    dx = np.where(width > WIDTH_MAX, 0.0, np.where(small, 1.0, 1.0 / (1.0 + w)) / WIDTH_MIN)
+    return x, dx
+
+
+def smodels_column_order(layout: Sequence[Coordinate] | None, n_coords: int) -> np.ndarray:
+    """Indices of the layout's columns in SModelS' flat order: masses first, then widths (v1/v2);
+    v3 layouts (``node`` set) already are in ``dataMap`` order."""
+    if layout is None or any(c.node is not None for c in layout):
+        return np.arange(n_coords)
+    masses = [i for i, c in enumerate(layout) if c.quantity == "mass"]
+    widths = [i for i, c in enumerate(layout) if c.quantity == "width"]
+    return np.array(masses + widths, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Point location in the projected rotated space of a :class:`GridInterpolator`."""
+
+    simplex: np.ndarray  # (n,) int64, -1 outside
+    vertices: np.ndarray  # (n, d+1) data point indices (vertex 0 where outside)
+    weights: np.ndarray  # (n, d+1) barycentric weights (NaN where outside)
+    inside: np.ndarray  # (n,) bool
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """Values (n, k), ``inside`` (n, k) and optionally the Jacobian (n, k, n_coords) per GeV."""
+
+    values: np.ndarray
+    inside: np.ndarray
+    jacobian: np.ndarray | None = None
+
+
+class GridInterpolator:
+    """SModelS' interpolation of k maps that share the same mass points (see the module docstring).
+
+    Args:
+        coords: (n_points, n_coords) masses/widths in GeV, columns as in ``layout``.
+        values: (n_points,) or (n_points, k) values (fb or unitless).
+        layout: the grid's ``MapData.layout`` (None: every column is a mass, in SModelS order).
+
+    Raises:
+        DegenerateMapError: all points coincide after the transform (SModelS fails there too).
+    """
+
+    def __init__(self, coords: np.ndarray, values: np.ndarray,
+                 layout: Sequence[Coordinate] | None = None) -> None:
+        coords = np.asarray(coords, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float64)
+        self._scalar = values.ndim == 1
+        self.values = values.reshape(len(values), -1)
+        if coords.ndim != 2 or len(coords) != len(self.values):
+            raise ValueError(f"coords {coords.shape} and values {values.shape} do not match")
+        self.n_coords = coords.shape[1]
+        self.k = self.values.shape[1]
+        self._order = smodels_column_order(layout, self.n_coords)
+        widths = [] if layout is None else [c.quantity == "width" for c in layout]
+        self._is_width = np.array([widths[i] for i in self._order] if widths else [False] * self.n_coords)
+        x, _ = self._flat(coords)
+        # Python's sum(column)/n adds left to right, as cumsum does (np.mean would not be bit-equal).
+        self.delta_x = np.cumsum(x, axis=0)[-1] / len(x)
+        m = x - self.delta_x
+        step = int(math.ceil(len(m) / SVD_MAX_POINTS))
+        self.rotation = svd(m[::step])[2].T  # SModelS' V: (full_dim, full_dim)
+        mp = m @ self.rotation
+        self.full_dimensionality = self.n_coords
+        self.dimensionality = int(np.max(np.sum(np.abs(mp) > NONZERO_TOL, axis=1)))
+        d = self.dimensionality
+        if d == 0:
+            raise DegenerateMapError(f"all {len(coords)} points of the map coincide")
+        if d > 1:
+            self._tri: Delaunay | None = Delaunay(mp[:, :d])
+            self.simplices = self._tri.simplices.astype(np.int64)
+            self._transform = self._tri.transform
+        else:
+            self._tri = None
+            self._init_1d(mp[:, 0])
+        # d value/d q for each simplex: (y_i - y_d) T[i, j] summed over i, shape (n_simplex, k, d).
+        yv = self.values[self.simplices]  # (n_simplex, d+1, k)
+        self._simplex_slope = np.einsum("sik,sij->skj", yv[:, :d] - yv[:, d:], self._transform[:, :d])
+        self._simplex_min = yv.min(axis=1)  # (n_simplex, k)
+
+    def _init_1d(self, line: np.ndarray) -> None:
+        # Delaunay1D: intervals between sorted points; vertex 0 is the upper end (weight t), 1 the lower.
+        # Ties keep the first index, as list.index does there.
+        order = np.argsort(line, kind="stable")
+        first = {}
+        for i in order:
+            first.setdefault(line[i], i)
+        self._line = line[order]
+        idx = np.array([first[v] for v in self._line], dtype=np.int64)
+        self.simplices = np.stack([idx[1:], idx[:-1]], axis=1)
+        lo, hi = line[self.simplices[:, 1]], line[self.simplices[:, 0]]
+        with np.errstate(divide="ignore"):
+            self._transform = np.stack([1.0 / (hi - lo), lo], axis=1)[:, :, None]  # (n_simplex, 2, 1)
+
+    def _flat(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SModelS' flat point (columns reordered, widths rescaled) and d flat / d point (diagonal)."""
+        x = points[:, self._order]
+        dx = np.ones_like(x)
+        if self._is_width.any():
+            x = x.copy()
+            x[:, self._is_width], dx[:, self._is_width] = rescale_width(x[:, self._is_width])
+        return x, dx
+
+    def rotate(self, points: np.ndarray) -> np.ndarray:
+        """Points (n, n_coords) GeV -> SModelS' rotated coordinates q (n, full_dimensionality)."""
+        x, _ = self._flat(np.atleast_2d(np.asarray(points, dtype=np.float64)))
+        return (x - self.delta_x) @ self.rotation
+
+    def _find(self, qp: np.ndarray) -> np.ndarray:
+        if self._tri is not None:
+            return self._tri.find_simplex(qp, tol=SIMPLEX_TOL).astype(np.int64)
+        x = qp[:, 0]
+        n_simplex = len(self.simplices)
+        s = np.searchsorted(self._line, x, side="left") - 1
+        below = (s == -1) & (np.abs(x - self._line[0]) < SIMPLEX_TOL)
+        above = (s == n_simplex) & (np.abs(x - self._line[-1]) < SIMPLEX_TOL)
+        s = np.where(below, 0, np.where(above, n_simplex - 1, s))
+        return np.where((s < 0) | (s >= n_simplex) | np.isnan(x), -1, s)
+
+    def _locate_projected(self, qp: np.ndarray) -> Location:
+        d = self.dimensionality
+        simplex = self._find(qp)
+        inside = simplex >= 0
+        s = np.where(inside, simplex, 0)
+        t = self._transform[s]
+        bary = np.einsum("nij,nj->ni", t[:, :d], qp - t[:, d])
+        weights = np.concatenate([bary, 1.0 - bary.sum(axis=1, keepdims=True)], axis=1)
+        weights[~inside] = np.nan
+        return Location(simplex, self.simplices[s], weights, inside)
+
+    def locate(self, points: np.ndarray) -> Location:
+        """Simplex and barycentric weights of points (n, n_coords) GeV in the projected space."""
+        return self._locate_projected(self.rotate(points)[:, :self.dimensionality])
+
+    def _interpolate(self, qp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``TxNameData.interpolate`` without the rounding: values (n, k), simplex, clamped mask."""
+        loc = self._locate_projected(qp)
+        vals = np.einsum("nj,njk->nk", np.nan_to_num(loc.weights), self.values[loc.vertices])
+        floor = self._simplex_min[np.where(loc.inside, loc.simplex, 0)]
+        clamped = vals < floor
+        vals = np.where(clamped, floor, vals)
+        vals[~loc.inside] = np.nan
+        return vals, loc.simplex, clamped
+
+    def _interpolate_per_column(self, qp: np.ndarray) -> np.ndarray:
+        """Values (n, k) where map c is evaluated at its own point qp[:, c] (qp: (n, k, d))."""
+        n = len(qp)
+        vals = self._interpolate(qp.reshape(n * self.k, -1))[0].reshape(n, self.k, self.k)
+        return np.diagonal(vals, axis1=1, axis2=2)
+
+    def _extrapolation_ok(self, q: np.ndarray, proj: np.ndarray) -> np.ndarray:
+        """``_interpolateOutsideConvexHull`` for off-plane points q (n, full_dim) whose projected
+        values are `proj` (n, k): True where SModelS accepts the projected value."""
+        d = self.dimensionality
+        qp = q[:, :d]
+        alpha = np.sqrt(np.sum(q[:, d:] ** 2, axis=1))[:, None]  # (n, 1) distance to the plane
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g = np.empty(proj.shape + (d,))
+            for i in range(d):
+                shifted = qp.copy()
+                shifted[:, i] += alpha[:, 0]
+                g[:, :, i] = (self._interpolate(shifted)[0] - proj) / alpha
+            norm = np.sqrt(np.sum(g ** 2, axis=-1))
+            step = np.sum(g / norm[..., None], axis=-1) * alpha  # (n, k), all on the last coordinate
+            rel = []
+            for sign in (1.0, -1.0):
+                moved = np.repeat(qp[:, None, :], self.k, axis=1)
+                moved[:, :, d - 1] += sign * step
+                f = self._interpolate_per_column(moved)
+                rel.append(np.where(proj == 0.0, (f != 0.0).astype(float), np.abs(f - proj) / proj))
+            de = np.where(rel[1] > rel[0], rel[1], rel[0])
+            # SModelS' early returns, applied from the last to the first so the first one wins.
+            de = np.where(norm == 0.0, 0.0, de)
+            de = np.where(np.isnan(g).any(axis=-1), np.nan, de)
+            de = np.where(alpha == 0.0, 0.0, de)
+            return de < ACCEPT_ERRORS_UPTO
+
+    def evaluate(self, points: np.ndarray, jacobian: bool = False) -> Evaluation:
+        """SModelS' ``getValueFor`` for points (n, n_coords) GeV, with the optional exact Jacobian."""
+        points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        x, dx = self._flat(points)
+        q = (x - self.delta_x) @ self.rotation
+        d = self.dimensionality
+        vals, simplex, clamped = self._interpolate(q[:, :d])
+        off = np.sum(np.abs(q) > NONZERO_TOL, axis=1) > d
+        if off.any():
+            ok = self._extrapolation_ok(q[off], vals[off])
+            vals[off] = np.where(ok, vals[off], np.nan)
+        vals = np.where(np.abs(vals) < ZERO_VALUE, 0.0, vals)
+        inside = ~np.isnan(vals)
+        jac = None
+        if jacobian:
+            slope = self._simplex_slope[np.where(simplex >= 0, simplex, 0)]  # (n, k, d)
+            slope = np.where((inside & ~clamped)[..., None], slope, 0.0)
+            jac_flat = slope @ self.rotation[:, :d].T * dx[:, None, :]  # d value / d flat x
+            jac = np.empty_like(jac_flat)
+            jac[:, :, self._order] = jac_flat
+        return Evaluation(vals, inside, jac)
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """Values (n, k) at points (n, n_coords) GeV; NaN where SModelS returns None."""
+        return self.evaluate(points).values
+
+
+def coords_key(coords: np.ndarray, layout: Sequence[Coordinate] | None) -> tuple:
+    """Grouping key: maps share a triangulation iff their coordinates are bit-identical."""
+    coords = np.ascontiguousarray(coords, dtype=np.float64)
+    return (coords.shape, tuple(layout or ()), hashlib.blake2b(coords.tobytes(), digest_size=16).digest())
+
+
+@dataclass(frozen=True, eq=False)
+class DatabaseInterpolators:
+    """Interpolators for every map row of a :class:`~tdmcmc.models.database.compiled.DatabaseArrays`.
+
+    Map row i is column ``map_column[i]`` of ``groups[map_group[i]]``; ``map_group[i] == -1`` for
+    the rows in ``failed`` (map row -> reason).
+    """
+
+    groups: tuple[GridInterpolator, ...]
+    map_group: np.ndarray
+    map_column: np.ndarray
+    failed: dict[int, str]
+
+    def evaluate_map(self, map_row: int, points: np.ndarray) -> np.ndarray:
+        """Values (n,) of map row `map_row` at points (n, n_coords) GeV (NaN: SModelS' None)."""
+        return self.groups[self.map_group[map_row]](points)[:, self.map_column[map_row]]
+
+
+def map_layouts(compiled) -> list[tuple[Coordinate, ...]]:
+    """The layout of every map row of ``compiled.arrays``, in the row order of ``compile_arrays``."""
+    layouts = []
+    for ds in compiled.database.datasets:
+        for tx in ds.txnames:
+            for grid in (tx.upper_limits, tx.expected_upper_limits, tx.efficiency_map):
+                if grid is not None:
+                    layouts.append(grid.layout)
+    return layouts
+
+
+def build_database_interpolators(compiled, group: bool = True) -> DatabaseInterpolators:
+    """One :class:`GridInterpolator` per distinct coordinate array (or per map if not `group`).
+
+    Args:
+        compiled: a ``CompiledDatabase`` (``load_compiled``).
+        group: share one triangulation among maps with bit-identical coordinates and layout.
+    """
+    arrays = compiled.arrays
+    layouts = map_layouts(compiled)
+    if len(layouts) != len(arrays.map_coords):
+        raise ValueError("database records and arrays disagree on the number of maps")
+    members: dict[tuple, list[int]] = {}
+    for i, (coords, layout) in enumerate(zip(arrays.map_coords, layouts)):
+        key = coords_key(coords, layout) if group else (i,)
+        members.setdefault(key, []).append(i)
+    groups, failed = [], {}
+    map_group = np.full(len(layouts), -1, dtype=np.int64)
+    map_column = np.zeros(len(layouts), dtype=np.int64)
+    for rows in members.values():
+        first = rows[0]
+        values = np.stack([arrays.map_values[i] for i in rows], axis=1)
+        try:
+            interp = GridInterpolator(arrays.map_coords[first], values, layouts[first])
+        except DegenerateMapError as exc:
+            failed.update({i: str(exc) for i in rows})
+            continue
+        map_group[rows] = len(groups)
+        map_column[rows] = np.arange(len(rows))
+        groups.append(interp)
+    return DatabaseInterpolators(tuple(groups), map_group, map_column, failed)
