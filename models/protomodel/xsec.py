@@ -235,3 +235,24 @@ def cross_sections(space: ProtomodelSpace, masses: Mapping[int, float], kappas: 
         sigma = float(channel_xsec(channel, masses[a], masses[b], sqrts, fits))
         result[channel.key] = kappa.get(channel.kappa_key, 1.0) * sigma
     return result
+
+
+def cross_section_tensors(space: ProtomodelSpace, masses: Mapping[int, Any], sqrts: int,
+                          kappas: Mapping[Pair, Any] | None = None,
+                          fits: XsecFits | None = None) -> dict[Pair, pt.TensorVariable]:
+    """κ × σ in fb as PyTensor expressions, the graph counterpart of :func:`cross_sections`.
+
+    ``masses``: GeV tensors (e.g. one entry per chain) by positive PDG id of the particles present;
+    ``kappas``: tensors or numbers by shared κ key (``channel.kappa_key``; missing keys mean κ = 1).
+    """
+    fits = fits or load_fits()
+    kappas = kappas or {}
+    result: dict[Pair, pt.TensorVariable] = {}
+    for channel in space.productions:
+        a, b = (abs(p) for p in channel.pair)
+        if a not in masses or b not in masses:
+            continue
+        sigma = channel_xsec_tensor(channel, masses[a], masses[b], sqrts, fits)
+        if sigma is not None:
+            result[channel.key] = kappas.get(channel.kappa_key, 1.0) * sigma
+    return result

@@ -14,7 +14,8 @@ from tdmcmc.errors import UserError
 from tdmcmc.models.protomodel import xsec_fit
 from tdmcmc.models.protomodel.space import COEFFICIENTS, default_space
 from tdmcmc.models.protomodel.xsec import (
-    XsecFits, channel_xsec, channel_xsec_tensor, cross_sections, in_table_range, kappa_lookup, load_fits)
+    XsecFits, channel_xsec, channel_xsec_tensor, cross_section_tensors, cross_sections, in_table_range,
+    kappa_lookup, load_fits)
 
 # Largest relative deviation of the fit from its table inside the table range, as documented in
 # docs/cross-sections.md (rounded up). Target 2%; the tables above it are not smooth themselves
@@ -50,6 +51,7 @@ def test_every_process_and_sqrts_is_fitted_and_checked(tables):
     fits = load_fits()
     report = xsec_fit.check(tables, fits)
     assert {(d.process, d.sqrts) for d in report} == set(MAX_DEVIATION)
+    assert all(fits.sqrts_of(process) == (8, 13) for process, _ in MAX_DEVIATION)
     for d in report:
         print(f"{d.process:30s} {d.sqrts:3d} TeV  max {100 * d.inside:6.2f}%  p95 {100 * d.p95:5.2f}%")
         assert d.inside <= MAX_DEVIATION[d.process, d.sqrts], d
@@ -212,3 +214,20 @@ def test_unit_slip_of_the_original_is_caught(tables, tmp_path):
         xsec_fit.read_table(tmp_path, xsec_fit.Table("slep8.txt", "pb", "NLO+NLL"))
     points = xsec_fit.read_table(tmp_path, xsec_fit.Table("slep8.txt", "fb", "NLO+NLL"))
     assert points.xsec[0] == 2952.7 and points.masses[0, 0] == 50.0
+
+
+def test_graph_of_all_channels_matches_cross_sections():
+    space = default_space()
+    points = [{1000022: 100.0, 1000001: 900.0, 1000021: 1500.0, 1000006: 800.0},
+              {1000022: 300.0, 1000001: 1400.0, 1000021: 700.0, 1000006: 1200.0}]
+    masses = {p: pt.dvector(str(p)) for p in points[0]}
+    kappa = pt.dscalar("kappa")
+    graph = cross_section_tensors(space, masses, 13, {(1000001, 1000021): kappa})
+    evaluate = pytensor.function([*masses.values(), kappa], list(graph.values()), mode="FAST_COMPILE",
+                               on_unused_input="ignore")  # the LSP mass enters no channel
+    values = evaluate(*(np.array([pt_[p] for pt_ in points]) for p in masses), 0.3)
+    for i, point in enumerate(points):
+        expected = cross_sections(space, point, {"-1000001,1000021": 0.3}, 13)
+        assert set(expected) == set(graph)
+        for pair, value in zip(graph, values):
+            assert value[i] == pytest.approx(expected[pair], rel=1e-12)
