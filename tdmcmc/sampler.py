@@ -153,7 +153,7 @@ def start(target: Target, config: SamplerConfig) -> Run:
         fit = PseudoPriorFit(MaskedMoments(1, (layout.n_slots, layout.max_dim)))
     moves = default_moves(target, config, ladder, pseudo)
     trace = Trace.empty(params.shape, layout.n_globals, config.chains, config.draws,
-                        [m.name for m, _ in moves], ladder.n_levels)
+                        [m.name for m, _ in moves if m.name != ReplicaExchange.name], ladder.n_levels)
     return Run(config, state, moves, ladder, pseudo, fit, rng, trace)
 
 
