@@ -311,6 +311,22 @@ def _check_axes(path: Path, entry: Entry, axes, grid) -> None:
 # ---------------------------------------------------------------- folders
 
 
+def _read_all(paths: list[Path], read: Callable[[Path], Any], skip: list[Skipped] | None,
+              progress: PROGRESS | None = None) -> list[Any]:
+    """`read` every path; without `skip` the first error propagates, with it bad paths are listed."""
+    out = []
+    for i, path in enumerate(paths):
+        try:
+            out.append(read(path))
+        except DatabaseError as exc:
+            if skip is None:
+                raise
+            skip.append(Skipped(path, str(exc)))
+        if progress:
+            progress(i + 1, len(paths))
+    return out
+
+
 def _is_txname_file(path: Path) -> bool:
     return path.suffix == ".txt" and path.name not in (DATA_INFO, GLOBAL_INFO)
 
@@ -318,28 +334,16 @@ def _is_txname_file(path: Path) -> bool:
 def read_dataset(folder: Path, skip: list[Skipped] | None) -> Dataset:
     """Read a dataset folder; with `skip` given, bad txname files are skipped into it."""
     fields = read_data_info(folder / DATA_INFO)
-    txnames = []
-    for tx_path in sorted(p for p in folder.iterdir() if _is_txname_file(p)):
-        try:
-            txnames.append(read_txname(tx_path, fields["data_type"]))
-        except DatabaseError as exc:
-            if skip is None:
-                raise
-            skip.append(Skipped(tx_path, str(exc)))
+    txnames = _read_all(sorted(p for p in folder.iterdir() if _is_txname_file(p)),
+                        lambda p: read_txname(p, fields["data_type"]), skip)
     return Dataset(path=folder, txnames=tuple(txnames), **fields)
 
 
 def read_result(folder: Path, skip: list[Skipped] | None = None) -> Result:
     """Read one analysis folder and check its cross-file consistency."""
     info = read_global_info(folder / GLOBAL_INFO)
-    datasets = []
-    for sub in sorted(p for p in folder.iterdir() if (p / DATA_INFO).is_file()):
-        try:
-            datasets.append(read_dataset(sub, skip))
-        except DatabaseError as exc:
-            if skip is None:
-                raise
-            skip.append(Skipped(sub, str(exc)))
+    datasets = _read_all(sorted(p for p in folder.iterdir() if (p / DATA_INFO).is_file()),
+                         lambda p: read_dataset(p, skip), skip)
     if not datasets:
         raise DatabaseError(folder / GLOBAL_INFO, "result has no dataset folder with a dataInfo.txt")
     types = {ds.data_type for ds in datasets}
@@ -386,15 +390,6 @@ def read_database(root: Path, *, skip_invalid: bool = False, content_hash: str =
     if not folders:
         raise DatabaseError(root, "no globalInfo.txt found: not a SModelS database folder")
     skip: list[Skipped] | None = [] if skip_invalid else None
-    results = []
-    for i, folder in enumerate(folders):
-        try:
-            results.append(read_result(folder, skip))
-        except DatabaseError as exc:
-            if skip is None:
-                raise
-            skip.append(Skipped(folder, str(exc)))
-        if progress:
-            progress(i + 1, len(folders))
+    results = _read_all(folders, lambda p: read_result(p, skip), skip, progress)
     return Database(path=root.resolve(), version=read_version(root), results=tuple(results),
                     content_hash=content_hash, skipped=tuple(skip or ()))
