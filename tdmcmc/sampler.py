@@ -28,7 +28,7 @@ from tdmcmc.moves.random_walk import RandomWalk
 from tdmcmc.moves.refresh import RefreshInactive
 from tdmcmc.randomness import ChainRandom
 from tdmcmc.state import State
-from tdmcmc.target import DifferentiableTarget, GaussianPseudoPrior, PseudoPrior, Target, evaluate
+from tdmcmc.target import GaussianPseudoPrior, PseudoPrior, Target, evaluate, is_differentiable
 from tdmcmc.tempering import ReplicaExchange, TemperatureLadder
 
 
@@ -123,7 +123,7 @@ def default_moves(target: Target, config: SamplerConfig, ladder: TemperatureLadd
         (BirthDeath(), config.birth_death_per_sweep),
         (RandomWalk(layout, ladder.n_levels, scale), 1),
     ]
-    if config.use_gradient and isinstance(target, DifferentiableTarget):
+    if config.use_gradient and is_differentiable(target):
         from tdmcmc.moves.langevin import Langevin
 
         moves.append((Langevin(layout, ladder.n_levels, scale), 1))

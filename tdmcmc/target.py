@@ -115,6 +115,12 @@ class GaussianPseudoPrior:
         return np.where(self.mask, dens, 0.0).sum(axis=-1)
 
 
+def is_differentiable(target: Target) -> bool:
+    """Whether MALA can run on ``target`` (it, or the target a :class:`PriorOnly` wraps, has ``grad``)."""
+    inner = target.inner if isinstance(target, PriorOnly) else target
+    return isinstance(inner, DifferentiableTarget)
+
+
 def evaluate(
     target: Target,
     pseudo: PseudoPrior,

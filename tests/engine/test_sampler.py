@@ -52,6 +52,14 @@ def test_all_moves_with_tempering_reproduce_exact_posterior(tempered_run):
     assert rates["split_merge"] > 0.02 and rates["identity_swap"] > 0.5, rates
 
 
+def test_birth_proposal_was_refitted_to_the_posterior(tempered_run):
+    """The Gaussian pseudo-prior (birth proposal) starts as the N(0, 1) prior and is refitted in
+    warm-up to the active-slot posterior: mean y/(1+s²), std 1.2 × sqrt(s²/(1+s²))."""
+    pseudo = tempered_run.pseudo
+    np.testing.assert_allclose(pseudo.mean[:, 0], theta_mean()[:, 0], atol=0.12)
+    np.testing.assert_allclose(pseudo.std[:, 0], 1.2 * np.sqrt(0.49 / 1.49), rtol=0.2)
+
+
 def test_ladder_adapts_in_warmup_only(tempered_run):
     temps = tempered_run.trace.temperatures
     assert np.all(temps == temps[0]), "the ladder must be frozen after warm-up"
