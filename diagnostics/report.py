@@ -1,0 +1,116 @@
+"""HTML run report: warnings, diagnostics and summary tables, and PNG figures linked from ``index.html``.
+
+The folder written holds ``index.html`` and one PNG per figure (relative links, so the folder can be
+moved or archived as a whole).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tdmcmc.diagnostics import plots
+from tdmcmc.diagnostics.diagnose import Diagnosis, diagnose, model_invariant_scalars
+from tdmcmc.diagnostics.model_probabilities import index_models
+from tdmcmc.diagnostics.run_file import Run
+from tdmcmc.diagnostics.summary import inclusion_frame, model_frame, parameter_frame, size_frame
+
+_STYLE = """
+body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+th { background: #f0f0f0; }
+.warn { background: #fff0f0; border-left: 4px solid #c00; padding: 0.5em 1em; }
+.ok { background: #f0fff0; border-left: 4px solid #080; padding: 0.5em 1em; }
+figure { margin: 1em 0 2em; } img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: 0.9em; color: #444; }
+"""
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep="–", border=0)
+
+
+def _diagnostic_frames(run: Run, dx: Diagnosis) -> dict[str, pd.DataFrame]:
+    slots = []
+    for name, rec in dx.slots.items():
+        row = {run.slot_dim: name, "p_incl": rec["inclusion"], "indicator ESS": rec["indicator_ess"], "indicator R-hat": rec["indicator_rhat"]}
+        for label, cond in rec["parameters"].items():
+            row |= {f"{label} R-hat|active": cond["rhat"], f"{label} ESS|active": cond["ess_bulk"]}
+        slots.append(row)
+    scalars = pd.DataFrame([{"quantity": k} | v for k, v in dx.scalars.items()])
+    bg = pd.DataFrame([{"quantity": k} | v for k, v in dx.brooks_giudici.items()])
+    return {"slots": pd.DataFrame(slots), "scalars": scalars, "brooks_giudici": bg}
+
+
+def _figures(run: Run, dx: Diagnosis, out: Path, frames: dict[str, pd.DataFrame]) -> list[tuple[str, str]]:
+    """Write the PNGs; return (file name, caption) pairs."""
+    figs = [
+        ("traces.png", plots.traces(run), f"Number of active {run.slot_dim}s and log target per chain over the run."),
+        ("inclusion.png", plots.inclusion(run, frames["inclusion"]), f"Inclusion probability per {run.slot_dim} (bar, ±2 MCSE) and per chain (dots)."),
+        ("models.png", plots.model_probabilities(frames["models"]), "Most probable models: visit frequency, Heck et al. (2019) 95 % interval, ±2 MCSE."),
+    ]
+    for name, da in run.slot_params.items():
+        if da.ndim == 3 and np.isfinite(da.values).any():
+            figs.append((f"posterior_{name}.png", plots.parameter_posteriors(run, name),
+                         f"{name} given the {run.slot_dim} is present: pooled (grey), per chain (lines), median and 68 % band (blue)."))
+    for name in ("K", "Z", "r_max", "mu_max"):
+        if name in run.scalars:
+            figs.append((f"trace_{name}.png", plots.scalar_trace(run, name), f"{name} over the run per chain, and its histogram."))
+    models = index_models(run.active)
+    for name in dx.brooks_giudici:
+        figs.append((f"brooks_giudici_{name}.png", plots.brooks_giudici(model_invariant_scalars(run, models)[name], models.index, name),
+                     f"Brooks–Giudici variance components of {name} on the first t draws; each pair should meet and settle."))
+    for file, fig, _ in figs:
+        plots.save(fig, out / file)
+    return [(file, caption) for file, _, caption in figs]
+
+
+def _attributes(run: Run) -> str:
+    rows = []
+    for key, value in run.attrs.items():
+        text = value if isinstance(value, str) else json.dumps(value.tolist() if hasattr(value, "tolist") else value)
+        rows.append(f"<tr><th>{html.escape(str(key))}</th><td style='text-align:left'>{html.escape(str(text))}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def write_report(run: Run, out: str | Path, title: str = "tdmcmc run report") -> Path:
+    """Write ``out/index.html`` and its figures; return the path of ``index.html``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dx = diagnose(run)
+    frames = {"models": model_frame(dx.models), "inclusion": inclusion_frame(run), "size": size_frame(run), "parameters": parameter_frame(run)}
+    figures = _figures(run, dx, out, frames)
+    diag = _diagnostic_frames(run, dx)
+    if dx.warnings:
+        status = "<div class='warn'><b>Diagnostics failed their thresholds:</b><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in dx.warnings) + "</ul></div>"
+    else:
+        status = "<div class='ok'>All diagnostics pass their thresholds.</div>"
+    th = dx.thresholds
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{run.n_chains} chains × {run.n_draws} draws; {len(run.slot_names)} {run.slot_dim}s; "
+        f"{dx.models.n_models} distinct models visited; Heck et al. effective sample size of the model sequence: {dx.models.heck_ess:.0f}.</p>",
+        status,
+        f"<p>Thresholds: R-hat &lt; {th.rhat_max}, ESS ≥ {th.ess_min_per_chain:g} per chain, Brooks–Giudici ratios &lt; {th.bg_ratio_max}; "
+        f"conditional diagnostics use chains with ≥ {th.min_active_draws} active draws.</p>",
+        "<h2>Posterior model probabilities</h2>", _table(frames["models"]),
+        "<h2>Inclusion probabilities</h2>", _table(frames["inclusion"]),
+        f"<h2>Number of active {run.slot_dim}s</h2>", _table(frames["size"]),
+        f"<h2>Parameters given the {run.slot_dim} is present</h2>", _table(frames["parameters"]),
+        "<h2>Convergence diagnostics</h2>", f"<h3>Per {run.slot_dim}</h3>", _table(diag["slots"]),
+        "<h3>Scalar quantities</h3>", _table(diag["scalars"]),
+    ]
+    if len(diag["brooks_giudici"]):
+        body += ["<h3>Brooks–Giudici</h3>", _table(diag["brooks_giudici"])]
+    body.append("<h2>Figures</h2>")
+    body += [f"<figure><img src='{file}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>" for file, caption in figures]
+    body += ["<h2>Run attributes</h2>", _attributes(run)]
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>"
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
