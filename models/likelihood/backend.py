@@ -1,0 +1,67 @@
+"""One formula, two backends: numpy (eager values) and PyTensor (graphs with gradients).
+
+Every likelihood in this package is written once against a namespace ``xp`` holding the few array
+operations it needs. ``NUMPY`` evaluates eagerly; ``PYTENSOR`` builds a symbolic graph that
+``pytensor.grad`` differentiates and ``pytensor.function`` compiles. This keeps one definition per
+formula (the numpy path is what tests compare with SModelS and scipy; the graph is what the sampler
+runs) without compiling a PyTensor function for every numpy call. The same pattern is used for the
+cross sections (:mod:`tdmcmc.models.protomodel.xsec`).
+
+``stop_gradient`` is the identity in value; in PyTensor it cuts the gradient. Iterative solvers
+(profiled nuisances, modes, μ̂) run on stopped inputs and are then corrected by one exact step or
+by the envelope theorem, so gradients are exact at convergence and graphs stay small.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytensor.tensor as pt
+import scipy.special as sc
+from pytensor.gradient import disconnected_grad
+
+_COMMON = ("log", "exp", "sqrt", "log1p", "abs", "sign", "maximum", "minimum", "clip", "where",
+           "floor", "round", "stack", "concatenate", "expand_dims", "take_along_axis", "argmin",
+           "zeros_like", "ones_like", "einsum", "matmul", "sum", "all")
+
+NUMPY = SimpleNamespace(
+    **{op: getattr(np, op) for op in _COMMON},
+    asarray=lambda x: np.asarray(x, dtype=float),
+    gammaln=sc.gammaln, erfc=sc.erfc, erfcx=sc.erfcx,
+    solve=lambda a, b: np.linalg.solve(a, b[..., None])[..., 0],
+    stop_gradient=lambda x: x,
+    name="numpy",
+)
+
+PYTENSOR = SimpleNamespace(
+    **{op: getattr(pt, op) for op in _COMMON if op != "where"},
+    where=pt.switch,
+    asarray=pt.as_tensor_variable,
+    gammaln=pt.gammaln, erfc=pt.erfc, erfcx=pt.erfcx,
+    solve=lambda a, b: pt.linalg.solve(a, b[..., None], b_ndim=2)[..., 0],
+    stop_gradient=disconnected_grad,
+    name="pytensor",
+)
+
+_SQRT_HALF = float(np.sqrt(0.5))
+_LOG_HALF = float(np.log(0.5))
+
+
+def backend_of(*values: object) -> SimpleNamespace:
+    """PYTENSOR if any value is a PyTensor variable, else NUMPY."""
+    return PYTENSOR if any(isinstance(v, pt.Variable) for v in values) else NUMPY
+
+
+def log_ndtr(x, xp: SimpleNamespace):
+    """ln Φ(x), Φ the standard normal CDF, accurate to ~1e-15 relative for all x (tested vs scipy).
+
+    Left of x = −1 it uses ln Φ(x) = ln(erfcx(−x/√2)/2) − x²/2 (no underflow down to x ≈ −1e150);
+    right of it ln(1 − erfc(x/√2)/2). Each branch sees an input clamped to its own side, so the
+    unused branch never produces inf/NaN values or gradients.
+    """
+    left = xp.minimum(x, -1.0)
+    right = xp.maximum(x, -1.0)
+    log_left = xp.log(xp.erfcx(-left * _SQRT_HALF)) + _LOG_HALF - 0.5 * left * left
+    log_right = xp.log1p(-0.5 * xp.erfc(right * _SQRT_HALF))
+    return xp.where(x < -1.0, log_left, log_right)

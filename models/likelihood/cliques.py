@@ -1,0 +1,224 @@
+"""Maximal cliques of the combinability graph and the combiner over them.
+
+The paper scores a model by its best *maximal clique* c of mutually combinable analyses,
+ln R_c(μ) = Σ_{i∈c} r_i(μ) with r_i(μ) = ln L_i(μ s_i) − ln L_i(0). Enumerating global cliques is
+hopeless (2.6·10⁶ on the 1.2.4 database), but results at different √s or from different
+experiments always combine, so the graph is the *join* of four groups (ATLAS/CMS × 8/13 TeV) and
+every global maximal clique is a product of one maximal clique per group. For fixed r therefore
+
+    max_c Σ_{i∈c} r_i        = Σ_g max_{c∈C_g} (M_g r)_c
+    ln Σ_c exp Σ_{i∈c} r_i   = Σ_g logsumexp_{c∈C_g} (M_g r)_c
+
+with M_g the (n_cliques_g × n_nodes) 0/1 membership matrix of group g. Results sharing one analysis
+id ("twins": UL and EM versions, -agg) are one node; in the paper they are separate, mutually
+non-combinable predictions with identical neighbourhoods, so their maximal cliques are those of the
+merged graph with one version chosen per node. Both modes factorise over that choice as well: the
+node value is max_v r_v (mode ``max``) or logsumexp_v r_v (mode ``logsumexp``). Both identities are
+tested against brute-force enumeration of the global cliques.
+
+Inputs are per *database result*: r has shape (..., n_results) (any leading batch/μ-grid axes),
+columns in database order, 0 for results without a prediction. The same code builds numpy values
+and PyTensor graphs (``xp`` backend, :mod:`.backend`). ``max`` returns the value of the first
+maximising clique, so its gradient is that clique's (a subgradient: ``pt.max`` would add the
+gradients of all tied cliques, and ties are common because members without a prediction add 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
+from tdmcmc.errors import UserError
+from tdmcmc.models.likelihood.backend import NUMPY, backend_of
+from tdmcmc.models.likelihood.combinability import CombinabilityGraph
+
+MODES = ("max", "logsumexp", "fixed")
+
+
+def maximal_cliques(adjacency: np.ndarray) -> list[tuple[int, ...]]:
+    """All maximal cliques of an undirected graph (Bron–Kerbosch with Tomita pivoting).
+
+    `adjacency` is a symmetric boolean matrix (the diagonal is ignored). Returns sorted index
+    tuples in lexicographic order; isolated vertices are singleton cliques; an empty graph has none.
+    Vertex sets are Python int bitsets, so graphs of a few hundred vertices are fine.
+    """
+    adj = np.asarray(adjacency, bool)
+    n = adj.shape[0]
+    if adj.shape != (n, n) or not np.array_equal(adj, adj.T):
+        raise ValueError("adjacency must be a square symmetric matrix")
+    nbr = [sum(1 << int(k) for k in np.flatnonzero(adj[i]) if k != i) for i in range(n)]
+    out: list[tuple[int, ...]] = []
+
+    def members(bits: int) -> list[int]:
+        return [i for i in range(n) if bits >> i & 1]
+
+    def expand(r: int, p: int, x: int) -> None:
+        if not p and not x:
+            out.append(tuple(members(r)))
+            return
+        pivot = max(members(p | x), key=lambda u: (nbr[u] & p).bit_count())
+        for v in members(p & ~nbr[pivot]):
+            bit = 1 << v
+            expand(r | bit, p & nbr[v], x & nbr[v])
+            p &= ~bit
+            x |= bit
+
+    if n:
+        expand(0, (1 << n) - 1, 0)
+    return sorted(out)
+
+
+@dataclass(frozen=True, eq=False)
+class CliqueGroup:
+    """Maximal cliques of one (experiment, √s) group; ``membership`` is (n_cliques, n_nodes) 0/1
+    over *all* nodes of the graph (zero outside the group), so M @ r needs no gathering."""
+
+    experiment: str
+    sqrts: float
+    nodes: np.ndarray
+    membership: np.ndarray
+
+    @property
+    def n_cliques(self) -> int:
+        return self.membership.shape[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Combiner:
+    """Per-group clique membership matrices plus the result → node (twin) reduction.
+
+    ``versions[v]`` is an (n_results, n_nodes) 0/1 matrix picking the v-th result of each node and
+    ``has_version[v]`` marks the nodes that have a v-th result.
+    """
+
+    graph: CombinabilityGraph
+    groups: tuple[CliqueGroup, ...]
+    versions: np.ndarray
+    has_version: np.ndarray
+
+    @property
+    def n_cliques(self) -> dict[tuple[str, float], int]:
+        """Number of maximal cliques per (experiment, √s) group."""
+        return {(g.experiment, g.sqrts): g.n_cliques for g in self.groups}
+
+    @property
+    def n_global_cliques(self) -> int:
+        """Number of maximal cliques of the whole graph (the product over groups)."""
+        return int(np.prod([g.n_cliques for g in self.groups], dtype=object)) if self.groups else 0
+
+    def node_values(self, r, mode: str = "max"):
+        """Reduce (..., n_results) contributions to (..., n_nodes): max (or logsumexp) over twins."""
+        xp = backend_of(r)
+        r = xp.asarray(r)
+        per_version = [xp.where(self.has_version[v], xp.matmul(r, self.versions[v]), -np.inf)
+                       for v in range(len(self.versions))]
+        if len(per_version) == 1:
+            return per_version[0]
+        stacked = xp.stack(per_version, axis=-1)
+        if mode == "logsumexp":
+            return _logsumexp(stacked, xp)
+        return _first_max(stacked, xp)[0]
+
+    def clique_scores(self, r, mode: str = "max") -> list:
+        """Per group, ln R_c for every maximal clique c: a list of (..., n_cliques_g) arrays."""
+        nodes = self.node_values(r, "logsumexp" if mode == "logsumexp" else "max")
+        xp = backend_of(nodes)
+        return [xp.matmul(nodes, g.membership.T) for g in self.groups]
+
+    def combine(self, r, mode: str = "max", fixed: Sequence[str] | None = None):
+        """ln R of the combination, shape r.shape[:-1].
+
+        ``max``: Σ_g max_c (M_g r)_c (the paper's best maximal clique, at this μ);
+        ``logsumexp``: Σ_g logsumexp_c (M_g r)_c = ln Σ_{global c} R_c (smooth);
+        ``fixed``: Σ over the analyses in `fixed` (twins reduced by max); see :meth:`fixed_mask`.
+        """
+        xp = backend_of(r)
+        if mode == "fixed":
+            if fixed is None:
+                raise UserError("combination mode 'fixed' needs a list of analysis ids")
+            nodes = self.node_values(r, "max")
+            return xp.sum(xp.where(self.fixed_mask(fixed), nodes, 0.0), axis=-1)
+        if mode not in MODES:
+            raise UserError(f"combination mode: expected one of {', '.join(MODES)}, got {mode!r}")
+        if fixed is not None:
+            raise UserError(f"a fixed list of analyses is only used by mode 'fixed', not {mode!r}")
+        reduce = _logsumexp if mode == "logsumexp" else (lambda s, xp_: _first_max(s, xp_)[0])
+        total = xp.sum(xp.zeros_like(xp.asarray(r)), axis=-1)
+        for scores in self.clique_scores(r, mode):
+            total = total + reduce(scores, xp)
+        return total
+
+    def best_cliques(self, r) -> list[np.ndarray]:
+        """Per group, the index of the first maximising clique, shape r.shape[:-1] (numpy only)."""
+        return [_first_max(s, NUMPY)[1] for s in self.clique_scores(np.asarray(r, float))]
+
+    def best_combination(self, r, *, with_zero: bool = False) -> tuple[tuple[str, int], ...]:
+        """The best global combination for one contribution vector r (n_results,), numpy only.
+
+        Returns (analysis id, database result index of the chosen version) per member, in node order.
+        Members with r = 0 exactly (no prediction) are left out unless `with_zero`.
+        """
+        r = np.asarray(r, float)
+        if r.ndim != 1:
+            raise ValueError("best_combination takes one contribution vector (n_results,)")
+        out = []
+        for g, k in zip(self.groups, self.best_cliques(r)):
+            for node in np.flatnonzero(g.membership[int(k)]):
+                res = np.flatnonzero(self.graph.result_node == node)
+                j = int(res[np.argmax(r[res])])
+                if with_zero or r[j] != 0.0:
+                    out.append((node, self.graph.analyses[node], j))
+        return tuple((a, j) for _, a, j in sorted(out))
+
+    def fixed_mask(self, analyses: Sequence[str], check: bool = True) -> np.ndarray:
+        """Node mask of a user combination; with `check`, every pair must be combinable."""
+        idx = sorted({self.graph.node(a) for a in analyses})
+        if check:
+            for i, a in enumerate(idx):
+                for b in idx[i + 1:]:
+                    if not self.graph.adjacency[a, b]:
+                        raise UserError(f"fixed combination: {self.graph.analyses[a]} and "
+                                        f"{self.graph.analyses[b]} may not be combined")
+        mask = np.zeros(self.graph.n_nodes, bool)
+        mask[idx] = True
+        return mask
+
+
+def _first_max(scores, xp: SimpleNamespace):
+    """(value, index) of the first maximum along the last axis; the gradient flows to it only."""
+    k = xp.argmin(-scores, axis=-1)
+    value = xp.take_along_axis(scores, xp.expand_dims(k, -1), axis=-1)[..., 0]
+    return value, k
+
+
+def _logsumexp(scores, xp: SimpleNamespace):
+    m = xp.stop_gradient(_first_max(scores, xp)[0])
+    m = xp.where(m > -np.inf, m, 0.0)
+    return m + xp.log(xp.sum(xp.exp(scores - xp.expand_dims(m, -1)), axis=-1))
+
+
+def build_combiner(graph: CombinabilityGraph) -> Combiner:
+    """Enumerate the maximal cliques of each (experiment, √s) group once and build the matrices."""
+    groups = []
+    for (experiment, sqrts), nodes in graph.groups():
+        cliques = maximal_cliques(graph.adjacency[np.ix_(nodes, nodes)])
+        member = np.zeros((len(cliques), graph.n_nodes))
+        for c, clique in enumerate(cliques):
+            member[c, nodes[list(clique)]] = 1.0
+        groups.append(CliqueGroup(experiment, sqrts, nodes, member))
+    n_res = len(graph.result_node)
+    slots: list[list[int]] = [[] for _ in range(graph.n_nodes)]
+    for j, node in enumerate(graph.result_node):
+        if node >= 0:
+            slots[node].append(j)
+    n_ver = max([len(s) for s in slots] + [1])
+    versions = np.zeros((n_ver, n_res, graph.n_nodes))
+    has = np.zeros((n_ver, graph.n_nodes), bool)
+    for node, res in enumerate(slots):
+        for v, j in enumerate(res):
+            versions[v, j, node] = 1.0
+            has[v, node] = True
+    return Combiner(graph, tuple(groups), versions, has)

@@ -1,0 +1,187 @@
+"""Maximal cliques and the per-group factorised combiner, checked against brute-force enumeration."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from scipy.special import logsumexp
+
+from tdmcmc.errors import UserError
+from tdmcmc.models.likelihood.cliques import build_combiner, maximal_cliques
+from tdmcmc.models.likelihood.combinability import (AllowLists, analysis_id, build_graph,
+                                                    graph_for_database, read_allow_lists)
+
+
+def brute_maximal_cliques(adj: np.ndarray) -> list[tuple[int, ...]]:
+    """Every subset that is a clique and admits no further vertex (exhaustive, for small graphs)."""
+    n = len(adj)
+    cliques = [s for k in range(1, n + 1) for s in itertools.combinations(range(n), k)
+               if all(adj[a, b] for a, b in itertools.combinations(s, 2))]
+    return sorted(s for s in cliques
+                  if not any(all(adj[v, u] for u in s) for v in range(n) if v not in s))
+
+
+def random_graph(rng, n, p):
+    upper = np.triu(rng.random((n, n)) < p, 1)
+    return upper | upper.T
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bron_kerbosch_equals_exhaustive_search(seed):
+    rng = np.random.default_rng(seed)
+    for n in range(0, 12):
+        adj = random_graph(rng, n, rng.uniform(0.2, 0.9))
+        assert maximal_cliques(adj) == brute_maximal_cliques(adj), (seed, n)
+
+
+def test_maximal_cliques_known_graphs():
+    assert maximal_cliques(np.ones((4, 4), bool)) == [(0, 1, 2, 3)]
+    assert maximal_cliques(np.zeros((3, 3), bool)) == [(0,), (1,), (2,)]
+    # Moon–Moser graph K_{3,3,3} complement structure: 3 disjoint triangles' complement has 27.
+    tri = np.kron(np.eye(3, dtype=bool), np.ones((3, 3), bool))
+    assert len(maximal_cliques(~tri)) == 27
+    with pytest.raises(ValueError):
+        maximal_cliques(np.triu(np.ones((3, 3), bool)))
+
+
+# A synthetic database: three (experiment, √s) groups, twins (UL/EM/-agg versions) in two of them.
+IDS = ["A-1", "A-1-eff", "A-2", "A-3", "A-4",                    # ATLAS 8
+       "C-1", "C-2", "C-3", "C-3-agg", "C-3-eff", "C-4",          # CMS 13 (C-3 has three versions)
+       "B-1", "B-2", "B-3"]                                       # ATLAS 13
+EXP = ["ATLAS"] * 5 + ["CMS"] * 6 + ["ATLAS"] * 3
+SQRTS = [8.0] * 5 + [13.0] * 6 + [13.0] * 3
+ALLOW = AllowLists({"A-1": ("A-2", "A-3"), "A-2": ("A-3",), "A-4": ("A-3",),
+                    "C-1": ("C-2", "C-3"), "C-3": ("C-4",), "C-2": ("C-4",),
+                    "B-1": ("B-2",), "B-3": ()}, {})
+
+
+def global_result_cliques() -> list[tuple[int, ...]]:
+    """Maximal cliques over *results* as the paper builds them: twins are separate, never combined."""
+    n = len(IDS)
+    adj = np.zeros((n, n), bool)
+    for i, k in itertools.combinations(range(n), 2):
+        same_group = (EXP[i], SQRTS[i]) == (EXP[k], SQRTS[k])
+        adj[i, k] = adj[k, i] = not same_group or ALLOW.allows(IDS[i], IDS[k])
+    return brute_maximal_cliques(adj)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return build_combiner(build_graph(IDS, EXP, SQRTS, ALLOW)), global_result_cliques()
+
+
+def test_clique_counts_factorise(synthetic):
+    comb, brute = synthetic
+    assert comb.n_cliques == {("ATLAS", 8.0): 2, ("ATLAS", 13.0): 2, ("CMS", 13.0): 4}
+    assert comb.n_global_cliques == 16
+    # Twin expansion: each node clique appears once per choice of version of its members.
+    versions = {a: sum(analysis_id(r) == a for r in IDS) for a in map(analysis_id, IDS)}
+    expanded = 0
+    for combo in itertools.product(*[[np.flatnonzero(m) for m in g.membership] for g in comb.groups]):
+        expanded += int(np.prod([versions[comb.graph.analyses[i]] for i in np.concatenate(combo)]))
+    assert expanded == len(brute) == 3 * 2 * 8
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_modes_equal_brute_force_over_global_cliques(synthetic, seed):
+    comb, brute = synthetic
+    rng = np.random.default_rng(seed)
+    r = rng.normal(0.0, 2.0, size=(3, 4, len(IDS)))
+    r[..., rng.random(len(IDS)) < 0.3] = 0.0                     # some results without prediction
+    sums = np.stack([r[..., list(c)].sum(-1) for c in brute], axis=-1)
+    np.testing.assert_allclose(comb.combine(r, "max"), sums.max(-1), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(comb.combine(r, "logsumexp"), logsumexp(sums, axis=-1),
+                               rtol=1e-12, atol=1e-12)
+    one = r[1, 2]
+    best = brute[int(np.argmax(sums[1, 2]))]
+    got = comb.best_combination(one, with_zero=True)
+    assert sum(one[j] for _, j in got) == pytest.approx(sums[1, 2].max(), abs=1e-12)
+    if np.sort(sums[1, 2])[-2] < sums[1, 2].max() - 1e-9:          # unique optimum: same members
+        assert sorted(j for _, j in got) == list(best)
+    assert all(one[j] != 0.0 for _, j in comb.best_combination(one))
+
+
+def test_fixed_mode(synthetic):
+    comb, _ = synthetic
+    r = np.arange(1.0, len(IDS) + 1) * np.array([1, -1] * 7)
+    # C-3 is reduced by max over its three versions (results 7, 8, 9 → values -8, 9, -10).
+    assert comb.combine(r, "fixed", fixed=["A-1", "C-3-agg", "B-2"]) == pytest.approx(1 + 9 + 13)
+    with pytest.raises(UserError, match="A-2 and A-4 may not be combined"):
+        comb.combine(r, "fixed", fixed=["A-2", "A-4"])
+    assert comb.fixed_mask(["A-2", "A-4"], check=False).sum() == 2
+    with pytest.raises(UserError, match="needs a list"):
+        comb.combine(r, "fixed")
+    with pytest.raises(UserError, match="mode"):
+        comb.combine(r, "mean")
+
+
+def test_pytensor_graph_values_and_gradients(synthetic):
+    comb, brute = synthetic
+    x = pt.dmatrix("r")
+    lse = comb.combine(x, "logsumexp")
+    mx = comb.combine(x, "max")
+    f = pytensor.function([x], [lse, mx, pytensor.grad(lse.sum(), x), pytensor.grad(mx.sum(), x)])
+    rng = np.random.default_rng(7)
+    r = rng.normal(0.0, 1.5, size=(2, len(IDS)))
+    r[:, [2, 12]] = 0.0                          # results without prediction: ties between cliques
+    v_lse, v_max, g_lse, g_max = f(r)
+    np.testing.assert_allclose(v_lse, comb.combine(r, "logsumexp"), rtol=1e-12)
+    np.testing.assert_allclose(v_max, comb.combine(r, "max"), rtol=1e-12)
+    h = 1e-6
+    fd = np.zeros_like(r)
+    for b, j in np.ndindex(r.shape):
+        e = np.zeros_like(r)
+        e[b, j] = h
+        fd[b, j] = (comb.combine(r + e, "logsumexp")[b] - comb.combine(r - e, "logsumexp")[b]) / (2 * h)
+    np.testing.assert_allclose(g_lse, fd, rtol=1e-6, atol=1e-8)
+    # logsumexp gradient = posterior weight of each result over the global cliques.
+    sums = np.stack([r[:, list(c)].sum(-1) for c in brute], axis=-1)
+    w = np.exp(sums - logsumexp(sums, axis=-1, keepdims=True))
+    member = np.array([[j in c for j in range(len(IDS))] for c in brute], float)
+    np.testing.assert_allclose(g_lse, w @ member, rtol=1e-10)
+    # max: the gradient is the 0/1 indicator of the first best clique (a subgradient), never
+    # doubled by tied cliques.
+    for b in range(2):
+        chosen = [j for _, j in comb.best_combination(r[b], with_zero=True)]
+        assert g_max[b].tolist() == [float(j in chosen) for j in range(len(IDS))]
+
+
+def test_deficits_where_paper_definition_differs():
+    """The paper enumerates cliques among predicted analyses only; ours are static.
+
+    A-1 combines with A-2 and A-3; A-2 and A-3 do not combine. Only A-1 and A-2 have a prediction,
+    A-2 with a deficit (r < 0). The paper's only maximal clique is {A-1, A-2}: ln R = 2 − 1 = 1.
+    Ours has {A-1, A-2} and {A-1, A-3}; the latter drops the deficit: ln R = 2.
+    """
+    allow = AllowLists({"A-1": ("A-2", "A-3")}, {})
+    comb = build_combiner(build_graph(["A-1", "A-2", "A-3"], ["ATLAS"] * 3, [13.0] * 3, allow))
+    r = np.array([2.0, -1.0, 0.0])
+    assert comb.combine(r, "max") == 2.0
+    assert comb.best_combination(r) == (("A-1", 0),)
+    r_excess = np.array([2.0, 1.0, 0.0])           # no deficit: both definitions agree
+    assert comb.combine(r_excess, "max") == 3.0
+
+
+@pytest.fixture(scope="module")
+def matrix(shared):
+    return read_allow_lists(shared / "data" / "raw" / "protomodels" / "combination-matrix")
+
+
+def test_real_database_clique_counts(db124_compiled, matrix):
+    arrays = db124_compiled.arrays
+    all_results = build_combiner(graph_for_database(arrays, matrix, "all"))
+    assert all_results.n_cliques == {("ATLAS", 8.0): 15, ("ATLAS", 13.0): 261,
+                                     ("CMS", 8.0): 29, ("CMS", 13.0): 23}
+    assert all_results.n_global_cliques == 15 * 261 * 29 * 23 == 2_611_305
+    with_llhd = build_combiner(graph_for_database(arrays, matrix))
+    assert with_llhd.n_cliques == {("ATLAS", 8.0): 6, ("ATLAS", 13.0): 12,
+                                   ("CMS", 8.0): 18, ("CMS", 13.0): 17}
+    # The factorised max equals a brute-force max over the cliques of a 4-member sub-product.
+    rng = np.random.default_rng(3)
+    r = rng.normal(0, 1, len(arrays.result_id))
+    per_group = [np.max(s) for s in with_llhd.clique_scores(r)]
+    assert with_llhd.combine(r, "max") == pytest.approx(sum(per_group), abs=1e-12)
