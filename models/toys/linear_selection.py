@@ -9,10 +9,13 @@ with k = |γ|; σ, τ, λ known. The sampler moves through (γ, β_γ) trans-dim
 probabilities, inclusion probabilities and P(k) follow by enumerating all 2^J models
 (:func:`exact_posterior`); that is the reference the sampler is tested against.
 
-The prior is written in numpy rather than as a ``pm.Model``: it is two lines, and a compiled PyMC
-logp is a per-point function, so batching it over chains would cost a Python loop per batch
-element on every move (several times the whole numpy evaluation here) without testing anything
-the closed form does not.
+The slab prior of the active coefficients is available two ways (``prior_backend``): ``"numpy"``
+(default, closed form) and ``"pymc"``, a ``pm.Model`` (β ~ N(0, τ²) per slot) evaluated through
+:class:`tdmcmc.pymc_prior.BatchedModelLogp` with the inactive slots masked out — the route the
+protomodel prior takes. The two agree to rounding (tested). The default stays numpy: on this
+model the compiled-function call overhead makes a sweep about 25% slower with PyMC (2.8 s vs 3.6 s
+for 4 chains × 1,200 sweeps, J = 10), building the PyMC route costs ~2 s, and its first use on a
+fresh machine compiles C code.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class LinearSelection:
     sigma: float
     tau: float
     lam: float
+    prior_backend: str = "numpy"
 
     def __post_init__(self) -> None:
         self.X = np.asarray(self.X, dtype=float)
@@ -49,6 +53,26 @@ class LinearSelection:
         self.layout = SlotLayout(slot_names=tuple(f"x{i}" for i in range(j)), param_names=("beta",))
         self._log_norm_gamma = j * np.log1p(np.exp(-self.lam))
         self._log_norm_lik = -n * (np.log(self.sigma) + _LOG_SQRT_2PI)
+        if self.prior_backend not in ("numpy", "pymc"):
+            raise ValueError(f"prior_backend must be 'numpy' or 'pymc', not {self.prior_backend!r}")
+        self._pymc_prior = self._build_pymc_prior(j) if self.prior_backend == "pymc" else None
+
+    def _build_pymc_prior(self, n_slots: int):
+        import pymc as pm
+
+        from tdmcmc.pymc_prior import BatchedModelLogp
+
+        with pm.Model() as model:
+            pm.Normal("beta", 0.0, self.tau, shape=n_slots)
+        return BatchedModelLogp(model)
+
+    def _slab(self, active: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log density of the active coefficients' N(0, τ²) prior and its gradient, per element."""
+        if self._pymc_prior is not None:
+            logp, grads = self._pymc_prior({"beta": beta}, {"beta": active})
+            return logp, grads["beta"]
+        log_slab = -0.5 * (beta / self.tau) ** 2 - np.log(self.tau) - _LOG_SQRT_2PI
+        return np.where(active, log_slab, 0.0).sum(axis=1), np.where(active, -beta / self.tau**2, 0.0)
 
     def _coefficients(self, active: np.ndarray, params: np.ndarray) -> np.ndarray:
         return np.where(active, params[..., 0], 0.0)
@@ -58,9 +82,8 @@ class LinearSelection:
         beta = self._coefficients(active, params)
         resid = self.y - beta @ self.X.T
         log_lik = -0.5 * np.sum(resid * resid, axis=1) / self.sigma**2 + self._log_norm_lik
-        log_slab = -0.5 * (beta / self.tau) ** 2 - np.log(self.tau) - _LOG_SQRT_2PI
         k = active.sum(axis=1)
-        log_prior = np.where(active, log_slab, 0.0).sum(axis=1) - self.lam * k - self._log_norm_gamma
+        log_prior = self._slab(active, beta)[0] - self.lam * k - self._log_norm_gamma
         return log_lik, log_prior
 
     def grad(self, active, params, globals_):
@@ -68,7 +91,7 @@ class LinearSelection:
         beta = self._coefficients(active, params)
         resid = self.y - beta @ self.X.T
         g_lik = np.where(active, resid @ self.X / self.sigma**2, 0.0)[..., None]
-        g_prior = np.where(active, -beta / self.tau**2, 0.0)[..., None]
+        g_prior = self._slab(active, beta)[1][..., None]
         empty = np.zeros((len(active), 0))
         return g_lik, empty, g_prior, empty
 
