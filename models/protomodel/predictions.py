@@ -1,0 +1,393 @@
+"""Theory predictions of protomodels on a :class:`~.topologies.TopologyTable`: σ·κ·ΠBR(·ε) per
+result and signal region, with SModelS 3.2.1 semantics (``matching/theoryPrediction.py``,
+``matching/clusterTools.py``), as arrays.
+
+Per protomodel (all steps vectorised over table rows unless said otherwise):
+
+1. Rows: the blocks of the table whose particle set lies inside the model's particles.
+2. Element weight at √s: σ(channel, √s) × Π BR × (sign shares); rows whose largest weight over √s
+   is below ``sigmacut`` are dropped, as SModelS' decomposition does; mass-compressed rows are kept
+   only when their set of compressed decays is the one the masses select.
+3. Matches (CSR gather) → the weight at the √s of the txname's result, and the mass point of the
+   txname's maps. Efficiency maps give ε (0 outside the grid); upper-limit maps decide whether the
+   element is inside the grid (SModelS' ``getEfficiencyFor``: ε = 1 inside, dropped outside).
+4. Related rows (same production channel and chains: the original element and its compressed
+   forms) count once per prediction: the one with the largest σ·BR·ε (``clusterSMS``).
+5. EM signal region: σ_SR = Σ coefficient × σ·BR·ε over its txnames; ``signal_events`` = σ_SR × L.
+   UL txname: elements with equal masses add up; clusters of different masses are merged with
+   SModelS' ``doCluster`` (UL distance 2|UL₁−UL₂|/(UL₁+UL₂) < ``max_mass_dist``, σ-weighted
+   average masses rounded to 5 significant digits, every member within the distance of the
+   average). This step is a Python loop, but only over UL txnames with more than one mass point.
+   r = σ/UL at the cluster's (average) masses. Predictions below 1e-6 fb are dropped.
+
+Lifetime reweighting is not applied (every decay is prompt and the LSP stable: factor 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tdmcmc.errors import UserError
+
+from .interpolation import DegenerateMapError, GridInterpolator, coords_key, map_layouts
+from .model import Protomodel
+from .space import ProtomodelSpace
+from .topologies import TopologyTable
+from .xsec import cross_sections
+
+MAX_MASS_DIST = 0.2
+MIN_PREDICTION_FB = 1e-6
+EFF_ZERO = 1e-14
+
+
+@dataclass(frozen=True)
+class ModelArrays:
+    """One protomodel in table coordinates: ``masses`` (P,) GeV (NaN when absent), ``br`` (n_br+1,)
+    with the constant 1 last, ``xsec`` (n_channels, n_sqrts) fb (κ included), ``present`` bitmask."""
+
+    masses: np.ndarray
+    br: np.ndarray
+    xsec: np.ndarray
+    present: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One theory prediction (SModelS ``TheoryPrediction``). Cross sections in fb; ``xsec_fb`` is
+    σ×BR (UL) or σ×BR×ε (EM signal region); ``masses_gev`` the (average) mass point of an UL cluster."""
+
+    analysis: str
+    dataset: str | None
+    datatype: str
+    txnames: tuple[str, ...]
+    sqrts_tev: float
+    lumi_ifb: float
+    xsec_fb: float
+    signal_events: float | None
+    ul_obs_fb: float | None
+    ul_exp_fb: float | None
+    r_obs: float | None
+    r_exp: float | None
+    masses_gev: tuple[float, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"analysis": self.analysis, "dataset": self.dataset, "datatype": self.datatype,
+                "txnames": list(self.txnames), "sqrts_TeV": self.sqrts_tev, "lumi_ifb": self.lumi_ifb,
+                "xsec_fb": self.xsec_fb, "signal_events": self.signal_events, "ul_obs_fb": self.ul_obs_fb,
+                "ul_exp_fb": self.ul_exp_fb, "r_obs": self.r_obs, "r_exp": self.r_exp,
+                "masses_GeV": None if self.masses_gev is None else list(self.masses_gev)}
+
+
+class MapInterpolators:
+    """Interpolators of the database maps, built on first use and shared by maps with identical
+    coordinates (one triangulation, k value columns; see :mod:`.interpolation`)."""
+
+    def __init__(self, compiled):
+        arrays = compiled.arrays
+        self.arrays = arrays
+        self.layouts = map_layouts(compiled)
+        members: dict[tuple, list[int]] = {}
+        for i, (coords, layout) in enumerate(zip(arrays.map_coords, self.layouts)):
+            members.setdefault(coords_key(coords, layout), []).append(i)
+        self.map_group = np.empty(len(self.layouts), dtype=np.int64)
+        self.map_column = np.empty(len(self.layouts), dtype=np.int64)
+        self.members = list(members.values())
+        for g, rows in enumerate(self.members):
+            self.map_group[rows] = g
+            self.map_column[rows] = np.arange(len(rows))
+        self._built: dict[int, GridInterpolator | None] = {}
+
+    def group(self, g: int) -> GridInterpolator | None:
+        """The interpolator of group `g` (None if SModelS could not triangulate it either)."""
+        if g not in self._built:
+            rows = self.members[g]
+            values = np.stack([self.arrays.map_values[i] for i in rows], axis=1)
+            try:
+                self._built[g] = GridInterpolator(self.arrays.map_coords[rows[0]], values, self.layouts[rows[0]])
+            except DegenerateMapError:
+                self._built[g] = None
+        return self._built[g]
+
+    def prepare(self, map_rows: Sequence[int]) -> None:
+        """Build the interpolators of these maps now (e.g. before timing)."""
+        for g in {int(self.map_group[m]) for m in map_rows if m >= 0}:
+            self.group(g)
+
+    def evaluate(self, map_rows: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Value of map ``map_rows[i]`` at ``points[i]`` (GeV), NaN where SModelS gives None."""
+        out = np.full(len(map_rows), np.nan)
+        if not len(map_rows):
+            return out
+        groups = self.map_group[map_rows]
+        order = np.argsort(groups, kind="stable")
+        bounds = np.flatnonzero(np.diff(groups[order])) + 1
+        for sel in np.split(order, bounds):
+            interp = self.group(int(groups[sel[0]]))
+            if interp is None:
+                continue
+            pts = points[sel, :interp.n_coords]
+            uniq, inverse = np.unique(pts, axis=0, return_inverse=True)
+            values = interp(uniq)
+            out[sel] = values[inverse.ravel(), self.map_column[map_rows[sel]]]
+        return out
+
+
+class Predictor:
+    """Evaluates protomodels on one table and database (keeps the interpolators warm)."""
+
+    def __init__(self, table: TopologyTable, compiled, space: ProtomodelSpace,
+                 interpolators: MapInterpolators | None = None, max_mass_dist: float = MAX_MASS_DIST):
+        if table.database_hash != compiled.database.content_hash:
+            raise UserError("the topology table was built for another database "
+                            f"({table.database_hash[:12]} != {compiled.database.content_hash[:12]})")
+        self.table, self.compiled, self.space = table, compiled, space
+        self.arrays = compiled.arrays
+        self.interps = interpolators or MapInterpolators(compiled)
+        self.max_mass_dist = max_mass_dist
+        a = self.arrays
+        self.sqrts = tuple(sorted({int(round(s)) for s in a.result_sqrts}))
+        tx = table.txnames
+        self.tx_dataset = np.array([t.dataset for t in tx], dtype=np.int64)
+        self.tx_is_em = np.array([t.is_em for t in tx], dtype=bool)
+        self.tx_map = np.array([t.map_eff if t.is_em else t.map_obs for t in tx], dtype=np.int64)
+        self.tx_map_exp = np.array([t.map_exp for t in tx], dtype=np.int64)
+        self.tx_ncoords = np.array([t.n_coords for t in tx], dtype=np.int64)
+        result = a.dataset_result[self.tx_dataset]
+        self.tx_sqrts = np.array([self.sqrts.index(int(round(s))) for s in a.result_sqrts[result]], dtype=np.int64)
+        self.pindex = table.particle_index()
+        self.br_index = {key: j for j, key in enumerate(table.br_channels)}
+        self.channel_index = {pair: i for i, pair in enumerate(table.channels)}
+
+    # -- protomodel -> arrays --------------------------------------------------------------------
+
+    def model_arrays(self, model: Protomodel) -> ModelArrays:
+        """Masses, BRs and σ (injected or computed from the fits) in table coordinates."""
+        t = self.table
+        masses = np.full(len(t.particles), np.nan)
+        present = 0
+        for pdg, m in model.masses.items():
+            i = self.pindex[pdg]
+            masses[i] = m
+            present |= 1 << i
+        br = np.zeros(len(t.br_channels) + 1)
+        br[-1] = 1.0
+        for parent, channels in model.decays.items():
+            for channel, value in channels.items():
+                br[self.br_index[(parent, channel)]] = value
+        xsec = np.zeros((len(t.channels), len(self.sqrts)))
+        if model.xsecs is not None:
+            for x in model.xsecs:
+                c = self.channel_index.get(x.pair)
+                if c is not None and x.sqrts in self.sqrts:
+                    xsec[c, self.sqrts.index(x.sqrts)] = x.xsec_fb
+        else:
+            for s_i, s in enumerate(self.sqrts):
+                for pair, value in cross_sections(self.space, model.masses, model.kappas, s).items():
+                    if pair in self.channel_index:
+                        xsec[self.channel_index[pair], s_i] = value
+        return ModelArrays(masses, br, xsec, present)
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def candidate_rows(self, present: int) -> np.ndarray:
+        """Rows whose particles are all present."""
+        t = self.table
+        ok = np.flatnonzero((t.block_keys & np.uint32(~present & 0xFFFFFFFF)) == 0)
+        starts, stops = t.block_start[ok], t.block_start[ok + 1]
+        return _ranges(starts, stops)
+
+    def element_weights(self, m: ModelArrays, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(active rows, weights (n, n_sqrts) fb) after sigmacut and the compression rule."""
+        t = self.table
+        brs = m.br[t.el_br[rows]].prod(axis=1) * t.el_share[rows]
+        w = m.xsec[t.el_channel[rows]] * brs[:, None]
+        keep = (w.max(axis=1) >= t.sigmacut) & (brs > 0)
+        rows, w = rows[keep], w[keep]
+        mask = t.el_mask[rows]
+        compressed = mask.any(axis=1)
+        if compressed.any():
+            gap_idx = t.el_gap[rows[compressed]]
+            valid = gap_idx[..., 0] >= 0
+            gaps = np.where(valid, m.masses[gap_idx[..., 0]] - m.masses[gap_idx[..., 1]], np.inf)
+            small = gaps < t.minmassgap
+            full = np.all(small | ~valid, axis=1)
+            if full.any():
+                top = np.max(np.where(valid, gaps, -np.inf), axis=1)
+                small = np.where(full[:, None], gaps < 0.999 * top[:, None], small)
+            ok = np.ones(len(rows), dtype=bool)
+            ok[compressed] = np.all((small == mask[compressed]) | ~valid, axis=1)
+            rows, w = rows[ok], w[ok]
+        return rows, w
+
+    def predict(self, model: Protomodel | ModelArrays) -> list[Prediction]:
+        """Every theory prediction of one protomodel (all EM signal regions, all UL clusters)."""
+        m = self.model_arrays(model) if isinstance(model, Protomodel) else model
+        t = self.table
+        rows, w = self.element_weights(m, self.candidate_rows(m.present))
+        counts = t.match_start[rows + 1] - t.match_start[rows]
+        idx = _ranges(t.match_start[rows], t.match_start[rows + 1])
+        local = np.repeat(np.arange(len(rows)), counts)
+        tx = t.m_txname[idx]
+        weight = w[local, self.tx_sqrts[tx]]
+        keep = weight > 0
+        idx, local, tx, weight = idx[keep], local[keep], tx[keep], weight[keep]
+        coords = t.m_coords[idx]
+        points = np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)
+        values = self.interps.evaluate(self.tx_map[tx], points)
+        origin = t.el_origin[rows[local]]
+        em = self.tx_is_em[tx].copy()
+        eff = np.nan_to_num(values, nan=0.0)
+        em &= np.abs(eff) >= EFF_ZERO
+        out = self._em(tx[em], weight[em] * eff[em], origin[em], t.m_coef[idx[em]])
+        ul = ~self.tx_is_em[tx] & ~np.isnan(values)
+        out += self._ul(tx[ul], weight[ul], origin[ul], t.m_coef[idx[ul]], t.m_shape[idx[ul]], points[ul], values[ul])
+        return out
+
+    def _em(self, tx, weight, origin, coef) -> list[Prediction]:
+        dataset = self.tx_dataset[tx]
+        first = _first_of_max(np.stack([origin, dataset]), weight)
+        tx, weight, coef, dataset = tx[first], weight[first], coef[first], dataset[first]
+        out = []
+        for d in np.unique(dataset):
+            sel = dataset == d
+            xsec = float(np.sum(coef[sel] * weight[sel]))
+            if xsec < MIN_PREDICTION_FB:
+                continue
+            names = tuple(sorted({self.table.txnames[i].name for i in tx[sel]}))
+            out.append(self._prediction(int(d), names, xsec, None, None, None))
+        return out
+
+    def _ul(self, tx, weight, origin, coef, shape, points, ul) -> list[Prediction]:
+        first = _first_of_max(np.stack([origin, tx]), weight)
+        tx, weight, coef, shape, points, ul = (x[first] for x in (tx, weight, coef, shape, points, ul))
+        out = []
+        for t in np.unique(tx):
+            sel = np.flatnonzero(tx == t)
+            n = int(self.tx_ncoords[t])
+            for members, avg, ul_obs in self._clusters(int(t), weight[sel], shape[sel], points[sel, :n], ul[sel]):
+                xsec = float(np.sum(coef[sel][members] * weight[sel][members]))
+                if xsec < MIN_PREDICTION_FB:
+                    continue
+                ul_exp = self._map_value(int(self.tx_map_exp[t]), avg)
+                ref = self.table.txnames[t]
+                out.append(self._prediction(ref.dataset, (ref.name,), xsec, ul_obs, ul_exp, tuple(avg)))
+        return out
+
+    def _map_value(self, map_row: int, point: np.ndarray) -> float | None:
+        if map_row < 0:
+            return None
+        value = float(self.interps.evaluate(np.array([map_row]), point[None, :])[0])
+        return None if np.isnan(value) else value
+
+    def _clusters(self, t: int, weight, shape, points, ul):
+        """SModelS' ``doCluster`` for one UL txname: yields (member indices, mass point, UL)."""
+        key = np.column_stack([shape, points])
+        uniq, inverse = np.unique(key, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        if len(uniq) == 1:
+            yield np.arange(len(weight)), points[0], float(ul[0])
+            return
+        # identical SMS (same shape and masses) first: groupSMS
+        clusters = []
+        for g in range(len(uniq)):
+            members = np.flatnonzero(inverse == g)
+            clusters.append((members, points[members[0]], float(ul[members[0]])))
+        clusters.sort(key=lambda c: c[2])
+        map_row = int(self.tx_map[t])
+
+        def merged(ca, cb):
+            members = np.concatenate([ca[0], cb[0]])
+            if len({int(s) for s in shape[members]}) > 1:
+                return None
+            w = weight[members]
+            avg = _round_significant(np.sum(points[members] * w[:, None], axis=0) / np.sum(w), 5)
+            value = self._map_value(map_row, avg)
+            if value is None:
+                return None
+            if any(_distance(value, float(u)) > self.max_mass_dist for u in ul[members]):
+                return None
+            return members, avg, value
+
+        def dist(ca, cb):
+            if len({int(shape[ca[0][0]]), int(shape[cb[0][0]])}) > 1:
+                return None
+            return _distance(ca[2], cb[2])
+
+        n = len(clusters)
+        d = np.full((n, n), np.inf)
+        for i in range(n):
+            for j in range(i + 1, n):
+                v = dist(clusters[i], clusters[j])
+                d[i, j] = d[j, i] = np.inf if v is None else v
+        while len(clusters) > 1 and d.min() < self.max_mass_dist:
+            i, j = sorted(np.unravel_index(np.argmin(d), d.shape))
+            new = merged(clusters[i], clusters[j])
+            if new is None:
+                d[i, j] = d[j, i] = 2 * self.max_mass_dist
+                continue
+            clusters[i] = new
+            del clusters[j]
+            d = np.delete(np.delete(d, j, 0), j, 1)
+            for k in range(len(clusters)):
+                if k != i:
+                    v = dist(clusters[k], new)
+                    d[k, i] = d[i, k] = np.inf if v is None else v
+        clusters.sort(key=lambda c: float(np.sum(weight[c[0]])), reverse=True)
+        yield from clusters
+
+    def _prediction(self, d: int, txnames: tuple[str, ...], xsec: float, ul_obs, ul_exp, masses) -> Prediction:
+        a = self.arrays
+        r = int(a.dataset_result[d])
+        lumi = float(a.result_lumi[r])
+        if a.result_is_em[r]:
+            ul_obs, ul_exp = _finite(a.upper_limit[d]), _finite(a.expected_upper_limit[d])
+            dataset, events, datatype = str(a.dataset_id[d]), xsec * lumi, "efficiencyMap"
+        else:
+            dataset, events, datatype = None, None, "upperLimit"
+        return Prediction(
+            analysis=str(a.result_id[r]), dataset=dataset, datatype=datatype, txnames=txnames,
+            sqrts_tev=float(a.result_sqrts[r]), lumi_ifb=lumi, xsec_fb=xsec, signal_events=events,
+            ul_obs_fb=ul_obs, ul_exp_fb=ul_exp,
+            r_obs=xsec / ul_obs if ul_obs else None, r_exp=xsec / ul_exp if ul_exp else None,
+            masses_gev=None if masses is None else tuple(float(x) for x in masses))
+
+
+def _finite(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+def _distance(a: float, b: float) -> float:
+    return 0.0 if a + b == 0 else 2.0 * abs(a - b) / (a + b)
+
+
+def _round_significant(x: np.ndarray, digits: int) -> np.ndarray:
+    out = np.array(x, dtype=float)
+    nz = out != 0
+    mag = np.floor(np.log10(np.abs(out[nz])))
+    out[nz] = np.round(out[nz] / 10 ** (mag - digits + 1)) * 10 ** (mag - digits + 1)
+    return out
+
+
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(start, stop) for each pair, without a Python loop."""
+    lengths = stops - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return offsets + np.arange(total)
+
+
+def _first_of_max(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Indices of one entry per distinct key column: the largest weight, the first on ties."""
+    if weight.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((np.arange(weight.size), -weight, *keys[::-1]))
+    k = keys[:, order]
+    new = np.ones(weight.size, dtype=bool)
+    new[1:] = np.any(k[:, 1:] != k[:, :-1], axis=0)
+    return order[new]
