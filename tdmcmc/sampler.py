@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tdmcmc.adaptation import MaskedMoments, PseudoPriorFit
-from tdmcmc.moves.base import Move, MoveContext, StepInfo
+from tdmcmc.moves.base import Move, MoveContext
 from tdmcmc.moves.birth_death import BirthDeath
 from tdmcmc.moves.random_walk import RandomWalk
 from tdmcmc.moves.refresh import RefreshInactive
@@ -105,10 +105,6 @@ class Run:
         return self.config.tune + self.config.draws
 
     @property
-    def done(self) -> bool:
-        return self.iteration >= self.total
-
-    @property
     def move_names(self) -> list[str]:
         return [m.name for m, _ in self.moves]
 
@@ -166,8 +162,9 @@ def _refit_pseudo_prior(run: Run, ctx: MoveContext, target: Target) -> None:
     run.state = evaluate(target, run.pseudo, s.active, s.params, s.globals)
 
 
-def _sweep(run: Run, ctx: MoveContext) -> dict[str, StepInfo]:
-    infos: dict[str, StepInfo] = {}
+def _sweep(run: Run, ctx: MoveContext) -> dict[str, np.ndarray]:
+    """One pass over the moves; returns each move's accepted fraction of attempts (B,), NaN if none."""
+    rates: dict[str, np.ndarray] = {}
     for move, repeats in run.moves:
         accepted = np.zeros(run.state.batch_size)
         attempted = np.zeros(run.state.batch_size)
@@ -178,11 +175,11 @@ def _sweep(run: Run, ctx: MoveContext) -> dict[str, StepInfo]:
             accepted += info.accepted & info.attempted
             attempted += info.attempted
         with np.errstate(invalid="ignore"):
-            infos[move.name] = StepInfo(accepted / attempted, accepted / attempted, attempted > 0)
-    return infos
+            rates[move.name] = accepted / attempted
+    return rates
 
 
-def _record(run: Run, infos: dict[str, StepInfo], draw: int) -> None:
+def _record(run: Run, rates: dict[str, np.ndarray], draw: int) -> None:
     c = run.config.chains
     s, tr = run.state, run.trace
     tr.active[:, draw] = s.active[:c]
@@ -190,11 +187,11 @@ def _record(run: Run, infos: dict[str, StepInfo], draw: int) -> None:
     tr.globals[:, draw] = s.globals[:c]
     tr.log_lik[:, draw] = s.log_lik[:c]
     tr.log_prior[:, draw] = s.log_prior[:c]
-    for name, info in infos.items():
-        if name == ReplicaExchange.name:
-            tr.swap_accept[:, draw] = info.accepted[: -c].reshape(-1, c).T
+    for name, rate in rates.items():
+        if name == ReplicaExchange.name:  # entry t·C + c is pair (t, t+1) of chain c
+            tr.swap_accept[:, draw] = rate[:-c].reshape(-1, c).T
         else:
-            tr.accept[name][:, draw] = info.accepted[:c]
+            tr.accept[name][:, draw] = rate[:c]
     tr.temperatures[draw] = run.ladder.temperatures
 
 
@@ -213,14 +210,14 @@ def advance(run: Run, target: Target, stop_at: int | None = None,
     while run.iteration < end:
         t0 = time.perf_counter()
         ctx.tuning = run.iteration < cfg.tune
-        infos = _sweep(run, ctx)
+        rates = _sweep(run, ctx)
         if ctx.tuning and run.pseudo_fit is not None:
             run.pseudo_fit.update(run.state.params, run.state.active[:, :, None], cfg.chains)
         run.iteration += 1
         if run.iteration in refit_at and run.iteration > 0:
             _refit_pseudo_prior(run, ctx, target)
         if not ctx.tuning:
-            _record(run, infos, run.iteration - cfg.tune - 1)
+            _record(run, rates, run.iteration - cfg.tune - 1)
         run.seconds["tune" if ctx.tuning else "draws"] += time.perf_counter() - t0
         if progress is not None:
             progress.update(run.iteration)

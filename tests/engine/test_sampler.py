@@ -60,6 +60,12 @@ def test_birth_proposal_was_refitted_to_the_posterior(tempered_run):
     np.testing.assert_allclose(pseudo.std[:, 0], 1.2 * np.sqrt(0.49 / 1.49), rtol=0.2)
 
 
+def test_step_sizes_adapt_in_warmup_only(tempered_run):
+    moves = {move.name: move for move, _ in tempered_run.moves}
+    for name in ("random_walk", "mala"):
+        assert moves[name].step_size.n_updates == tempered_run.config.tune
+
+
 def test_ladder_adapts_in_warmup_only(tempered_run):
     temps = tempered_run.trace.temperatures
     assert np.all(temps == temps[0]), "the ladder must be frozen after warm-up"
