@@ -26,7 +26,7 @@ gradients of all tied cliques, and ties are common because members without a pre
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
@@ -98,6 +98,7 @@ class Combiner:
     groups: tuple[CliqueGroup, ...]
     versions: np.ndarray
     has_version: np.ndarray
+    _subgraph_cliques: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_cliques(self) -> dict[tuple[str, float], int]:
@@ -172,6 +173,43 @@ class Combiner:
                 if with_zero or r[j] != 0.0:
                     out.append((node, self.graph.analyses[node], j))
         return tuple((a, j) for _, a, j in sorted(out))
+
+    def paper_combination(self, r, predicted) -> tuple[float, tuple[tuple[str, int], ...]]:
+        """The paper's per-step definition, for one state (numpy only; reference and greedy walk).
+
+        Maximal cliques are enumerated among the results with a prediction (`predicted`, bool per
+        result) only, twins being mutually exclusive members, and single-result cliques are never
+        scored. Returns (max_c Σ_{i∈c} r_i, members as (analysis id, result index)), or (nan, ())
+        when no two predicted results combine (the paper's Z = None).
+        """
+        r = np.asarray(r, float)
+        predicted = np.asarray(predicted, bool) & (self.graph.result_node >= 0)
+        # Per node, its best predicted version (twins share neighbourhoods, so choosing is exact).
+        version = {}
+        for j in np.flatnonzero(predicted):
+            n = int(self.graph.result_node[j])
+            if n not in version or r[j] > r[version[n]]:
+                version[n] = int(j)
+        per_group = []
+        for g in self.groups:
+            nodes = tuple(int(n) for n in g.nodes if int(n) in version)
+            if nodes:
+                per_group.append([[version[n] for n in c] for c in self._cliques_among(nodes)])
+        if len(per_group) == 1:      # one group only: drop single-result cliques
+            per_group[0] = [c for c in per_group[0] if len(c) > 1]
+        if not per_group or not per_group[0]:
+            return float("nan"), ()
+        members = [max(cliques, key=lambda c: sum(r[j] for j in c)) for cliques in per_group]
+        chosen = sorted(j for c in members for j in c)
+        return (float(sum(r[j] for j in chosen)),
+                tuple((self.graph.analyses[self.graph.result_node[j]], j) for j in chosen))
+
+    def _cliques_among(self, nodes: tuple[int, ...]) -> list[list[int]]:
+        """Maximal cliques of the subgraph induced by `nodes` (one group), memoised."""
+        if nodes not in self._subgraph_cliques:
+            sub = self.graph.adjacency[np.ix_(nodes, nodes)]
+            self._subgraph_cliques[nodes] = [[nodes[i] for i in c] for c in maximal_cliques(sub)]
+        return self._subgraph_cliques[nodes]
 
     def fixed_mask(self, analyses: Sequence[str], check: bool = True) -> np.ndarray:
         """Node mask of a user combination; with `check`, every pair must be combinable."""

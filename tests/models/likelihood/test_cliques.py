@@ -59,14 +59,18 @@ ALLOW = AllowLists({"A-1": ("A-2", "A-3"), "A-2": ("A-3",), "A-4": ("A-3",),
                     "B-1": ("B-2",), "B-3": ()}, {})
 
 
-def global_result_cliques() -> list[tuple[int, ...]]:
-    """Maximal cliques over *results* as the paper builds them: twins are separate, never combined."""
+def result_adjacency() -> np.ndarray:
+    """Combinability of *results* as the paper builds it: twins are separate, never combined."""
     n = len(IDS)
     adj = np.zeros((n, n), bool)
     for i, k in itertools.combinations(range(n), 2):
         same_group = (EXP[i], SQRTS[i]) == (EXP[k], SQRTS[k])
         adj[i, k] = adj[k, i] = not same_group or ALLOW.allows(IDS[i], IDS[k])
-    return brute_maximal_cliques(adj)
+    return adj
+
+
+def global_result_cliques() -> list[tuple[int, ...]]:
+    return brute_maximal_cliques(result_adjacency())
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +154,30 @@ def test_pytensor_graph_values_and_gradients(synthetic):
         assert g_max[b].tolist() == [float(j in chosen) for j in range(len(IDS))]
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_paper_definition_equals_brute_force_on_predicted_results(synthetic, seed):
+    comb, _ = synthetic
+    adj = result_adjacency()
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(25):
+        predicted = rng.random(len(IDS)) < rng.uniform(0.1, 0.6)
+        r = np.where(predicted, rng.normal(0.5, 1.5, len(IDS)), 0.0)
+        idx = np.flatnonzero(predicted)
+        cliques = [tuple(idx[list(c)]) for c in brute_maximal_cliques(adj[np.ix_(idx, idx)])]
+        cliques = [c for c in cliques if len(c) >= 2]
+        value, members = comb.paper_combination(r, predicted)
+        if not cliques:
+            assert np.isnan(value) and members == ()
+            continue
+        sums = [r[list(c)].sum() for c in cliques]
+        assert value == pytest.approx(max(sums), abs=1e-12)
+        assert tuple(j for _, j in members) in cliques
+        assert all(a == analysis_id(IDS[j]) for a, j in members)
+        if all(r[predicted] >= 0):               # without deficits both definitions agree
+            assert comb.combine(r, "max") == pytest.approx(value, abs=1e-12)
+        assert comb.combine(r, "max") >= value - 1e-12   # ours scores a superset of cliques
+
+
 def test_deficits_where_paper_definition_differs():
     """The paper enumerates cliques among predicted analyses only; ours are static.
 
@@ -162,6 +190,7 @@ def test_deficits_where_paper_definition_differs():
     r = np.array([2.0, -1.0, 0.0])
     assert comb.combine(r, "max") == 2.0
     assert comb.best_combination(r) == (("A-1", 0),)
+    assert comb.paper_combination(r, r != 0) == (1.0, (("A-1", 0), ("A-2", 1)))
     r_excess = np.array([2.0, 1.0, 0.0])           # no deficit: both definitions agree
     assert comb.combine(r_excess, "max") == 3.0
 
