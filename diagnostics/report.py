@@ -17,7 +17,9 @@ from tdmcmc.diagnostics import plots
 from tdmcmc.diagnostics.diagnose import Diagnosis, diagnose, model_invariant_scalars
 from tdmcmc.diagnostics.model_probabilities import index_models
 from tdmcmc.diagnostics.run_file import Run
-from tdmcmc.diagnostics.summary import inclusion_frame, model_frame, parameter_frame, size_frame
+from tdmcmc.diagnostics.summary import inclusion_frame, model_frame, parameter_frame, sampler_frame, size_frame
+
+_SHOWN = 8  # warnings listed before the rest are folded away
 
 _STYLE = """
 body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -32,6 +34,10 @@ figcaption { font-size: 0.9em; color: #444; }
 
 
 def _table(frame: pd.DataFrame) -> str:
+    nullable_int = [c for c in frame.columns if isinstance(frame[c].dtype, pd.Int64Dtype)]
+    frame = frame.astype({c: object for c in nullable_int})
+    for c in nullable_int:
+        frame[c] = frame[c].where(frame[c].notna(), None)
     return frame.to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep="–", border=0)
 
 
@@ -87,7 +93,10 @@ def write_report(run: Run, out: str | Path, title: str = "tdmcmc run report") ->
     figures = _figures(run, dx, out, frames)
     diag = _diagnostic_frames(run, dx)
     if dx.warnings:
-        status = "<div class='warn'><b>Diagnostics failed their thresholds:</b><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in dx.warnings) + "</ul></div>"
+        items = [f"<li>{html.escape(w)}</li>" for w in dx.warnings]
+        status = (f"<div class='warn'><b>{len(items)} diagnostics failed their thresholds:</b><ul>{''.join(items[:_SHOWN])}</ul>"
+                  + (f"<details><summary>{len(items) - _SHOWN} more</summary><ul>{''.join(items[_SHOWN:])}</ul></details>" if len(items) > _SHOWN else "")
+                  + "</div>")
     else:
         status = "<div class='ok'>All diagnostics pass their thresholds.</div>"
     th = dx.thresholds
@@ -98,6 +107,8 @@ def write_report(run: Run, out: str | Path, title: str = "tdmcmc run report") ->
         status,
         f"<p>Thresholds: R-hat &lt; {th.rhat_max}, ESS ≥ {th.ess_min_per_chain:g} per chain, Brooks–Giudici ratios &lt; {th.bg_ratio_max}; "
         f"conditional diagnostics use chains with ≥ {th.min_active_draws} active draws.</p>",
+        "<h2>Figures</h2>",
+        *(f"<figure><img src='{file}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>" for file, caption in figures),
         "<h2>Posterior model probabilities</h2>", _table(frames["models"]),
         "<h2>Inclusion probabilities</h2>", _table(frames["inclusion"]),
         f"<h2>Number of active {run.slot_dim}s</h2>", _table(frames["size"]),
@@ -107,8 +118,9 @@ def write_report(run: Run, out: str | Path, title: str = "tdmcmc run report") ->
     ]
     if len(diag["brooks_giudici"]):
         body += ["<h3>Brooks–Giudici</h3>", _table(diag["brooks_giudici"])]
-    body.append("<h2>Figures</h2>")
-    body += [f"<figure><img src='{file}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>" for file, caption in figures]
+    sampler = sampler_frame(run)
+    if len(sampler):
+        body += ["<h3>Acceptance rates (mean over draws)</h3>", _table(sampler)]
     body += ["<h2>Run attributes</h2>", _attributes(run)]
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>"
     index = out / "index.html"

@@ -60,6 +60,8 @@ def open_run(path: str | Path) -> Run:
             tree = xr.open_datatree(path, engine="zarr")
         else:
             tree = xr.open_datatree(path, engine="h5netcdf")
+    except ImportError as exc:
+        raise UserError(f"{path}: a zarr store needs the zarr package ({exc})") from exc
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot read as a netCDF/zarr DataTree ({exc})") from exc
     try:

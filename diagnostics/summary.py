@@ -63,6 +63,26 @@ def parameter_frame(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sampler_frame(run: Run) -> pd.DataFrame:
+    """Mean acceptance rate per move type (``accept_*``) and per tempering swap pair, per chain.
+
+    Draws where a move was not attempted (NaN) are left out of its mean."""
+    if "sample_stats" not in run.tree.children:
+        return pd.DataFrame()
+    stats = run.tree["sample_stats"].dataset
+    rows = []
+    for name, da in stats.data_vars.items():
+        if not (name.startswith("accept_") or name == "swap_accept"):
+            continue
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        for key, sub in (da.groupby(extra[0]) if extra else [(None, da)]):
+            values = np.asarray(sub.values, dtype=float).reshape(run.n_chains, -1)
+            label = name if key is None else f"{name}[{key}]"
+            with np.errstate(invalid="ignore"):
+                rows.append({"statistic": label} | {f"chain {c}": float(np.nanmean(v)) if np.isfinite(v).any() else np.nan for c, v in enumerate(values)})
+    return pd.DataFrame(rows)
+
+
 def summary_tables(run: Run, max_models: int = 20) -> dict[str, pd.DataFrame]:
     """All summary tables keyed by ``models``, ``inclusion``, ``size``, ``parameters``."""
     return {
