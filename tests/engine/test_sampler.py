@@ -100,3 +100,23 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, stop_at):
         np.testing.assert_array_equal(getattr(whole.trace, field), getattr(resumed.trace, field), err_msg=field)
     for name in whole.trace.accept:
         np.testing.assert_array_equal(whole.trace.accept[name], resumed.trace.accept[name])
+
+
+def test_ladder_adaptation_equalises_swap_rates():
+    """Vousden et al.: after warm-up the neighbour swap rates agree within 0.06; the geometric
+    start gives 0.60 / 0.77 / 0.87 on this target (measured without warm-up)."""
+    config = SamplerConfig(chains=2, draws=600, tune=2500, temperatures=4, max_temperature=20.0, seed=5)
+    run = sample(IndependentSlots(), config)
+    rates = np.nanmean(run.trace.swap_accept, axis=(0, 1))
+    assert rates.max() - rates.min() < 0.06, rates
+    assert run.ladder.temperatures[1] < 0.8 * np.geomspace(1, 20, 4)[1]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    from tdmcmc.errors import UserError
+
+    cfg = SamplerConfig(chains=1, draws=5, tune=5, seed=1)
+    ckpt = tmp_path / "r.ckpt"
+    advance(start(IndependentSlots(), cfg), IndependentSlots(), stop_at=3, checkpoint=ckpt)
+    with pytest.raises(UserError, match="different settings"):
+        load_checkpoint(ckpt, SamplerConfig(chains=1, draws=5, tune=5, seed=2))
