@@ -47,7 +47,10 @@ def brooks_giudici(theta: np.ndarray, model_index: np.ndarray) -> dict[str, floa
     w_m = ss_m / (n - n_models) if n > n_models else np.nan
     w_mw_c = ss_cm / (n - n_cells) if n > n_cells else np.nan
     return {
-        "V": v_hat, "W_c": w_c, "W_m": w_m, "W_mW_c": w_mw_c,
+        "V": v_hat,
+        "W_c": w_c,
+        "W_m": w_m,
+        "W_mW_c": w_mw_c,
         "chain_ratio": v_hat / w_c if w_c > 0 else np.nan,
         "model_ratio": w_m / w_mw_c if w_mw_c > 0 else np.nan,
     }

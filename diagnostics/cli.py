@@ -9,25 +9,38 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``summary``, ``diagnose`` and ``report`` subcommands."""
-    p = subparsers.add_parser("summary", help="posterior summary tables of a run",
-                              description="Model probabilities (with uncertainties), inclusion probabilities and "
-                                          "parameter posteriors (median, 68/95 % intervals) of a run file.")
+    p = subparsers.add_parser(
+        "summary",
+        help="posterior summary tables of a run",
+        description="Model probabilities (with uncertainties), inclusion probabilities and "
+        "parameter posteriors (median, 68/95 % intervals) of a run file.",
+    )
     p.add_argument("run", type=Path, metavar="RUN.nc", help="run file written by `tdmcmc sample`")
-    p.add_argument("--max-models", type=int, default=20, help="models listed before lumping the rest as 'other' (default 20)")
+    p.add_argument(
+        "--max-models", type=int, default=20, help="models listed before lumping the rest as 'other' (default 20)"
+    )
     p.set_defaults(func=run_summary)
 
-    p = subparsers.add_parser("diagnose", help="convergence diagnostics of a run",
-                              description="R-hat/ESS/MCSE of model-invariant quantities and inclusion indicators, "
-                                          "conditional R-hat of parameters given their particle is present, "
-                                          "model-probability uncertainty (Heck et al. 2019), Brooks–Giudici check.")
+    p = subparsers.add_parser(
+        "diagnose",
+        help="convergence diagnostics of a run",
+        description="R-hat/ESS/MCSE of model-invariant quantities and inclusion indicators, "
+        "conditional R-hat of parameters given their particle is present, "
+        "model-probability uncertainty (Heck et al. 2019), Brooks–Giudici check.",
+    )
     p.add_argument("run", type=Path, metavar="RUN.nc", help="run file written by `tdmcmc sample`")
     p.add_argument("--json", action="store_true", help="print every diagnostic as JSON (NaN as null)")
     p.set_defaults(func=run_diagnose)
 
-    p = subparsers.add_parser("report", help="HTML report with tables and figures",
-                              description="Write DIR/index.html with summary and diagnostic tables and PNG figures.")
+    p = subparsers.add_parser(
+        "report",
+        help="HTML report with tables and figures",
+        description="Write DIR/index.html with summary and diagnostic tables and PNG figures.",
+    )
     p.add_argument("run", type=Path, metavar="RUN.nc", help="run file written by `tdmcmc sample`")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="folder to write (created if absent)")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="DIR", help="folder to write (created if absent)"
+    )
     p.set_defaults(func=run_report)
 
 
@@ -50,9 +63,14 @@ def run_diagnose(args: argparse.Namespace) -> int:
         print(json.dumps(dx.to_dict(), indent=1, allow_nan=False))
         return 0
     th = dx.thresholds
-    print(f"{args.run}: {dx.n_chains} chains × {dx.n_draws} draws, {len(dx.slots)} {dx.slot_dim}s, "
-          f"{dx.models.n_models} models visited, model-sequence ESS {dx.models.heck_ess:.0f} (Heck et al. 2019)")
-    print(f"thresholds: R-hat < {th.rhat_max}, ESS ≥ {th.ess_min_per_chain:g} per chain, Brooks–Giudici ratios < {th.bg_ratio_max}")
+    print(
+        f"{args.run}: {dx.n_chains} chains × {dx.n_draws} draws, {len(dx.slots)} {dx.slot_dim}s, "
+        f"{dx.models.n_models} models visited, model-sequence ESS {dx.models.heck_ess:.0f} (Heck et al. 2019)"
+    )
+    print(
+        f"thresholds: R-hat < {th.rhat_max}, ESS ≥ {th.ess_min_per_chain:g} per chain, "
+        f"Brooks–Giudici ratios < {th.bg_ratio_max}"
+    )
     if dx.ok:
         print("all diagnostics pass")
     for w in dx.warnings:

@@ -71,7 +71,7 @@ def _split(chains: list[np.ndarray]) -> list[np.ndarray]:
     halves = []
     for c in chains:
         h = len(c) // 2
-        halves += [c[:h], c[len(c) - h:]]
+        halves += [c[:h], c[len(c) - h :]]
     return halves
 
 

@@ -14,7 +14,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-
 from tdmcmc.diagnostics.brooks_giudici import brooks_giudici
 from tdmcmc.diagnostics.convergence import Thresholds, conditional_diagnostics, scalar_diagnostics
 from tdmcmc.diagnostics.model_probabilities import ModelIndex, ModelTable, index_models, indicator_stats, model_table
@@ -41,9 +40,15 @@ class Diagnosis:
 
     def to_dict(self) -> dict:
         out = {
-            "ok": self.ok, "n_chains": self.n_chains, "n_draws": self.n_draws, "slot_dim": self.slot_dim,
-            "thresholds": asdict(self.thresholds), "warnings": self.warnings, "slots": self.slots,
-            "scalars": self.scalars, "brooks_giudici": self.brooks_giudici,
+            "ok": self.ok,
+            "n_chains": self.n_chains,
+            "n_draws": self.n_draws,
+            "slot_dim": self.slot_dim,
+            "thresholds": asdict(self.thresholds),
+            "warnings": self.warnings,
+            "slots": self.slots,
+            "scalars": self.scalars,
+            "brooks_giudici": self.brooks_giudici,
             "models": {"heck_ess": self.models.heck_ess, "n_models": self.models.n_models, "table": self.models.rows},
         }
         return _json_ready(out)
@@ -96,19 +101,25 @@ def _slot_record(run: Run, i: int, th: Thresholds, warn: list[str]) -> dict:
     ind = indicator_stats(act)
     per_chain = act.mean(axis=1)
     rec = {
-        "inclusion": ind["mean"], "inclusion_mcse": ind["mcse"], "indicator_ess": ind["ess"],
-        "indicator_rhat": ind["rhat"], "per_chain_inclusion": per_chain.tolist(), "parameters": {},
+        "inclusion": ind["mean"],
+        "inclusion_mcse": ind["mcse"],
+        "indicator_ess": ind["ess"],
+        "indicator_rhat": ind["rhat"],
+        "per_chain_inclusion": per_chain.tolist(),
+        "parameters": {},
     }
     chains_txt = ", ".join(f"{f:.2f}" for f in per_chain)
     varies = 0.0 < ind["mean"] < 1.0
     if varies and run.n_chains > 1 and not ind["rhat"] <= th.rhat_max:
         warn.append(
             f"Chains disagree on how often {name} is present: R-hat of its inclusion indicator is "
-            f"{_fmt_rhat(ind['rhat'])} (threshold {th.rhat_max}); fraction of draws with {name} per chain: {chains_txt}."
+            f"{_fmt_rhat(ind['rhat'])} (threshold {th.rhat_max}); "
+            f"fraction of draws with {name} per chain: {chains_txt}."
         )
     if varies and not ind["ess"] >= th.ess_min(run.n_chains):
         warn.append(
-            f"Only {_fmt(ind['ess'])} effective draws for the presence of {name} (need {th.ess_min(run.n_chains):.0f}): "
+            f"Only {_fmt(ind['ess'])} effective draws for the presence of {name} "
+            f"(need {th.ess_min(run.n_chains):.0f}): "
             f"its inclusion probability {ind['mean']:.3f} ± {_fmt(ind['mcse'])} is imprecise."
         )
     for da in run.slot_params.values():
@@ -119,7 +130,8 @@ def _slot_record(run: Run, i: int, th: Thresholds, warn: list[str]) -> dict:
             if used >= 2 and not cond["rhat"] <= th.rhat_max:
                 warn.append(
                     f"{label} of {name}, given {name} is present, has not converged: R-hat {_fmt_rhat(cond['rhat'])} "
-                    f"(threshold {th.rhat_max}) over the {_chains(used)} with at least {th.min_active_draws} draws of {name}."
+                    f"(threshold {th.rhat_max}) over the {_chains(used)} "
+                    f"with at least {th.min_active_draws} draws of {name}."
                 )
             if used and not cond["ess_bulk"] >= th.ess_min(used):
                 warn.append(

@@ -93,7 +93,9 @@ def stationary_distributions(transition: np.ndarray) -> np.ndarray:
     return np.linalg.solve(a, b[..., None])[..., 0]
 
 
-def heck_posterior(counts: np.ndarray, n_samples: int, rng: np.random.Generator, epsilon: float | None = None) -> np.ndarray:
+def heck_posterior(
+    counts: np.ndarray, n_samples: int, rng: np.random.Generator, epsilon: float | None = None
+) -> np.ndarray:
     """Draws (n_samples, M) of the stationary distribution under the Dirichlet–Markov posterior."""
     m = counts.shape[0]
     eps = 1.0 / m if epsilon is None else epsilon
@@ -139,7 +141,9 @@ class ModelTable:
     n_models: int
 
 
-def model_table(models: ModelIndex, slot_names: tuple[str, ...], max_models: int = 20, n_samples: int = 2000, seed: int = 0) -> ModelTable:
+def model_table(
+    models: ModelIndex, slot_names: tuple[str, ...], max_models: int = 20, n_samples: int = 2000, seed: int = 0
+) -> ModelTable:
     """The :class:`ModelTable` of the models visited (:func:`index_models`); see the module docstring.
 
     ``seed`` fixes the draws of the Heck posterior so a report is reproducible."""
@@ -153,11 +157,16 @@ def model_table(models: ModelIndex, slot_names: tuple[str, ...], max_models: int
     for i in range(n_states):
         stats = indicator_stats(index == i)
         is_other = lumped and i == kept
-        rows.append({
-            "label": OTHER if is_other else labels[i],
-            "k": -1 if is_other else int(models.patterns[i].sum()),
-            "p": stats["mean"], "ess": stats["ess"], "mcse": stats["mcse"], "rhat": stats["rhat"],
-        })
+        rows.append(
+            {
+                "label": OTHER if is_other else labels[i],
+                "k": -1 if is_other else int(models.patterns[i].sum()),
+                "p": stats["mean"],
+                "ess": stats["ess"],
+                "mcse": stats["mcse"],
+                "rhat": stats["rhat"],
+            }
+        )
     if n_states == 1:
         for row in rows:
             row.update(heck_mean=1.0, heck_sd=0.0, heck_lo=1.0, heck_hi=1.0)
@@ -165,5 +174,10 @@ def model_table(models: ModelIndex, slot_names: tuple[str, ...], max_models: int
     draws = heck_posterior(transition_counts(index, n_states), n_samples, np.random.default_rng(seed))
     lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
     for i, row in enumerate(rows):
-        row.update(heck_mean=float(draws[:, i].mean()), heck_sd=float(draws[:, i].std(ddof=1)), heck_lo=float(lo[i]), heck_hi=float(hi[i]))
+        row.update(
+            heck_mean=float(draws[:, i].mean()),
+            heck_sd=float(draws[:, i].std(ddof=1)),
+            heck_lo=float(lo[i]),
+            heck_hi=float(hi[i]),
+        )
     return ModelTable(rows, dirichlet_precision_mle(draws), n_models)

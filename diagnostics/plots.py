@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-
 from tdmcmc.diagnostics.brooks_giudici import brooks_giudici_path
 from tdmcmc.diagnostics.run_file import Run
 
@@ -33,14 +32,24 @@ def _chain_colors(n: int) -> list:
 
 def traces(run: Run) -> Figure:
     """Number of active slots and the log target (if present) against draw, one line per chain."""
-    names = [("n_active", run.active.sum(axis=2))] + ([("lp (log target)", run.scalars["lp"])] if "lp" in run.scalars else [])
+    names = [("n_active", run.active.sum(axis=2))] + (
+        [("lp (log target)", run.scalars["lp"])] if "lp" in run.scalars else []
+    )
     fig = Figure(figsize=(10, 2.6 * len(names)), layout="constrained")
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     colors = _chain_colors(run.n_chains)
     for ax, (label, values) in zip(axes, names):
         for c in range(run.n_chains):
             if label == "n_active":
-                ax.step(np.arange(run.n_draws), values[c], where="post", color=colors[c], alpha=_CHAIN_ALPHA, lw=0.8, label=f"chain {c}")
+                ax.step(
+                    np.arange(run.n_draws),
+                    values[c],
+                    where="post",
+                    color=colors[c],
+                    alpha=_CHAIN_ALPHA,
+                    lw=0.8,
+                    label=f"chain {c}",
+                )
             else:
                 ax.plot(values[c], color=colors[c], alpha=_CHAIN_ALPHA, lw=0.6, label=f"chain {c}")
         ax.set_ylabel(f"number of {run.slot_dim}s" if label == "n_active" else label)
@@ -57,7 +66,9 @@ def scalar_trace(run: Run, name: str) -> Figure:
     colors = _chain_colors(run.n_chains)
     for c in range(run.n_chains):
         ax.plot(values[c], color=colors[c], alpha=_CHAIN_ALPHA, lw=0.6, label=f"chain {c}")
-        side.hist(values[c][np.isfinite(values[c])], bins=40, orientation="horizontal", histtype="step", color=colors[c])
+        side.hist(
+            values[c][np.isfinite(values[c])], bins=40, orientation="horizontal", histtype="step", color=colors[c]
+        )
     ax.set_xlabel("draw")
     ax.set_ylabel(name)
     ax.legend(loc="upper right", fontsize="small", ncol=min(run.n_chains, 4))
@@ -108,14 +119,16 @@ def parameter_posteriors(run: Run, name: str, max_panels: int = 24) -> Figure:
         ax.hist(pooled, bins=bins, density=True, color="0.8")
         for c in range(run.n_chains):
             if act[c].sum() > 1:
-                ax.hist(values[c][act[c]], bins=bins, density=True, histtype="step", color=colors[c], alpha=_CHAIN_ALPHA)
+                ax.hist(
+                    values[c][act[c]], bins=bins, density=True, histtype="step", color=colors[c], alpha=_CHAIN_ALPHA
+                )
         q16, med, q84 = np.quantile(pooled, [0.16, 0.5, 0.84])
         ax.axvspan(q16, q84, color="C0", alpha=0.15)
         ax.axvline(med, color="C0")
         ax.set_title(f"{run.slot_names[i]}  (p = {run.active[:, :, i].mean():.2f})", fontsize="medium")
         ax.set_xlabel(f"{name} [{units}]" if units else name)
         ax.set_yticks([])
-    for ax in axes[len(slots):]:
+    for ax in axes[len(slots) :]:
         ax.set_visible(False)
     return fig
 
@@ -130,8 +143,25 @@ def model_probabilities(frame: pd.DataFrame, max_rows: int = 20) -> Figure:
     p = f["p"].to_numpy(dtype=float)
     ax.barh(y, p, color="0.75", label="visit frequency")
     lo, hi = f["heck_2.5%"].to_numpy(dtype=float), f["heck_97.5%"].to_numpy(dtype=float)
-    ax.errorbar(f["heck_mean"], y - 0.15, xerr=[f["heck_mean"] - lo, hi - f["heck_mean"]], fmt="o", ms=3, color="k", capsize=3, label="Heck et al. 95 % interval")
-    ax.errorbar(p, y + 0.15, xerr=2 * np.nan_to_num(f["mcse"].to_numpy(dtype=float)), fmt="none", ecolor="C3", capsize=3, label="±2 MCSE (indicator)")
+    ax.errorbar(
+        f["heck_mean"],
+        y - 0.15,
+        xerr=[f["heck_mean"] - lo, hi - f["heck_mean"]],
+        fmt="o",
+        ms=3,
+        color="k",
+        capsize=3,
+        label="Heck et al. 95 % interval",
+    )
+    ax.errorbar(
+        p,
+        y + 0.15,
+        xerr=2 * np.nan_to_num(f["mcse"].to_numpy(dtype=float)),
+        fmt="none",
+        ecolor="C3",
+        capsize=3,
+        label="±2 MCSE (indicator)",
+    )
     ax.set_yticks(y, f["model"])
     ax.invert_yaxis()
     ax.set_xlabel("posterior model probability")

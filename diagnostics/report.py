@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from tdmcmc.diagnostics import plots
 from tdmcmc.diagnostics.diagnose import Diagnosis, diagnose, model_invariant_scalars
 from tdmcmc.diagnostics.model_probabilities import index_models
@@ -44,7 +43,12 @@ def _table(frame: pd.DataFrame) -> str:
 def _diagnostic_frames(run: Run, dx: Diagnosis) -> dict[str, pd.DataFrame]:
     slots = []
     for name, rec in dx.slots.items():
-        row = {run.slot_dim: name, "p_incl": rec["inclusion"], "indicator ESS": rec["indicator_ess"], "indicator R-hat": rec["indicator_rhat"]}
+        row = {
+            run.slot_dim: name,
+            "p_incl": rec["inclusion"],
+            "indicator ESS": rec["indicator_ess"],
+            "indicator R-hat": rec["indicator_rhat"],
+        }
         for label, cond in rec["parameters"].items():
             row |= {f"{label} R-hat|active": cond["rhat"], f"{label} ESS|active": cond["ess_bulk"]}
         slots.append(row)
@@ -57,20 +61,45 @@ def _figures(run: Run, dx: Diagnosis, out: Path, frames: dict[str, pd.DataFrame]
     """Write the PNGs; return (file name, caption) pairs."""
     figs = [
         ("traces.png", plots.traces(run), f"Number of active {run.slot_dim}s and log target per chain over the run."),
-        ("inclusion.png", plots.inclusion(run, frames["inclusion"]), f"Inclusion probability per {run.slot_dim} (bar, ±2 MCSE) and per chain (dots)."),
-        ("models.png", plots.model_probabilities(frames["models"]), "Most probable models: visit frequency, Heck et al. (2019) 95 % interval, ±2 MCSE."),
+        (
+            "inclusion.png",
+            plots.inclusion(run, frames["inclusion"]),
+            f"Inclusion probability per {run.slot_dim} (bar, ±2 MCSE) and per chain (dots).",
+        ),
+        (
+            "models.png",
+            plots.model_probabilities(frames["models"]),
+            "Most probable models: visit frequency, Heck et al. (2019) 95 % interval, ±2 MCSE.",
+        ),
     ]
     for name, da in run.slot_params.items():
         if da.ndim == 3 and np.isfinite(da.values).any():
-            figs.append((f"posterior_{name}.png", plots.parameter_posteriors(run, name),
-                         f"{name} given the {run.slot_dim} is present: pooled (grey), per chain (lines), median and 68 % band (blue)."))
+            figs.append(
+                (
+                    f"posterior_{name}.png",
+                    plots.parameter_posteriors(run, name),
+                    f"{name} given the {run.slot_dim} is present: pooled (grey), per chain (lines), "
+                    "median and 68 % band (blue).",
+                )
+            )
     for name in ("K", "Z", "r_max", "mu_max"):
         if name in run.scalars:
-            figs.append((f"trace_{name}.png", plots.scalar_trace(run, name), f"{name} over the run per chain, and its histogram."))
+            figs.append(
+                (
+                    f"trace_{name}.png",
+                    plots.scalar_trace(run, name),
+                    f"{name} over the run per chain, and its histogram.",
+                )
+            )
     models = index_models(run.active)
     for name in dx.brooks_giudici:
-        figs.append((f"brooks_giudici_{name}.png", plots.brooks_giudici(model_invariant_scalars(run, models)[name], models.index, name),
-                     f"Brooks–Giudici variance components of {name} on the first t draws; each pair should meet and settle."))
+        figs.append(
+            (
+                f"brooks_giudici_{name}.png",
+                plots.brooks_giudici(model_invariant_scalars(run, models)[name], models.index, name),
+                f"Brooks–Giudici variance components of {name} on the first t draws; each pair should meet and settle.",
+            )
+        )
     for file, fig, _ in figs:
         plots.save(fig, out / file)
     return [(file, caption) for file, _, caption in figs]
@@ -80,8 +109,37 @@ def _attributes(run: Run) -> str:
     rows = []
     for key, value in run.attrs.items():
         text = value if isinstance(value, str) else json.dumps(value.tolist() if hasattr(value, "tolist") else value)
-        rows.append(f"<tr><th>{html.escape(str(key))}</th><td style='text-align:left'>{html.escape(str(text))}</td></tr>")
+        rows.append(
+            f"<tr><th>{html.escape(str(key))}</th><td style='text-align:left'>{html.escape(str(text))}</td></tr>"
+        )
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _status(dx: Diagnosis) -> str:
+    if not dx.warnings:
+        return "<div class='ok'>All diagnostics pass their thresholds.</div>"
+    items = [f"<li>{html.escape(w)}</li>" for w in dx.warnings]
+    shown, folded = "".join(items[:_SHOWN]), "".join(items[_SHOWN:])
+    more = f"<details><summary>{len(items) - _SHOWN} more</summary><ul>{folded}</ul></details>" if folded else ""
+    return f"<div class='warn'><b>{len(items)} diagnostics failed their thresholds:</b><ul>{shown}</ul>{more}</div>"
+
+
+def _overview(run: Run, dx: Diagnosis) -> list[str]:
+    th = dx.thresholds
+    return [
+        f"<p>{run.n_chains} chains × {run.n_draws} draws; {len(run.slot_names)} {run.slot_dim}s; "
+        f"{dx.models.n_models} distinct models visited; "
+        f"Heck et al. effective sample size of the model sequence: {dx.models.heck_ess:.0f}.</p>",
+        _status(dx),
+        f"<p>Thresholds: R-hat &lt; {th.rhat_max}, ESS ≥ {th.ess_min_per_chain:g} per chain, "
+        f"Brooks–Giudici ratios &lt; {th.bg_ratio_max}; "
+        f"conditional diagnostics use chains with ≥ {th.min_active_draws} active draws.</p>",
+    ]
+
+
+def _figure(file: str, caption: str) -> str:
+    text = html.escape(caption)
+    return f"<figure><img src='{file}' alt='{text}'><figcaption>{text}</figcaption></figure>"
 
 
 def write_report(run: Run, out: str | Path, title: str = "tdmcmc run report") -> Path:
@@ -89,40 +147,33 @@ def write_report(run: Run, out: str | Path, title: str = "tdmcmc run report") ->
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dx = diagnose(run)
-    frames = {"models": model_frame(dx.models), "inclusion": inclusion_frame(run), "size": size_frame(run), "parameters": parameter_frame(run)}
+    frames = {
+        "models": model_frame(dx.models),
+        "inclusion": inclusion_frame(run),
+        "size": size_frame(run),
+        "parameters": parameter_frame(run),
+    }
     figures = _figures(run, dx, out, frames)
     diag = _diagnostic_frames(run, dx)
-    if dx.warnings:
-        items = [f"<li>{html.escape(w)}</li>" for w in dx.warnings]
-        status = (f"<div class='warn'><b>{len(items)} diagnostics failed their thresholds:</b><ul>{''.join(items[:_SHOWN])}</ul>"
-                  + (f"<details><summary>{len(items) - _SHOWN} more</summary><ul>{''.join(items[_SHOWN:])}</ul></details>" if len(items) > _SHOWN else "")
-                  + "</div>")
-    else:
-        status = "<div class='ok'>All diagnostics pass their thresholds.</div>"
-    th = dx.thresholds
-    body = [
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p>{run.n_chains} chains × {run.n_draws} draws; {len(run.slot_names)} {run.slot_dim}s; "
-        f"{dx.models.n_models} distinct models visited; Heck et al. effective sample size of the model sequence: {dx.models.heck_ess:.0f}.</p>",
-        status,
-        f"<p>Thresholds: R-hat &lt; {th.rhat_max}, ESS ≥ {th.ess_min_per_chain:g} per chain, Brooks–Giudici ratios &lt; {th.bg_ratio_max}; "
-        f"conditional diagnostics use chains with ≥ {th.min_active_draws} active draws.</p>",
-        "<h2>Figures</h2>",
-        *(f"<figure><img src='{file}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>" for file, caption in figures),
-        "<h2>Posterior model probabilities</h2>", _table(frames["models"]),
-        "<h2>Inclusion probabilities</h2>", _table(frames["inclusion"]),
-        f"<h2>Number of active {run.slot_dim}s</h2>", _table(frames["size"]),
-        f"<h2>Parameters given the {run.slot_dim} is present</h2>", _table(frames["parameters"]),
-        "<h2>Convergence diagnostics</h2>", f"<h3>Per {run.slot_dim}</h3>", _table(diag["slots"]),
-        "<h3>Scalar quantities</h3>", _table(diag["scalars"]),
-    ]
-    if len(diag["brooks_giudici"]):
-        body += ["<h3>Brooks–Giudici</h3>", _table(diag["brooks_giudici"])]
     sampler = sampler_frame(run)
-    if len(sampler):
-        body += ["<h3>Acceptance rates (mean over draws)</h3>", _table(sampler)]
-    body += ["<h2>Run attributes</h2>", _attributes(run)]
-    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>"
+    sections = [
+        ("h2", "Figures", "".join(_figure(file, caption) for file, caption in figures)),
+        ("h2", "Posterior model probabilities", _table(frames["models"])),
+        ("h2", "Inclusion probabilities", _table(frames["inclusion"])),
+        ("h2", f"Number of active {run.slot_dim}s", _table(frames["size"])),
+        ("h2", f"Parameters given the {run.slot_dim} is present", _table(frames["parameters"])),
+        ("h2", "Convergence diagnostics", ""),
+        ("h3", f"Per {run.slot_dim}", _table(diag["slots"])),
+        ("h3", "Scalar quantities", _table(diag["scalars"])),
+        ("h3", "Brooks–Giudici", _table(diag["brooks_giudici"]) if len(diag["brooks_giudici"]) else ""),
+        ("h3", "Acceptance rates (mean over draws)", _table(sampler) if len(sampler) else ""),
+        ("h2", "Run attributes", _attributes(run)),
+    ]
+    body = [f"<h1>{html.escape(title)}</h1>", *_overview(run, dx)]
+    body += [
+        f"<{tag}>{html.escape(head)}</{tag}>{content}" for tag, head, content in sections if content or tag == "h2"
+    ]
+    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style>"
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    index.write_text(f"<!DOCTYPE html><html><head>{head}</head><body>{''.join(body)}</body></html>", encoding="utf-8")
     return index

@@ -82,13 +82,17 @@ def from_tree(tree: xr.DataTree) -> Run:
     if active_da.dims[:2] != SAMPLE_DIMS or len(extra) != 1:
         raise UserError(f"posterior.active must have dims (chain, draw, <slot>), got {active_da.dims}")
     slot_dim = extra[0]
-    slot_names = tuple(str(s) for s in (post[slot_dim].values if slot_dim in post.coords else range(active_da.sizes[slot_dim])))
+    slot_names = tuple(
+        str(s) for s in (post[slot_dim].values if slot_dim in post.coords else range(active_da.sizes[slot_dim]))
+    )
     slot_params = {
-        name: da for name, da in post.data_vars.items()
+        name: da
+        for name, da in post.data_vars.items()
         if name != "active" and da.dims[:3] == SAMPLE_DIMS + (slot_dim,) and np.issubdtype(da.dtype, np.number)
     }
     scalars = {
-        name: np.asarray(da.values, dtype=float) for name, da in post.data_vars.items()
+        name: np.asarray(da.values, dtype=float)
+        for name, da in post.data_vars.items()
         if da.dims == SAMPLE_DIMS and np.issubdtype(da.dtype, np.number)
     }
     if "sample_stats" in tree.children and "lp" in tree["sample_stats"].dataset:

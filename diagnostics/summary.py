@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from tdmcmc.diagnostics.diagnose import parameter_elements
 from tdmcmc.diagnostics.model_probabilities import ModelTable, index_models, indicator_stats, model_table
 from tdmcmc.diagnostics.run_file import Run
@@ -56,10 +55,16 @@ def parameter_frame(run: Run) -> pd.DataFrame:
                 if x.size == 0:
                     continue
                 q = np.quantile(x, list(QUANTILES.values()))
-                rows.append({
-                    run.slot_dim: name, "parameter": label, "units": da.attrs.get("units", ""),
-                    "p_incl": float(act.mean()), "n_draws": int(x.size), **dict(zip(QUANTILES, q)),
-                })
+                rows.append(
+                    {
+                        run.slot_dim: name,
+                        "parameter": label,
+                        "units": da.attrs.get("units", ""),
+                        "p_incl": float(act.mean()),
+                        "n_draws": int(x.size),
+                        **dict(zip(QUANTILES, q)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -75,11 +80,17 @@ def sampler_frame(run: Run) -> pd.DataFrame:
         if not (name.startswith("accept_") or name == "swap_accept"):
             continue
         extra = [d for d in da.dims if d not in ("chain", "draw")]
-        for key, sub in (da.groupby(extra[0]) if extra else [(None, da)]):
+        for key, sub in da.groupby(extra[0]) if extra else [(None, da)]:
             values = np.asarray(sub.values, dtype=float).reshape(run.n_chains, -1)
             label = name if key is None else f"{name}[{key}]"
             with np.errstate(invalid="ignore"):
-                rows.append({"statistic": label} | {f"chain {c}": float(np.nanmean(v)) if np.isfinite(v).any() else np.nan for c, v in enumerate(values)})
+                rows.append(
+                    {"statistic": label}
+                    | {
+                        f"chain {c}": float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+                        for c, v in enumerate(values)
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -96,7 +107,8 @@ def summary_tables(run: Run, max_models: int = 20) -> dict[str, pd.DataFrame]:
 def format_summary(run: Run, tables: dict[str, pd.DataFrame]) -> str:
     """The tables as plain text for the terminal."""
     titles = {
-        "models": "Posterior model probabilities (p ± mcse from indicator chains; heck_*: Heck et al. 2019 Markov-model posterior)",
+        "models": "Posterior model probabilities "
+        "(p ± mcse from indicator chains; heck_*: Heck et al. 2019 Markov-model posterior)",
         "inclusion": f"Inclusion probabilities per {run.slot_dim}",
         "size": f"Number of active {run.slot_dim}s",
         "parameters": f"Parameters given the {run.slot_dim} is present (median, 68 % and 95 % central intervals)",

@@ -27,7 +27,9 @@ def tau_two_state(a: float, b: float) -> float:
     return (2.0 - a - b) / (a + b)
 
 
-def markov(transition: np.ndarray, stationary: np.ndarray, shape: tuple[int, ...], draws: int, rng: np.random.Generator) -> np.ndarray:
+def markov(
+    transition: np.ndarray, stationary: np.ndarray, shape: tuple[int, ...], draws: int, rng: np.random.Generator
+) -> np.ndarray:
     """Integer chains over the states of ``transition`` (rows sum to 1), started from ``stationary``."""
     cum = np.cumsum(transition, axis=1)
     z = np.empty(shape + (draws,), dtype=int)
@@ -48,16 +50,28 @@ def ar1(phi: float, n: int, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
-def run_tree(active: np.ndarray, slot_params: dict[str, np.ndarray], lp: np.ndarray, slot_dim: str = "particle",
-             slot_names: list[str] | None = None, scalars: dict[str, np.ndarray] | None = None) -> xr.DataTree:
+def run_tree(
+    active: np.ndarray,
+    slot_params: dict[str, np.ndarray],
+    lp: np.ndarray,
+    slot_dim: str = "particle",
+    slot_names: list[str] | None = None,
+    scalars: dict[str, np.ndarray] | None = None,
+) -> xr.DataTree:
     """A run DataTree: ``active`` (chain, draw, slot) → int8; parameters NaN where inactive; ``lp`` in sample_stats."""
     chains, draws, slots = active.shape
     names = slot_names or [f"p{i}" for i in range(slots)]
     coords = {"chain": np.arange(chains), "draw": np.arange(draws), slot_dim: names}
-    data = {"active": (("chain", "draw", slot_dim), active.astype(np.int8)),
-            "n_particles": (("chain", "draw"), active.sum(axis=2).astype(np.int64))}
+    data = {
+        "active": (("chain", "draw", slot_dim), active.astype(np.int8)),
+        "n_particles": (("chain", "draw"), active.sum(axis=2).astype(np.int64)),
+    }
     for name, values in slot_params.items():
-        data[name] = (("chain", "draw", slot_dim), np.where(active, values, np.nan), {"units": "GeV"} if name == "mass" else {})
+        data[name] = (
+            ("chain", "draw", slot_dim),
+            np.where(active, values, np.nan),
+            {"units": "GeV"} if name == "mass" else {},
+        )
     for name, values in (scalars or {}).items():
         data[name] = (("chain", "draw"), values)
     post = xr.Dataset(data, coords=coords)

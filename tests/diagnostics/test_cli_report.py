@@ -12,9 +12,9 @@ import arviz as az
 import numpy as np
 import pytest
 from matplotlib import image
+from tdmcmc.models.toys import linear_selection
 
 from tdmcmc.cli import main
-from tdmcmc.models.toys import linear_selection
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -24,8 +24,26 @@ def run_file(tmp_path_factory):
     out = tmp_path_factory.mktemp("ls")
     linear_selection.save(linear_selection.simulate(), out / "data.npz")
     path = out / "run.nc"
-    rc = main(["sample", "--model", "linear-selection", "--data", str(out / "data.npz"), "--chains", "2",
-               "--draws", "500", "--tune", "200", "--seed", "3", "--no-progress", "-o", str(path)])
+    rc = main(
+        [
+            "sample",
+            "--model",
+            "linear-selection",
+            "--data",
+            str(out / "data.npz"),
+            "--chains",
+            "2",
+            "--draws",
+            "500",
+            "--tune",
+            "200",
+            "--seed",
+            "3",
+            "--no-progress",
+            "-o",
+            str(path),
+        ]
+    )
     assert rc == 0
     return path
 
@@ -49,7 +67,7 @@ def test_diagnose_json_has_every_slot(run_file, capsys):
     assert main(["diagnose", str(run_file), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert set(d["slots"]) == {f"x{i}" for i in range(10)}
-    for name, rec in d["slots"].items():
+    for rec in d["slots"].values():
         assert 0.0 <= rec["inclusion"] <= 1.0
         assert "indicator_ess" in rec and "indicator_rhat" in rec
         assert "rhat" in rec["parameters"]["beta"]
@@ -86,13 +104,26 @@ def test_report_links_every_figure(report_dir):
     assert "Posterior model probabilities" in html and "Convergence diagnostics" in html
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium) — report not rendered")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium) — report not rendered"
+)
 def test_report_renders_in_headless_chromium(report_dir, tmp_path):
     shot = tmp_path / "report.png"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,3000",
-           (report_dir / "index.html").as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1200,3000",
+        (report_dir / "index.html").as_uri(),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     img = image.imread(shot)
     assert img.shape[:2] == (3000, 1200)

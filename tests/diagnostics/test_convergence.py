@@ -5,7 +5,6 @@ from __future__ import annotations
 import arviz_stats
 import numpy as np
 import pytest
-
 from tdmcmc.diagnostics.convergence import _rhat_unequal, conditional_diagnostics, rank_rhat_unequal, scalar_diagnostics
 
 from .synthetic import ar1, two_state
@@ -14,7 +13,9 @@ from .synthetic import ar1, two_state
 @pytest.mark.parametrize("draws", [101, 400])
 def test_unequal_rhat_reduces_to_arviz_for_equal_lengths(draws):
     rng = np.random.default_rng(draws)
-    x = rng.standard_normal((4, draws)) * np.array([[1.0], [1.3], [1.0], [0.8]]) + np.array([[0.0], [0.2], [0.0], [0.0]])
+    x = rng.standard_normal((4, draws)) * np.array([[1.0], [1.3], [1.0], [0.8]]) + np.array(
+        [[0.0], [0.2], [0.0], [0.0]]
+    )
     assert rank_rhat_unequal(list(x)) == pytest.approx(float(arviz_stats.rhat(x)), rel=1e-12)
 
 
@@ -78,9 +79,9 @@ def test_conditional_rhat_flags_a_chain_with_a_different_conditional_distributio
 def test_conditional_diagnostics_leave_out_chains_with_few_active_draws():
     rng = np.random.default_rng(5)
     active = np.zeros((3, 500), bool)
-    active[0, ::2] = True          # 250 active draws
-    active[1, :30] = True          # 30 < min_draws: left out
-    active[2, 100:400] = True      # 300
+    active[0, ::2] = True  # 250 active draws
+    active[1, :30] = True  # 30 < min_draws: left out
+    active[2, 100:400] = True  # 300
     values = np.where(active, rng.standard_normal(active.shape), np.nan)
     d = conditional_diagnostics(values, active, min_draws=40)
     assert d["chains_used"] == [0, 2] and d["n_active"] == [250, 30, 300]

@@ -8,9 +8,9 @@ import json
 import arviz as az
 import numpy as np
 import pytest
-
 from tdmcmc.diagnostics.diagnose import diagnose
 from tdmcmc.diagnostics.run_file import from_tree, open_run
+
 from tdmcmc.errors import UserError
 
 from .synthetic import mixed_and_stuck, run_tree

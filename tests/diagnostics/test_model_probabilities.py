@@ -6,10 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
-
 from tdmcmc.diagnostics.model_probabilities import (
-    OTHER, dirichlet_precision_mle, heck_posterior, index_models, indicator_stats, model_table,
-    stationary_distributions, transition_counts,
+    OTHER,
+    dirichlet_precision_mle,
+    heck_posterior,
+    index_models,
+    indicator_stats,
+    model_table,
+    stationary_distributions,
+    transition_counts,
 )
 
 from .synthetic import markov, tau_two_state, two_state
