@@ -34,7 +34,8 @@ from tdmcmc.tempering import ReplicaExchange, TemperatureLadder
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Run settings. ``birth_death_per_sweep`` repeats the birth/death move within a sweep."""
+    """Run settings. ``birth_death_per_sweep`` repeats the birth/death move within a sweep;
+    ``exclude_moves`` drops move families from the default sweep by name (e.g. ``("mala",)``)."""
 
     chains: int = 4
     draws: int = 1000
@@ -46,6 +47,7 @@ class SamplerConfig:
     use_gradient: bool = True
     adapt_pseudo_prior: bool = True
     checkpoint_every: int = 1000
+    exclude_moves: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for key in ("chains", "temperatures", "birth_death_per_sweep"):
@@ -131,7 +133,10 @@ def default_moves(target: Target, config: SamplerConfig, ladder: TemperatureLadd
         moves.append((SplitMerge(layout, scale), 1))
     if ladder.n_levels > 1:
         moves.append((ReplicaExchange(ladder), 1))
-    return moves
+    unknown = set(config.exclude_moves) - {m.name for m, _ in moves}
+    if unknown:
+        raise ValueError(f"cannot exclude {sorted(unknown)}: the sweep has {[m.name for m, _ in moves]}")
+    return [(m, r) for m, r in moves if m.name not in config.exclude_moves]
 
 
 def start(target: Target, config: SamplerConfig) -> Run:

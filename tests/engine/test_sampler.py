@@ -120,3 +120,27 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     advance(start(IndependentSlots(), cfg), IndependentSlots(), stop_at=3, checkpoint=ckpt)
     with pytest.raises(UserError, match="different settings"):
         load_checkpoint(ckpt, SamplerConfig(chains=1, draws=5, tune=5, seed=2))
+
+
+def test_split_merge_alone_changes_dimension_correctly():
+    """Without birth/death, the number k_g of active group slots moves only by split/merge
+    (1 ↔ 2 ↔ 3), so from k_g = 1 the chain must reproduce P(k_g | k_g ≥ 1, y), a truncated
+    Binomial(3, p) with p the exact inclusion probability of a group slot."""
+    from scipy import stats
+
+    class StartInGroup(IndependentSlots):
+        def initial_point(self, src):
+            active, params, globals_ = super().initial_point(src)
+            active[:, 1] = True
+            return active, params, globals_
+
+    config = SamplerConfig(chains=3, draws=3000, tune=500, seed=8, exclude_moves=("birth_death", "identity_swap"))
+    run = sample(StartInGroup(), config)
+    assert "split_merge" in run.move_names and "birth_death" not in run.move_names
+    k_group = run.trace.active[..., 1:].sum(axis=2)
+    assert k_group.min() >= 1 and run.trace.active[..., 0].max() == 0
+    binom = stats.binom(3, inclusion()[1])
+    for m in (1, 2, 3):
+        series = (k_group == m).astype(float)
+        truth = binom.pmf(m) / (1 - binom.pmf(0))
+        assert abs(series.mean() - truth) < 4 * _mcse(series) + 0.005, (m, series.mean(), truth)
