@@ -51,3 +51,31 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     save(simulate(n=10, n_regressors=3), tmp_path / "d.npz")
     assert main(_args(tmp_path / "d.npz", out, "--resume")) == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_interrupted_cli_run_resumes_to_the_same_draws(tmp_path, monkeypatch, capsys):
+    from tdmcmc import progress
+
+    save(simulate(n=30, n_regressors=5), tmp_path / "d.npz")
+    whole, part = tmp_path / "whole.nc", tmp_path / "part.nc"
+    extra = ["--checkpoint-every", "10"]
+    assert main(_args(tmp_path / "d.npz", whole, "--no-progress", *extra)) == 0
+
+    original = progress.ProgressBar.update
+
+    def interrupt_at_55(self, iteration):
+        if iteration == 55:
+            raise KeyboardInterrupt
+        original(self, iteration)
+
+    monkeypatch.setattr(progress.ProgressBar, "update", interrupt_at_55)
+    assert main(_args(tmp_path / "d.npz", part, *extra)) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert (tmp_path / "part.nc.ckpt").exists() and not part.exists()
+    monkeypatch.setattr(progress.ProgressBar, "update", original)
+    assert main(_args(tmp_path / "d.npz", part, "--resume", *extra)) == 0
+
+    a = xr.open_datatree(whole, engine="h5netcdf")["posterior"]
+    b = xr.open_datatree(part, engine="h5netcdf")["posterior"]
+    np.testing.assert_array_equal(a["active"].values, b["active"].values)
+    np.testing.assert_array_equal(a["beta"].values, b["beta"].values)
