@@ -49,8 +49,8 @@ References are to ``smodels/experiment/txnameDataObj.py`` (class ``TxNameData``)
    the same order; v3 maps use the ``dataMap`` column order. Units removed in GeV. Widths go
    through ``expAuxiliaryFuncs.rescaleWidth``: w' = min(w, 1e50)/1e-30, x = w' if w' < 1e-10 else
    log(1 + w').
-2. ``computeV``: delta_x = column means of the data points (sequential Python sums: reproduced
-   bit-for-bit with a cumulative sum); M = x - delta_x; V = right singular vectors of
+2. ``computeV``: delta_x = column means of the data points (Python's ``sum``, compensated since
+   Python 3.12; we call the same ``sum`` to get the same bits); M = x - delta_x; V = right singular vectors of
    ``scipy.linalg.svd(M[::ceil(n/2000)])`` (only every n-th point when n > 2000). Rotated points
    Mp = M V. ``dimensionality`` = the largest number of coordinates with |Mp| > 1e-4 in any data
    point (``countNonZeros``); the triangulation is ``scipy.spatial.Delaunay(Mp[:, :dim])`` for
@@ -89,6 +89,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import svd
 from scipy.spatial import Delaunay
+from threadpoolctl import threadpool_limits
 
 from tdmcmc.models.database.maps import Coordinate
 
@@ -99,6 +100,9 @@ ACCEPT_ERRORS_UPTO = 0.05
 ZERO_VALUE = 100.0 * sys.float_info.epsilon
 WIDTH_MIN, WIDTH_MAX = 1e-30, 1e50  # GeV
 SVD_MAX_POINTS = 2000
+# Barycentric margin within which a batched scipy walk may pick another simplex than SModelS'
+# one-point call in a triangulation with flat simplices (scipy's fallback leeway is sqrt(tol)).
+WALK_MARGIN = 2.0 * math.sqrt(SIMPLEX_TOL)
 
 
 class DegenerateMapError(ValueError):
@@ -109,7 +113,7 @@ def rescale_width(width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """SModelS' ``rescaleWidth`` (widths in GeV) and its derivative d x / d width (1/GeV)."""
     w = np.minimum(width, WIDTH_MAX) / WIDTH_MIN
     small = w < 1e-10
-    x = np.where(small, w, np.log1p(np.where(small, 0.0, w)))
+    x = np.where(small, w, np.log(1.0 + np.where(small, 0.0, w)))  # log(1+w) as SModelS, not log1p
     dx = np.where(width > WIDTH_MAX, 0.0, np.where(small, 1.0, 1.0 / (1.0 + w)) / WIDTH_MIN)
     return x, dx
 
@@ -143,6 +147,18 @@ class Evaluation:
     jacobian: np.ndarray | None = None
 
 
+def _rows_times(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """m @ v, bit-identical to SModelS' row-by-row ``np.dot(row, V)``: a matrix-matrix product
+    rounds differently, and qhull breaks the ties of co-circular grid points by those last bits.
+    One matrix-vector product per column of a row-major `m` gives the same bits (checked on all
+    2101 maps of the 1.2.4 and 3.0.0-extra databases) and is as fast as ``m @ v``."""
+    m = np.ascontiguousarray(m)
+    out = np.empty((len(m), v.shape[1]))
+    for j in range(v.shape[1]):
+        out[:, j] = m @ v[:, j]
+    return out
+
+
 class GridInterpolator:
     """SModelS' interpolation of k maps that share the same mass points (see the module docstring).
 
@@ -169,12 +185,12 @@ class GridInterpolator:
         widths = [] if layout is None else [c.quantity == "width" for c in layout]
         self._is_width = np.array([widths[i] for i in self._order] if widths else [False] * self.n_coords)
         x, _ = self._flat(coords)
-        # Python's sum(column)/n adds left to right, as cumsum does (np.mean would not be bit-equal).
-        self.delta_x = np.cumsum(x, axis=0)[-1] / len(x)
+        # Python's own sum (compensated since 3.12), as SModelS: np.mean would differ in the last bit.
+        self.delta_x = np.array([sum(col) / len(x) for col in x.T.tolist()])
         m = x - self.delta_x
         step = int(math.ceil(len(m) / SVD_MAX_POINTS))
         self.rotation = svd(m[::step])[2].T  # SModelS' V: (full_dim, full_dim)
-        mp = m @ self.rotation
+        mp = _rows_times(m, self.rotation)
         self.full_dimensionality = self.n_coords
         self.dimensionality = int(np.max(np.sum(np.abs(mp) > NONZERO_TOL, axis=1)))
         d = self.dimensionality
@@ -183,8 +199,13 @@ class GridInterpolator:
         if d > 1:
             self._tri: Delaunay | None = Delaunay(mp[:, :d])
             self.simplices = self._tri.simplices.astype(np.int64)
-            self._transform = self._tri.transform
+            # scipy computes one small LU per simplex; threaded BLAS makes that 1000x slower on a
+            # busy machine.
+            with threadpool_limits(limits=1, user_api="blas"):
+                self._transform = self._tri.transform
+            self._walk_dependent = bool(np.isnan(self._transform).any())
         else:
+            self._walk_dependent = False
             self._tri = None
             self._init_1d(mp[:, 0])
         # d value/d q for each simplex: (y_i - y_d) T[i, j] summed over i, shape (n_simplex, k, d).
@@ -208,17 +229,16 @@ class GridInterpolator:
 
     def _flat(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """SModelS' flat point (columns reordered, widths rescaled) and d flat / d point (diagonal)."""
-        x = points[:, self._order]
+        x = np.ascontiguousarray(points[:, self._order])  # row-major, see _rows_times
         dx = np.ones_like(x)
         if self._is_width.any():
-            x = x.copy()
             x[:, self._is_width], dx[:, self._is_width] = rescale_width(x[:, self._is_width])
         return x, dx
 
     def rotate(self, points: np.ndarray) -> np.ndarray:
         """Points (n, n_coords) GeV -> SModelS' rotated coordinates q (n, full_dimensionality)."""
         x, _ = self._flat(np.atleast_2d(np.asarray(points, dtype=np.float64)))
-        return (x - self.delta_x) @ self.rotation
+        return _rows_times(x - self.delta_x, self.rotation)
 
     def _find(self, qp: np.ndarray) -> np.ndarray:
         if self._tri is not None:
@@ -231,16 +251,28 @@ class GridInterpolator:
         s = np.where(below, 0, np.where(above, n_simplex - 1, s))
         return np.where((s < 0) | (s >= n_simplex) | np.isnan(x), -1, s)
 
-    def _locate_projected(self, qp: np.ndarray) -> Location:
+    def _weights(self, qp: np.ndarray, simplex: np.ndarray) -> np.ndarray:
         d = self.dimensionality
-        simplex = self._find(qp)
-        inside = simplex >= 0
-        s = np.where(inside, simplex, 0)
-        t = self._transform[s]
+        t = self._transform[np.where(simplex >= 0, simplex, 0)]
         bary = np.einsum("nij,nj->ni", t[:, :d], qp - t[:, d])
         weights = np.concatenate([bary, 1.0 - bary.sum(axis=1, keepdims=True)], axis=1)
-        weights[~inside] = np.nan
-        return Location(simplex, self.simplices[s], weights, inside)
+        weights[simplex < 0] = np.nan
+        return weights
+
+    def _locate_projected(self, qp: np.ndarray) -> Location:
+        simplex = self._find(qp)
+        weights = self._weights(qp, simplex)
+        if self._walk_dependent and len(qp) > 1:
+            # scipy's batched walk starts where the previous point ended, SModelS locates one point
+            # per call. Next to flat simplices the containing simplex is not unique and the two
+            # sides of a face can disagree, so points there (or outside) are located one by one.
+            with np.errstate(invalid="ignore"):
+                redo = np.flatnonzero(~(np.min(weights, axis=1) >= WALK_MARGIN))
+            if redo.size:
+                simplex[redo] = [self._tri.find_simplex(qp[i], tol=SIMPLEX_TOL) for i in redo]
+                weights[redo] = self._weights(qp[redo], simplex[redo])
+        s = np.where(simplex >= 0, simplex, 0)
+        return Location(simplex, self.simplices[s], weights, simplex >= 0)
 
     def locate(self, points: np.ndarray) -> Location:
         """Simplex and barycentric weights of points (n, n_coords) GeV in the projected space."""
@@ -293,7 +325,7 @@ class GridInterpolator:
         """SModelS' ``getValueFor`` for points (n, n_coords) GeV, with the optional exact Jacobian."""
         points = np.atleast_2d(np.asarray(points, dtype=np.float64))
         x, dx = self._flat(points)
-        q = (x - self.delta_x) @ self.rotation
+        q = _rows_times(x - self.delta_x, self.rotation)
         d = self.dimensionality
         vals, simplex, clamped = self._interpolate(q[:, :d])
         off = np.sum(np.abs(q) > NONZERO_TOL, axis=1) > d
