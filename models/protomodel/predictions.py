@@ -25,14 +25,20 @@ Lifetime reweighting is not applied (every decay is prompt and the LSP stable: f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tdmcmc.errors import UserError
 
+from . import interpolation
 from .interpolation import DegenerateMapError, GridInterpolator, coords_key, map_layouts
 from .model import Protomodel
 from .space import ProtomodelSpace
@@ -84,9 +90,14 @@ class Prediction:
 
 class MapInterpolators:
     """Interpolators of the database maps, built on first use and shared by maps with identical
-    coordinates (one triangulation, k value columns; see :mod:`.interpolation`)."""
+    coordinates (one triangulation, k value columns; see :mod:`.interpolation`).
 
-    def __init__(self, compiled):
+    With ``cache=True`` each built interpolator is also pickled under ``<cache dir>/interpolators``,
+    keyed by its coordinates, values, layout and the source of the interpolation module, so that
+    later processes (e.g. repeated ``tdmcmc evaluate``) skip the triangulations.
+    """
+
+    def __init__(self, compiled, cache: bool = False):
         arrays = compiled.arrays
         self.arrays = arrays
         self.layouts = map_layouts(compiled)
@@ -100,16 +111,33 @@ class MapInterpolators:
             self.map_group[rows] = g
             self.map_column[rows] = np.arange(len(rows))
         self._built: dict[int, GridInterpolator | None] = {}
+        self._cache = _interpolator_cache_dir() if cache else None
 
     def group(self, g: int) -> GridInterpolator | None:
         """The interpolator of group `g` (None if SModelS could not triangulate it either)."""
         if g not in self._built:
             rows = self.members[g]
+            coords, layout = self.arrays.map_coords[rows[0]], self.layouts[rows[0]]
             values = np.stack([self.arrays.map_values[i] for i in rows], axis=1)
+            path = None
+            if self._cache is not None:
+                digest = hashlib.blake2b(digest_size=20)
+                for part in (coords_key(coords, layout)[:2], np.ascontiguousarray(coords).tobytes(),
+                             np.ascontiguousarray(values).tobytes()):
+                    digest.update(repr(part).encode() if not isinstance(part, bytes) else part)
+                path = self._cache / f"{digest.hexdigest()}.pkl"
+                try:
+                    with open(path, "rb") as fh:
+                        self._built[g] = pickle.load(fh)
+                    return self._built[g]
+                except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+                    pass
             try:
-                self._built[g] = GridInterpolator(self.arrays.map_coords[rows[0]], values, self.layouts[rows[0]])
+                self._built[g] = GridInterpolator(coords, values, layout)
             except DegenerateMapError:
                 self._built[g] = None
+            if path is not None:
+                _atomic_pickle(path, self._built[g])
         return self._built[g]
 
     def prepare(self, map_rows: Sequence[int]) -> None:
@@ -118,21 +146,20 @@ class MapInterpolators:
             self.group(g)
 
     def evaluate(self, map_rows: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Value of map ``map_rows[i]`` at ``points[i]`` (GeV), NaN where SModelS gives None."""
+        """Value of map ``map_rows[i]`` at ``points[i]`` (GeV), NaN where SModelS gives None or
+        where ``map_rows[i]`` is -1. One interpolator call per coordinate group."""
         out = np.full(len(map_rows), np.nan)
-        if not len(map_rows):
+        valid = np.flatnonzero(map_rows >= 0)
+        if not len(valid):
             return out
-        groups = self.map_group[map_rows]
+        groups = self.map_group[map_rows[valid]]
         order = np.argsort(groups, kind="stable")
         bounds = np.flatnonzero(np.diff(groups[order])) + 1
-        for sel in np.split(order, bounds):
-            interp = self.group(int(groups[sel[0]]))
-            if interp is None:
-                continue
-            pts = points[sel, :interp.n_coords]
-            uniq, inverse = np.unique(pts, axis=0, return_inverse=True)
-            values = interp(uniq)
-            out[sel] = values[inverse.ravel(), self.map_column[map_rows[sel]]]
+        for sel in np.split(valid[order], bounds):
+            interp = self.group(int(self.map_group[map_rows[sel[0]]]))
+            if interp is not None:
+                values = interp(points[sel, :interp.n_coords])
+                out[sel] = values[np.arange(len(sel)), self.map_column[map_rows[sel]]]
         return out
 
 
@@ -237,14 +264,18 @@ class Predictor:
         idx, local, tx, weight = idx[keep], local[keep], tx[keep], weight[keep]
         coords = t.m_coords[idx]
         points = np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)
-        values = self.interps.evaluate(self.tx_map[tx], points)
+        n = len(tx)
+        ul_rows = np.where(self.tx_is_em[tx], -1, self.tx_map_exp[tx])
+        both = self.interps.evaluate(np.concatenate([self.tx_map[tx], ul_rows]), np.concatenate([points, points]))
+        values, expected = both[:n], both[n:]
         origin = t.el_origin[rows[local]]
         em = self.tx_is_em[tx].copy()
         eff = np.nan_to_num(values, nan=0.0)
         em &= np.abs(eff) >= EFF_ZERO
         out = self._em(tx[em], weight[em] * eff[em], origin[em], t.m_coef[idx[em]])
         ul = ~self.tx_is_em[tx] & ~np.isnan(values)
-        out += self._ul(tx[ul], weight[ul], origin[ul], t.m_coef[idx[ul]], t.m_shape[idx[ul]], points[ul], values[ul])
+        out += self._ul(tx[ul], weight[ul], origin[ul], t.m_coef[idx[ul]], t.m_shape[idx[ul]], points[ul],
+                        values[ul], expected[ul])
         return out
 
     def _em(self, tx, weight, origin, coef) -> list[Prediction]:
@@ -261,20 +292,21 @@ class Predictor:
             out.append(self._prediction(int(d), names, xsec, None, None, None))
         return out
 
-    def _ul(self, tx, weight, origin, coef, shape, points, ul) -> list[Prediction]:
+    def _ul(self, tx, weight, origin, coef, shape, points, ul, ul_exp) -> list[Prediction]:
         first = _first_of_max(np.stack([origin, tx]), weight)
-        tx, weight, coef, shape, points, ul = (x[first] for x in (tx, weight, coef, shape, points, ul))
+        tx, weight, coef, shape, points, ul, ul_exp = (
+            x[first] for x in (tx, weight, coef, shape, points, ul, ul_exp))
         out = []
         for t in np.unique(tx):
             sel = np.flatnonzero(tx == t)
             n = int(self.tx_ncoords[t])
-            for members, avg, ul_obs in self._clusters(int(t), weight[sel], shape[sel], points[sel, :n], ul[sel]):
+            for members, avg, ul_obs, expected in self._clusters(
+                    int(t), weight[sel], shape[sel], points[sel, :n], ul[sel], ul_exp[sel]):
                 xsec = float(np.sum(coef[sel][members] * weight[sel][members]))
                 if xsec < MIN_PREDICTION_FB:
                     continue
-                ul_exp = self._map_value(int(self.tx_map_exp[t]), avg)
                 ref = self.table.txnames[t]
-                out.append(self._prediction(ref.dataset, (ref.name,), xsec, ul_obs, ul_exp, tuple(avg)))
+                out.append(self._prediction(ref.dataset, (ref.name,), xsec, ul_obs, expected, tuple(avg)))
         return out
 
     def _map_value(self, map_row: int, point: np.ndarray) -> float | None:
@@ -283,14 +315,14 @@ class Predictor:
         value = float(self.interps.evaluate(np.array([map_row]), point[None, :])[0])
         return None if np.isnan(value) else value
 
-    def _clusters(self, t: int, weight, shape, points, ul):
-        """SModelS' ``doCluster`` for one UL txname: yields (member indices, mass point, UL)."""
+    def _clusters(self, t: int, weight, shape, points, ul, ul_exp):
+        """SModelS' ``doCluster`` for one UL txname: yields (member indices, mass point, UL, expected UL)."""
+        if len(weight) == 1 or (np.all(points == points[0]) and np.all(shape == shape[0])):
+            yield np.arange(len(weight)), points[0], float(ul[0]), _finite(ul_exp[0])
+            return
         key = np.column_stack([shape, points])
         uniq, inverse = np.unique(key, axis=0, return_inverse=True)
         inverse = inverse.ravel()
-        if len(uniq) == 1:
-            yield np.arange(len(weight)), points[0], float(ul[0])
-            return
         # identical SMS (same shape and masses) first: groupSMS
         clusters = []
         for g in range(len(uniq)):
@@ -337,7 +369,9 @@ class Predictor:
                     v = dist(clusters[k], new)
                     d[k, i] = d[i, k] = np.inf if v is None else v
         clusters.sort(key=lambda c: float(np.sum(weight[c[0]])), reverse=True)
-        yield from clusters
+        exp_row = int(self.tx_map_exp[t])
+        for members, avg, value in clusters:
+            yield members, avg, value, self._map_value(exp_row, avg)
 
     def _prediction(self, d: int, txnames: tuple[str, ...], xsec: float, ul_obs, ul_exp, masses) -> Prediction:
         a = self.arrays
@@ -391,3 +425,18 @@ def _first_of_max(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
     new = np.ones(weight.size, dtype=bool)
     new[1:] = np.any(k[:, 1:] != k[:, :-1], axis=0)
     return order[new]
+
+
+def _interpolator_cache_dir() -> Path:
+    from tdmcmc.models.database.compiled import cache_dir
+
+    source = Path(interpolation.__file__).read_bytes()
+    return cache_dir() / "interpolators" / hashlib.blake2b(source, digest_size=8).hexdigest()
+
+
+def _atomic_pickle(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)

@@ -44,13 +44,14 @@ import hashlib
 import os
 import pickle
 import tempfile
-from dataclasses import dataclass
-from itertools import permutations, product
+from dataclasses import dataclass, replace
+from itertools import combinations, permutations
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from tdmcmc.errors import UserError
 from tdmcmc.models.database.constraints import Constraint, Element, GraphConstraint, matches
 from tdmcmc.models.database.records import EFFICIENCY_MAP, Database
 
@@ -158,7 +159,7 @@ def branch_forms(chain_id: int, chain: Chain, head: int, space: ProtomodelSpace,
     if need - tail_max > min(max_compressions, len(candidates)):
         return forms
     for k in range(0, min(max_compressions, len(candidates)) + 1):
-        for subset in _subsets(candidates, k):
+        for subset in combinations(candidates, k):
             keep = [i for i in range(n) if i not in subset]
             tail = _tail_length(chain, keep)
             for invisible in (False, True) if tail else (False,):
@@ -170,12 +171,6 @@ def branch_forms(chain_id: int, chain: Chain, head: int, space: ProtomodelSpace,
                 nodes = (*(nodes_all[i] for i in kept), final)
                 forms.append(BranchForm(chain_id, vertices, nodes, tuple(subset), invisible, bool(tail)))
     return forms
-
-
-def _subsets(items: list[int], k: int):
-    from itertools import combinations
-
-    return combinations(items, k)
 
 
 def _tail_length(chain: Chain, keep: Sequence[int]) -> int:
@@ -397,3 +392,63 @@ def _assemble(space, db, refs, records, class_list, rows, forms, graph, channels
         m_coef=np.array([m[1] for m in flat], dtype=float),
         m_shape=np.array([m[2] for m in flat], dtype=np.int16),
         m_coords=m_coords)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sub-spaces and the on-disk cache
+
+
+def restrict_space(space: ProtomodelSpace, pdgs: Sequence[int]) -> ProtomodelSpace:
+    """The part of `space` with only the particles `pdgs` (the LSP is always kept): decays into
+    other particles and their production channels are left out. A protomodel made of these
+    particles has the same predictions on the smaller table, which is much faster to build."""
+    keep = {abs(int(p)) for p in pdgs} | {space.lsp}
+    unknown = keep - set(space.particles)
+    if unknown:
+        raise UserError(f"particles {sorted(unknown)} are not in space {space.name!r}")
+    particles = {}
+    for p in sorted(keep):
+        part = space.particles[p]
+        decays = tuple(d for d in part.decays if all(x in keep or x not in space.particles for x in d))
+        groups = tuple(g for g in (tuple(d for d in g if d in decays) for g in part.decay_groups) if g)
+        particles[p] = replace(part, decays=decays, decay_groups=groups)
+    return replace(
+        space, name=f"{space.name}[{','.join(map(str, sorted(keep)))}]", particles=particles,
+        ordering=tuple(o for o in space.ordering if set(o) <= keep),
+        productions=tuple(c for c in space.productions if {abs(p) for p in c.pair} <= keep))
+
+
+def _space_digest(space: ProtomodelSpace) -> str:
+    text = repr((space.name, space.lsp, sorted((p, repr(v)) for p, v in space.particles.items()),
+                 sorted(space.sm_masses.items()), [repr(c) for c in space.productions]))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def load_table(space: ProtomodelSpace, compiled, *, minmassgap: float = MINMASSGAP_GEV,
+               sigmacut: float = SIGMACUT_FB, max_compressions: int = MAX_COMPRESSIONS,
+               use_cache: bool = True) -> TopologyTable:
+    """The table of (`space`, database), from the cache (``<cache dir>/topologies``) when built before."""
+    if not use_cache:
+        return build_table(space, compiled, minmassgap=minmassgap, sigmacut=sigmacut,
+                           max_compressions=max_compressions)
+    from tdmcmc.models.database.compiled import cache_dir
+
+    key = hashlib.blake2b(repr((TABLE_VERSION, _space_digest(space), compiled.database.content_hash,
+                                float(minmassgap), float(sigmacut), int(max_compressions))).encode(),
+                          digest_size=20).hexdigest()
+    path = cache_dir() / "topologies" / f"{key}.pkl"
+    try:
+        with open(path, "rb") as fh:
+            table = pickle.load(fh)
+        if isinstance(table, TopologyTable):
+            return table
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        pass
+    table = build_table(space, compiled, minmassgap=minmassgap, sigmacut=sigmacut,
+                        max_compressions=max_compressions)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        pickle.dump(table, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return table
