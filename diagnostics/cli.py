@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_report)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def run_summary(args: argparse.Namespace) -> int:
     from tdmcmc.diagnostics.run_file import open_run
     from tdmcmc.diagnostics.summary import format_summary, summary_tables
@@ -64,7 +68,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
         return 0
     th = dx.thresholds
     print(
-        f"{args.run}: {dx.n_chains} chains × {dx.n_draws} draws, {len(dx.slots)} {dx.slot_dim}s, "
+        f"{args.run}: {_plural(dx.n_chains, "chain")} × {dx.n_draws} draws, {len(dx.slots)} {dx.slot_dim}s, "
         f"{dx.models.n_models} models visited, model-sequence ESS {dx.models.heck_ess:.0f} (Heck et al. 2019)"
     )
     print(

@@ -172,6 +172,8 @@ def diagnose(run: Run, thresholds: Thresholds | None = None, max_models: int = 2
     """Every diagnostic of ``run`` with plain-word warnings (see the module docstring)."""
     th = thresholds or Thresholds()
     dx = Diagnosis(run.n_chains, run.n_draws, run.slot_dim, th)
+    if run.n_chains < 2:
+        dx.warnings.append("Only one chain: R-hat and the Brooks–Giudici check need at least two chains.")
     for i, name in enumerate(run.slot_names):
         dx.slots[name] = _slot_record(run, i, th, dx.warnings)
     for name, values in run.scalars.items():

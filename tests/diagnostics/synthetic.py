@@ -90,3 +90,25 @@ def mixed_and_stuck(stuck: bool, seed: int = 7, chains: int = 4, draws: int = 20
     mass = 100.0 + 50.0 * np.arange(3) + 10.0 * rng.standard_normal((chains, draws, 3))
     lp = rng.standard_normal((chains, draws)) + 3.0 * active[:, :, 0] + 1.0 * active[:, :, 1]
     return run_tree(active, {"mass": mass}, lp, scalars={"K": lp + rng.standard_normal((chains, draws))})
+
+
+def protomodel_like(seed: int = 3, chains: int = 2, draws: int = 600) -> xr.DataTree:
+    """The protomodel layout: particles Xt, XZ1, Xd, ``mass`` [GeV], ``br`` (particle, channel), a string
+    ``model`` label, and ``K`` (model-invariant) besides ``n_particles`` and ``lp``."""
+    rng = np.random.default_rng(seed)
+    names = ["Xt", "XZ1", "Xd"]
+    active = np.stack([two_state(a, b, (chains,), draws, rng) for a, b in [(0.1, 0.02), (0.2, 0.2), (0.02, 0.1)]], -1)
+    active[..., 1] = True  # the LSP is always present
+    mass = np.array([900.0, 300.0, 1200.0]) + 50.0 * rng.standard_normal((chains, draws, 3))
+    lp = rng.standard_normal((chains, draws)) + 2.0 * active[..., 0]
+    tree = run_tree(active, {"mass": mass}, lp, slot_names=names, scalars={"K": 2 * (lp - lp.min())})
+    br_first = rng.uniform(0.2, 0.8, (chains, draws, 3))
+    br = np.stack([br_first, 1 - br_first], axis=-1)
+    br = np.where(active[..., None], br, np.nan)
+    labels = np.array([[",".join(n for n, on in zip(names, a, strict=True) if on) for a in row] for row in active])
+    post = tree["posterior"].dataset.assign(
+        br=(("chain", "draw", "particle", "channel"), br),
+        model=(("chain", "draw"), labels),
+    ).assign_coords(channel=["t X1", "b X1"])
+    tree["posterior"] = post
+    return tree

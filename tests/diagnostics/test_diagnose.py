@@ -13,7 +13,7 @@ from tdmcmc.diagnostics.run_file import from_tree, open_run
 
 from tdmcmc.errors import UserError
 
-from .synthetic import mixed_and_stuck, run_tree
+from .synthetic import mixed_and_stuck, protomodel_like, run_tree
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +113,19 @@ def test_missing_pieces_are_user_errors(tmp_path):
     tree.to_netcdf(tmp_path / "noactive.nc", engine="h5netcdf")
     with pytest.raises(UserError, match=r"noactive\.nc: posterior group has no 'active'"):
         open_run(tmp_path / "noactive.nc")
+
+
+def test_protomodel_layout_with_channels_and_string_labels(tmp_path):
+    path = tmp_path / "proto.nc"
+    protomodel_like().to_netcdf(path, engine="h5netcdf")
+    run = open_run(path)
+    assert run.slot_dim == "particle" and set(run.slot_params) == {"mass", "br"}
+    assert "model" not in run.scalars  # string labels are not diagnosed
+    d = diagnose(run).to_dict()
+    xt = d["slots"]["Xt"]["parameters"]
+    assert set(xt) == {"mass", "br[t X1]", "br[b X1]"}
+    # XZ1 is always present: its inclusion indicator has no R-hat, its mass diagnostics are defined
+    assert d["slots"]["XZ1"]["inclusion"] == 1.0 and d["slots"]["XZ1"]["indicator_rhat"] is None
+    assert d["slots"]["XZ1"]["parameters"]["mass"]["rhat"] < 1.02
+    assert set(d["brooks_giudici"]) == {"K", "lp"}  # n_particles is a function of the model
+    assert az.summary(az.from_netcdf(path), var_names=["mass", "K"]).shape[0] == 4
