@@ -1,5 +1,5 @@
 """Brooks & Giudici (2000), J. Comput. Graph. Stat. 9:266: two-way (chain × model) analysis of variance
-of a model-invariant quantity θ (one defined in every model, e.g. the log target), Sect. 3.
+of a model-invariant quantity θ (one defined in every model, e.g. the log target).
 
 For draws θ_{c,t} of C chains × T draws with model m_{c,t} (M models seen in total, M_c in chain c):
 
@@ -14,7 +14,9 @@ At convergence every chain samples the same distribution, so V̂ ≈ W_c and W_m
 Brooks & Giudici also look at the four components over the run (all draws up to iteration t, the
 warm-up having been discarded already), which :func:`brooks_giudici_path` returns for the plot.
 A quantity that is a function of the model (W_m = 0) carries no within-model information; the
-ratios are then NaN.
+ratios are then NaN. The denominators are the ANOVA degrees of freedom (unbiased mean squares); the
+paper's text was not at hand to check its exact normalisation, which changes the ratios by
+O(M/CT) only.
 """
 
 from __future__ import annotations

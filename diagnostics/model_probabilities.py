@@ -7,7 +7,7 @@ of the uncertainty of the visit frequencies p̂_m are given:
    effective sample size ESS_m is ArviZ's ``ess(method="mean")`` over all chains, and
    MCSE_m = sqrt(p̂_m (1 − p̂_m) / ESS_m) (the CLT for a Markov chain: the asymptotic variance of
    p̂_m is p_m (1 − p_m) τ_m / N with τ_m the integrated autocorrelation time of I).
-2. Heck, Overstall, Gronau & Wagenmakers (2019), Stat. Comput. 29:631, Sect. 2.2–2.3: treat the
+2. Heck, Overstall, Gronau & Wagenmakers (2019), Stat. Comput. 29:631, Sect. 2: treat the
    model sequence as a first-order Markov chain over the M visited models; each row of its
    transition matrix P gets a Dirichlet(ε, …, ε) prior with ε = 1/M (the default of their R package
    MCMCprecision), so given the transition counts N (summed over chains, transitions counted only
