@@ -1,0 +1,17 @@
+"""Per-result likelihoods as one definition for numpy values and PyTensor graphs.
+
+- :mod:`.counting` — EM signal regions (``em_nll``; variants ``2020``, ``smodels3``, ``marginal``)
+- :mod:`.limits` — UL maps: ``r_value`` and the truncated Gaussian (``ul_nll``; ``2020``, ``smodels3``)
+- :mod:`.mu` — ``profile_mu``: batched μ̂ of a sum of log-likelihoods on [0, μ_max]
+- :mod:`.backend` — the ``NUMPY`` / ``PYTENSOR`` namespaces the formulas are written against
+
+Formulas, constants and how they differ between SModelS 3.2.1 and the 2020 code:
+docs/likelihoods.md.
+"""
+
+from .backend import NUMPY, PYTENSOR
+from .counting import EM_VARIANTS, em_nll
+from .limits import UL_VARIANTS, r_value, ul_nll
+from .mu import profile_mu
+
+__all__ = ["EM_VARIANTS", "NUMPY", "PYTENSOR", "UL_VARIANTS", "em_nll", "profile_mu", "r_value", "ul_nll"]

@@ -7,7 +7,9 @@ formula (the numpy path is what tests compare with SModelS and scipy; the graph 
 runs) without compiling a PyTensor function for every numpy call. The same pattern is used for the
 cross sections (:mod:`tdmcmc.models.protomodel.xsec`).
 
-``stop_gradient`` is the identity in value; in PyTensor it cuts the gradient. Iterative solvers
+``stop_gradient`` is the identity in value; in PyTensor it cuts the gradient. ``loop`` repeats a
+step a fixed number of times (a Python loop; a ``scan`` in PyTensor, so the graph does not grow
+with the number of iterations; its results carry no gradient). Iterative solvers
 (profiled nuisances, modes, μ̂) run on stopped inputs and are then corrected by one exact step or
 by the envelope theorem, so gradients are exact at convergence and graphs stay small.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 import scipy.special as sc
 from pytensor.gradient import disconnected_grad
@@ -30,6 +33,7 @@ NUMPY = SimpleNamespace(
     asarray=lambda x: np.asarray(x, dtype=float),
     gammaln=sc.gammaln, erfc=sc.erfc, erfcx=sc.erfcx,
     solve=lambda a, b: np.linalg.solve(a, b[..., None])[..., 0],
+    eq=np.equal,
     stop_gradient=lambda x: x,
     name="numpy",
 )
@@ -40,9 +44,26 @@ PYTENSOR = SimpleNamespace(
     asarray=pt.as_tensor_variable,
     gammaln=pt.gammaln, erfc=pt.erfc, erfcx=pt.erfcx,
     solve=lambda a, b: pt.linalg.solve(a, b[..., None], b_ndim=2)[..., 0],
+    eq=pt.eq,
     stop_gradient=disconnected_grad,
     name="pytensor",
 )
+
+def _numpy_loop(step, state: tuple, n_steps: int) -> tuple:
+    for _ in range(n_steps):
+        state = step(*state)
+    return state
+
+
+def _scan_loop(step, state: tuple, n_steps: int) -> tuple:
+    """``state = step(*state)`` n_steps times as one ``scan`` (a graph of constant size)."""
+    outputs = pytensor.scan(step, outputs_info=list(state), n_steps=n_steps,
+                            return_list=True, return_updates=False)
+    return tuple(disconnected_grad(out[-1]) for out in outputs)
+
+
+NUMPY.loop = _numpy_loop
+PYTENSOR.loop = _scan_loop
 
 _SQRT_HALF = float(np.sqrt(0.5))
 _LOG_HALF = float(np.log(0.5))

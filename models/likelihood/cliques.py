@@ -110,11 +110,17 @@ class Combiner:
         """Number of maximal cliques of the whole graph (the product over groups)."""
         return int(np.prod([g.n_cliques for g in self.groups], dtype=object)) if self.groups else 0
 
-    def node_values(self, r, mode: str = "max"):
-        """Reduce (..., n_results) contributions to (..., n_nodes): max (or logsumexp) over twins."""
-        xp = backend_of(r)
+    def node_values(self, r, mode: str = "max", mask=None):
+        """Reduce (..., n_results) contributions to (..., n_nodes): max (or logsumexp) over twins.
+
+        With `mask` (..., n_results) only masked-in versions count (−inf where a node has none).
+        """
+        xp = backend_of(r, mask)
         r = xp.asarray(r)
-        per_version = [xp.where(self.has_version[v], xp.matmul(r, self.versions[v]), -np.inf)
+        present = [self.has_version[v] if mask is None
+                   else (xp.matmul(xp.asarray(mask) * 1.0, self.versions[v]) > 0) * self.has_version[v]
+                   for v in range(len(self.versions))]
+        per_version = [xp.where(present[v] > 0, xp.matmul(r, self.versions[v]), -np.inf)
                        for v in range(len(self.versions))]
         if len(per_version) == 1:
             return per_version[0]
@@ -151,6 +157,39 @@ class Combiner:
         for scores in self.clique_scores(r, mode):
             total = total + reduce(scores, xp)
         return total
+
+    def paper_max(self, r, predicted):
+        """The paper's per-step max (cliques among predicted results only), as one graph.
+
+        Same value as :meth:`paper_combination` but batched over (..., n_results) and built with
+        either backend, so the ``paper`` target needs no per-step enumeration. A static maximal
+        clique C of a group is kept iff C ∩ P is maximal among the predicted nodes P, i.e. no
+        predicted v ∉ C is adjacent to all of C ∩ P: with D = 1 − A (non-adjacency),
+        count[c, v] = Σ_u M[c, u] p_u D[u, v] must be > 0 for every predicted v ∉ C of the group.
+        If only one group has predictions, single-node cliques are dropped; −inf when nothing is
+        left (the paper's Z = None). Twins take their best *predicted* version.
+        """
+        xp = backend_of(r, predicted)
+        r = xp.asarray(r)
+        p_res = xp.asarray(predicted) > 0
+        node_pred = xp.matmul(p_res * 1.0, self.versions.sum(axis=0)) > 0       # (..., n_nodes)
+        nodes = xp.where(node_pred, self.node_values(r, "max", mask=p_res), 0.0)
+        p = node_pred * 1.0
+        not_adj = 1.0 - self.graph.adjacency - np.eye(self.graph.n_nodes)
+        in_group = [np.isin(np.arange(self.graph.n_nodes), g.nodes) * 1.0 for g in self.groups]
+        k_groups = [xp.sum(p * m, axis=-1) for m in in_group]
+        n_pred_groups = sum((k > 0) * 1.0 for k in k_groups) if self.groups else xp.sum(p, axis=-1)
+        total = xp.sum(xp.zeros_like(r), axis=-1)
+        for g, m, k in zip(self.groups, in_group, k_groups):
+            members_p = xp.expand_dims(p, -2) * g.membership                     # (..., n_c, n_nodes)
+            blockers = xp.matmul(members_p, not_adj)                             # count[c, v]
+            extends = xp.expand_dims(p * m, -2) * (1.0 - g.membership) * (blockers < 0.5)
+            size = xp.sum(members_p, axis=-1)
+            single = xp.expand_dims((n_pred_groups < 1.5) * (k > 0), -1) * (size < 1.5)
+            keep = (xp.sum(extends, axis=-1) < 0.5) * (1.0 - single) > 0.5
+            scores = xp.where(keep, xp.matmul(nodes, g.membership.T), -np.inf)
+            total = total + _first_max(scores, xp)[0]
+        return xp.where(n_pred_groups > 0.5, total, -np.inf)
 
     def best_cliques(self, r) -> list[np.ndarray]:
         """Per group, the index of the first maximising clique, shape r.shape[:-1] (numpy only)."""

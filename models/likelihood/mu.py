@@ -50,17 +50,19 @@ def profile_mu(nll_of_mu: Callable[[Any], Any], mu_max: Any, xp: SimpleNamespace
     best = xp.argmin(nll_of_mu(grid), axis=-1)
     lo = _pick(grid, xp.maximum(best - 1, 0), xp)
     hi = _pick(grid, xp.minimum(best + 1, n_grid - 1), xp)
-    for _ in range(n_golden):
-        step = _GOLDEN * (hi - lo)
-        inner = xp.stack([hi - step, lo + step], axis=-1)
-        values = nll_of_mu(inner)
-        left_better = values[..., 0] < values[..., 1]
-        hi = xp.where(left_better, inner[..., 1], hi)
-        lo = xp.where(left_better, lo, inner[..., 0])
+    lo, hi = xp.loop(lambda lo, hi: _golden_step(nll_of_mu, lo, hi, xp), (lo, hi), n_golden)
     candidates = xp.stack([0.0 * top, 0.5 * (lo + hi), top], axis=-1)
     choice = xp.stop_gradient(xp.argmin(nll_of_mu(candidates), axis=-1))
-    mu_hat = xp.where(choice == 2, mu_max, xp.stop_gradient(_pick(candidates, choice, xp)))
+    mu_hat = xp.where(xp.eq(choice, 2), mu_max, xp.stop_gradient(_pick(candidates, choice, xp)))
     return mu_hat, nll_of_mu(xp.expand_dims(mu_hat, -1))[..., 0]
+
+
+def _golden_step(nll_of_mu: Callable[[Any], Any], lo: Any, hi: Any, xp: SimpleNamespace):
+    step = _GOLDEN * (hi - lo)
+    inner = xp.stack([hi - step, lo + step], axis=-1)
+    values = nll_of_mu(inner)
+    left_better = values[..., 0] < values[..., 1]
+    return xp.where(left_better, lo, inner[..., 0]), xp.where(left_better, inner[..., 1], hi)
 
 
 def _pick(values: Any, index: Any, xp: SimpleNamespace) -> Any:

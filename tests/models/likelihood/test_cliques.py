@@ -128,7 +128,8 @@ def test_pytensor_graph_values_and_gradients(synthetic):
     x = pt.dmatrix("r")
     lse = comb.combine(x, "logsumexp")
     mx = comb.combine(x, "max")
-    f = pytensor.function([x], [lse, mx, pytensor.grad(lse.sum(), x), pytensor.grad(mx.sum(), x)])
+    f = pytensor.function([x], [lse, mx, pytensor.grad(lse.sum(), x), pytensor.grad(mx.sum(), x)],
+                          mode="FAST_COMPILE")
     rng = np.random.default_rng(7)
     r = rng.normal(0.0, 1.5, size=(2, len(IDS)))
     r[:, [2, 12]] = 0.0                          # results without prediction: ties between cliques
@@ -167,15 +168,34 @@ def test_paper_definition_equals_brute_force_on_predicted_results(synthetic, see
         cliques = [c for c in cliques if len(c) >= 2]
         value, members = comb.paper_combination(r, predicted)
         if not cliques:
-            assert np.isnan(value) and members == ()
+            assert np.isnan(value) and members == () and comb.paper_max(r, predicted) == -np.inf
             continue
         sums = [r[list(c)].sum() for c in cliques]
         assert value == pytest.approx(max(sums), abs=1e-12)
         assert tuple(j for _, j in members) in cliques
         assert all(a == analysis_id(IDS[j]) for a, j in members)
+        assert comb.paper_max(r, predicted) == pytest.approx(value, abs=1e-12)
         if all(r[predicted] >= 0):               # without deficits both definitions agree
             assert comb.combine(r, "max") == pytest.approx(value, abs=1e-12)
         assert comb.combine(r, "max") >= value - 1e-12   # ours scores a superset of cliques
+
+
+def test_paper_max_graph_batched_with_gradient(synthetic):
+    comb, _ = synthetic
+    rng = np.random.default_rng(9)
+    predicted = rng.random((6, len(IDS))) < 0.5
+    predicted[0] = False
+    predicted[1] = np.arange(len(IDS)) < 2                 # one group, A-1 twins only: no pair
+    r = np.where(predicted, rng.normal(0.3, 1.5, predicted.shape), 0.0)
+    x, p = pt.dmatrix("r"), pt.dmatrix("p")
+    out = comb.paper_max(x, p)
+    f = pytensor.function([x, p], [out, pytensor.grad(out[2:].sum(), x)], mode="FAST_COMPILE")
+    value, grad = f(r, predicted * 1.0)
+    expected = [comb.paper_combination(ri, pi) for ri, pi in zip(r, predicted)]
+    assert value[0] == value[1] == -np.inf and np.isnan(expected[1][0])
+    np.testing.assert_allclose(value[2:], [v for v, _ in expected[2:]], atol=1e-12)
+    for b in range(2, 6):                      # subgradient: indicator of the chosen members
+        assert grad[b].tolist() == [float(j in [m for _, m in expected[b][1]]) for j in range(len(IDS))]
 
 
 def test_deficits_where_paper_definition_differs():
@@ -191,6 +211,7 @@ def test_deficits_where_paper_definition_differs():
     assert comb.combine(r, "max") == 2.0
     assert comb.best_combination(r) == (("A-1", 0),)
     assert comb.paper_combination(r, r != 0) == (1.0, (("A-1", 0), ("A-2", 1)))
+    assert comb.paper_max(r, r != 0) == 1.0
     r_excess = np.array([2.0, 1.0, 0.0])           # no deficit: both definitions agree
     assert comb.combine(r_excess, "max") == 3.0
 

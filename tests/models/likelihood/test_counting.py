@@ -85,16 +85,16 @@ def _marginal_reference(s: float, n: float, b: float, db: float) -> float:
     mode = max(float(profiled_theta(lam0, n, db * db)), -b + 1e-12)
     scale = log_f(mode)
     width = 1 / np.sqrt(n / (lam0 + mode) ** 2 + 1 / db**2)
-    edges = [-b] + [mode + k * width for k in (-60, -20, -8, -3, 0, 3, 8, 20, 60, 300) if mode + k * width > -b]
-    value = sum(integrate.quad(lambda t: np.exp(log_f(t) - scale), lo, hi, epsabs=0, epsrel=1e-13, limit=500)[0]
+    edges = [-b] + [mode + k * width for k in (-40, -8, 0, 8, 40, 300) if mode + k * width > -b]
+    value = sum(integrate.quad(lambda t: np.exp(log_f(t) - scale), lo, hi, epsabs=0, epsrel=1e-11, limit=200)[0]
                 for lo, hi in zip(edges, edges[1:] + [np.inf]))
     return -np.log(value) - scale + stats.norm.logcdf(b / db)
 
 
 def _marginal_cases() -> list[tuple[float, float, float, float]]:
     cases = [(s, n, max(n * f, 0.2), rel * max(n * f, 0.2))
-             for n in (0, 1, 3, 20, 611, 3905, 1e5) for rel in (0.01, 0.3, 1.0, 3.0)
-             for f in (0.3, 1.0, 1.5) for s in (0.0, 1.0, 50.0)]
+             for n in (0, 1, 3, 20, 611, 1e5) for rel in (0.01, 0.3, 3.0)
+             for f in (0.3, 1.5) for s in (0.0, 50.0)]
     return cases + [(0.0, 1, 20.0, 10.0), (0.0, 0, 0.1, 5.0), (2.0, 3, 0.5, 0.5)]
 
 
@@ -112,7 +112,7 @@ def test_marginal_matches_scipy_quad_on_database_signal_regions(db124_compiled):
     em = np.isfinite(arrays.observed_n) & (arrays.bg_error > 0)
     n, b, db = arrays.observed_n[em], arrays.expected_bg[em], arrays.bg_error[em]
     s = np.sqrt(b + db**2 + 1.0)  # a signal of about one standard deviation
-    pick = np.random.default_rng(3).choice(len(n), size=min(300, len(n)), replace=False)
+    pick = np.random.default_rng(3).choice(len(n), size=min(60, len(n)), replace=False)
     ours = em_nll(1.0, s[pick], n[pick], b[pick], db[pick], "marginal")
     reference = np.array([_marginal_reference(s[i], n[i], b[i], db[i]) for i in pick])
     assert np.max(np.abs(ours - reference)) < 1e-8
