@@ -65,11 +65,6 @@ class ChainRandom:
         stacked = np.stack(blocks, axis=1)  # (T, C, ...)
         return stacked.reshape((self.n_temps * self.n_chains,) + stacked.shape[2:])
 
-    def _per_chain(self, values: np.ndarray) -> list[np.ndarray]:
-        """Split a (B, ...) array into the per-chain (T, ...) blocks."""
-        v = np.asarray(values).reshape((self.n_temps, self.n_chains) + np.shape(values)[1:])
-        return [v[:, c] for c in range(self.n_chains)]
-
     def normal(self, shape: tuple[int, ...] = ()) -> np.ndarray:
         return self._batch([g.standard_normal((self.n_temps,) + shape) for g in self.generators])
 
@@ -77,12 +72,12 @@ class ChainRandom:
         return -0.5 * np.square(z) - _LOG_SQRT_2PI
 
     def integers(self, high: np.ndarray | int, shape: tuple[int, ...] = ()) -> np.ndarray:
-        b = self.n_temps * self.n_chains
-        highs = self._per_chain(np.broadcast_to(np.asarray(high, dtype=np.int64), (b,)))
-        pad = (slice(None),) + (None,) * len(shape)
-        return self._batch(
-            [g.integers(0, h[pad], size=(self.n_temps,) + shape) for g, h in zip(self.generators, highs)]
-        )
+        """floor(u · high) with u uniform on [0, 1): each value has probability 1/high up to a
+        relative error of high · 2^-53 (u has 53 random bits), and it is several times faster than
+        ``Generator.integers`` with a per-element ``high``."""
+        u = self.uniform(shape)
+        high = np.asarray(high, dtype=np.int64).reshape((-1,) + (1,) * len(shape))
+        return np.minimum((u * high).astype(np.int64), high - 1)
 
     def categorical(self, probs: np.ndarray, shape: tuple[int, ...] = ()) -> np.ndarray:
         p = np.asarray(probs, dtype=float)
@@ -93,7 +88,7 @@ class ChainRandom:
 
     def accept(self, log_alpha: np.ndarray) -> np.ndarray:
         u = self.uniform()
-        return np.log(u) < np.nan_to_num(log_alpha, nan=-np.inf)
+        return np.log(u) < log_alpha  # NaN compares false: rejected
 
     def get_state(self) -> list[dict]:
         """Bit-generator states, for checkpoints."""

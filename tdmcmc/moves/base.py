@@ -94,10 +94,10 @@ class Move(Protocol):
 
 def log_acceptance(current: State, proposal: Proposal, beta: np.ndarray) -> np.ndarray:
     """log α before the min(1, ·): Δ log π̃ + log_q_ratio; −inf where impossible, never NaN."""
-    delta = proposal.state.log_target(beta) - current.log_target(beta)
-    log_alpha = delta + proposal.log_q_ratio
-    impossible = ~np.isfinite(proposal.log_q_ratio) | np.isneginf(proposal.state.log_target(beta))
-    return np.where(impossible, -np.inf, np.nan_to_num(log_alpha, nan=-np.inf))
+    new = proposal.state.log_target(beta)
+    log_alpha = new - current.log_target(beta) + proposal.log_q_ratio
+    impossible = ~np.isfinite(proposal.log_q_ratio) | (new == -np.inf) | np.isnan(log_alpha)
+    return np.where(impossible, -np.inf, log_alpha)
 
 
 def metropolis(
