@@ -68,7 +68,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
         return 0
     th = dx.thresholds
     print(
-        f"{args.run}: {_plural(dx.n_chains, "chain")} × {dx.n_draws} draws, {len(dx.slots)} {dx.slot_dim}s, "
+        f"{args.run}: {_plural(dx.n_chains, 'chain')} × {dx.n_draws} draws, {len(dx.slots)} {dx.slot_dim}s, "
         f"{dx.models.n_models} models visited, model-sequence ESS {dx.models.heck_ess:.0f} (Heck et al. 2019)"
     )
     print(

@@ -14,6 +14,17 @@ from tdmcmc.diagnostics.brooks_giudici import brooks_giudici_path
 from tdmcmc.diagnostics.run_file import Run
 
 _CHAIN_ALPHA = 0.8
+_MAX_TRACE_POINTS = 5000  # per chain; longer traces are thinned for drawing only
+
+
+def _thinned(n_draws: int) -> np.ndarray:
+    """Draw indices plotted in a trace: all, or every k-th so that at most _MAX_TRACE_POINTS remain."""
+    return np.arange(0, n_draws, -(-n_draws // _MAX_TRACE_POINTS))
+
+
+def _draw_label(n_draws: int) -> str:
+    step = -(-n_draws // _MAX_TRACE_POINTS)
+    return "draw" if step == 1 else f"draw (every {step}th shown)"
 
 
 def save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
@@ -38,12 +49,13 @@ def traces(run: Run) -> Figure:
     fig = Figure(figsize=(10, 2.6 * len(names)), layout="constrained")
     axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     colors = _chain_colors(run.n_chains)
+    idx = _thinned(run.n_draws)
     for ax, (label, values) in zip(axes, names):
         for c in range(run.n_chains):
             if label == "n_active":
                 ax.step(
-                    np.arange(run.n_draws),
-                    values[c],
+                    idx,
+                    values[c, idx],
                     where="post",
                     color=colors[c],
                     alpha=_CHAIN_ALPHA,
@@ -51,10 +63,10 @@ def traces(run: Run) -> Figure:
                     label=f"chain {c}",
                 )
             else:
-                ax.plot(values[c], color=colors[c], alpha=_CHAIN_ALPHA, lw=0.6, label=f"chain {c}")
+                ax.plot(idx, values[c, idx], color=colors[c], alpha=_CHAIN_ALPHA, lw=0.6, label=f"chain {c}")
         ax.set_ylabel(f"number of {run.slot_dim}s" if label == "n_active" else label)
     axes[0].legend(loc="upper right", fontsize="small", ncol=min(run.n_chains, 4))
-    axes[-1].set_xlabel("draw")
+    axes[-1].set_xlabel(_draw_label(run.n_draws))
     return fig
 
 
@@ -64,12 +76,13 @@ def scalar_trace(run: Run, name: str) -> Figure:
     fig = Figure(figsize=(10, 3), layout="constrained")
     ax, side = fig.subplots(1, 2, sharey=True, width_ratios=[4, 1])
     colors = _chain_colors(run.n_chains)
+    idx = _thinned(run.n_draws)
     for c in range(run.n_chains):
-        ax.plot(values[c], color=colors[c], alpha=_CHAIN_ALPHA, lw=0.6, label=f"chain {c}")
+        ax.plot(idx, values[c, idx], color=colors[c], alpha=_CHAIN_ALPHA, lw=0.6, label=f"chain {c}")
         side.hist(
             values[c][np.isfinite(values[c])], bins=40, orientation="horizontal", histtype="step", color=colors[c]
         )
-    ax.set_xlabel("draw")
+    ax.set_xlabel(_draw_label(run.n_draws))
     ax.set_ylabel(name)
     ax.legend(loc="upper right", fontsize="small", ncol=min(run.n_chains, 4))
     side.set_xlabel("count")
@@ -83,7 +96,9 @@ def inclusion(run: Run, frame: pd.DataFrame) -> Figure:
     ax = fig.subplots()
     y = np.arange(n)
     err = 2 * np.nan_to_num(frame["mcse"].to_numpy(dtype=float))
-    ax.barh(y, frame["p_incl"], xerr=err, color="0.75", ecolor="k", capsize=3, label="all chains (±2 MCSE)")
+    p = frame["p_incl"].to_numpy(dtype=float)
+    xerr = [np.minimum(err, p), np.minimum(err, 1.0 - p)]  # drawn within [0, 1]
+    ax.barh(y, p, xerr=xerr, color="0.75", ecolor="k", capsize=3, label="all chains (±2 MCSE)")
     colors = _chain_colors(run.n_chains)
     per_chain = run.active.mean(axis=1)  # (chain, slot)
     for c in range(run.n_chains):
@@ -141,6 +156,7 @@ def model_probabilities(frame: pd.DataFrame, max_rows: int = 20) -> Figure:
     ax = fig.subplots()
     y = np.arange(n)
     p = f["p"].to_numpy(dtype=float)
+    two_mcse = 2 * np.nan_to_num(f["mcse"].to_numpy(dtype=float))
     ax.barh(y, p, color="0.75", label="visit frequency")
     lo, hi = f["heck_2.5%"].to_numpy(dtype=float), f["heck_97.5%"].to_numpy(dtype=float)
     ax.errorbar(
@@ -156,7 +172,7 @@ def model_probabilities(frame: pd.DataFrame, max_rows: int = 20) -> Figure:
     ax.errorbar(
         p,
         y + 0.15,
-        xerr=2 * np.nan_to_num(f["mcse"].to_numpy(dtype=float)),
+        xerr=[np.minimum(two_mcse, p), two_mcse],  # a probability is not drawn below 0
         fmt="none",
         ecolor="C3",
         capsize=3,

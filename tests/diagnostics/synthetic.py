@@ -106,9 +106,13 @@ def protomodel_like(seed: int = 3, chains: int = 2, draws: int = 600) -> xr.Data
     br = np.stack([br_first, 1 - br_first], axis=-1)
     br = np.where(active[..., None], br, np.nan)
     labels = np.array([[",".join(n for n, on in zip(names, a, strict=True) if on) for a in row] for row in active])
-    post = tree["posterior"].dataset.assign(
-        br=(("chain", "draw", "particle", "channel"), br),
-        model=(("chain", "draw"), labels),
-    ).assign_coords(channel=["t X1", "b X1"])
+    post = (
+        tree["posterior"]
+        .dataset.assign(
+            br=(("chain", "draw", "particle", "channel"), br),
+            model=(("chain", "draw"), labels),
+        )
+        .assign_coords(channel=["t X1", "b X1"])
+    )
     tree["posterior"] = post
     return tree
