@@ -9,15 +9,15 @@ of every model-invariant scalar (:mod:`.brooks_giudici`).
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
 from tdmcmc.diagnostics.brooks_giudici import brooks_giudici
 from tdmcmc.diagnostics.convergence import Thresholds, conditional_diagnostics, scalar_diagnostics
 from tdmcmc.diagnostics.model_probabilities import ModelIndex, ModelTable, index_models, indicator_stats, model_table
-from tdmcmc.diagnostics.run_file import Run, is_model_function
+from tdmcmc.diagnostics.run_file import Run, is_model_function, parameter_elements
 
 
 @dataclass
@@ -76,23 +76,6 @@ def _fmt_rhat(x: float) -> str:
 
 def _chains(n: int) -> str:
     return f"{n} chain" if n == 1 else f"{n} chains"
-
-
-def parameter_elements(da, slot_dim: str, slot: int) -> list[tuple[str, np.ndarray]]:
-    """(label, values (chain, draw)) for every element of a slot parameter at slot index ``slot``.
-
-    A parameter with extra dims (e.g. branching ratios per channel) gives one element per index,
-    labelled ``name[coord, …]``."""
-    sub = da.isel({slot_dim: slot})
-    extra = [d for d in sub.dims if d not in ("chain", "draw")]
-    if not extra:
-        return [(str(da.name), np.asarray(sub.values, dtype=float))]
-    out = []
-    for idx in itertools.product(*(range(sub.sizes[d]) for d in extra)):
-        element = sub.isel(dict(zip(extra, idx)))
-        coords = [str(element[d].values) if d in element.coords else str(i) for d, i in zip(extra, idx)]
-        out.append((f"{da.name}[{', '.join(coords)}]", np.asarray(element.values, dtype=float)))
-    return out
 
 
 def _slot_record(run: Run, i: int, th: Thresholds, warn: list[str]) -> dict:

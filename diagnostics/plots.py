@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
 from tdmcmc.diagnostics.brooks_giudici import brooks_giudici_path
 from tdmcmc.diagnostics.run_file import Run
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from tdmcmc.diagnostics import plots
 from tdmcmc.diagnostics.diagnose import Diagnosis, diagnose, model_invariant_scalars
 from tdmcmc.diagnostics.model_probabilities import index_models

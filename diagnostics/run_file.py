@@ -10,6 +10,7 @@ quantities are the posterior variables with dims exactly (chain, draw). The log 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +108,20 @@ def is_model_function(values: np.ndarray, model_index: np.ndarray) -> bool:
     v, m = flat_v[order], flat_m[order]
     same_model = m[1:] == m[:-1]
     return bool(np.all(v[1:][same_model] == v[:-1][same_model]))
+
+
+def parameter_elements(da: xr.DataArray, slot_dim: str, slot: int) -> list[tuple[str, np.ndarray]]:
+    """(label, values (chain, draw)) for every element of a slot parameter at slot index ``slot``.
+
+    A parameter with extra dims (e.g. branching ratios per channel) gives one element per index,
+    labelled ``name[coord, …]``."""
+    sub = da.isel({slot_dim: slot})
+    extra = [d for d in sub.dims if d not in ("chain", "draw")]
+    if not extra:
+        return [(str(da.name), np.asarray(sub.values, dtype=float))]
+    out = []
+    for idx in itertools.product(*(range(sub.sizes[d]) for d in extra)):
+        element = sub.isel(dict(zip(extra, idx)))
+        coords = [str(element[d].values) if d in element.coords else str(i) for d, i in zip(extra, idx)]
+        out.append((f"{da.name}[{', '.join(coords)}]", np.asarray(element.values, dtype=float)))
+    return out

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from tdmcmc.diagnostics.diagnose import parameter_elements
+
 from tdmcmc.diagnostics.model_probabilities import ModelTable, index_models, indicator_stats, model_table
-from tdmcmc.diagnostics.run_file import Run
+from tdmcmc.diagnostics.run_file import Run, parameter_elements
 
 QUANTILES = {"q2.5": 0.025, "q16": 0.16, "median": 0.5, "q84": 0.84, "q97.5": 0.975}
 

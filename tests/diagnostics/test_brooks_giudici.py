@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tdmcmc.diagnostics.brooks_giudici import brooks_giudici, brooks_giudici_path
 
 MU = np.array([0.0, 2.0])  # θ | model m ~ N(MU[m], 1)

@@ -12,9 +12,9 @@ import arviz as az
 import numpy as np
 import pytest
 from matplotlib import image
-from tdmcmc.models.toys import linear_selection
 
 from tdmcmc.cli import main
+from tdmcmc.models.toys import linear_selection
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

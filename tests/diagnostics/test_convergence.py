@@ -5,6 +5,7 @@ from __future__ import annotations
 import arviz_stats
 import numpy as np
 import pytest
+
 from tdmcmc.diagnostics.convergence import _rhat_unequal, conditional_diagnostics, rank_rhat_unequal, scalar_diagnostics
 
 from .synthetic import ar1, two_state

@@ -8,9 +8,9 @@ import json
 import arviz as az
 import numpy as np
 import pytest
+
 from tdmcmc.diagnostics.diagnose import diagnose
 from tdmcmc.diagnostics.run_file import from_tree, open_run
-
 from tdmcmc.errors import UserError
 
 from .synthetic import mixed_and_stuck, protomodel_like, run_tree
@@ -129,3 +129,14 @@ def test_protomodel_layout_with_channels_and_string_labels(tmp_path):
     assert d["slots"]["XZ1"]["parameters"]["mass"]["rhat"] < 1.02
     assert set(d["brooks_giudici"]) == {"K", "lp"}  # n_particles is a function of the model
     assert az.summary(az.from_netcdf(path), var_names=["mass", "K"]).shape[0] == 4
+
+
+def test_chains_frozen_in_different_states_are_flagged():
+    # Every chain constant, two with the particle and two without: within-chain variance is zero, so
+    # R-hat is infinite or undefined; either way the particle must be reported.
+    rng = np.random.default_rng(1)
+    active = np.zeros((4, 500, 1), bool)
+    active[:2] = True
+    tree = run_tree(active, {"mass": rng.normal(100, 5, active.shape)}, rng.standard_normal((4, 500)))
+    dx = diagnose(from_tree(tree))
+    assert any(w.startswith("Chains disagree on how often p0 is present") for w in dx.warnings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+
 from tdmcmc.diagnostics.model_probabilities import (
     OTHER,
     dirichlet_precision_mle,
