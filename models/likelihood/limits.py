@@ -22,10 +22,12 @@ Variants (``UL_VARIANTS``; the ``--ul-likelihood`` choices):
     UL_obs < UL_exp the mode is 0 unless ``allow_negative`` (then the root above, negative).
 ``2020``  the paper's code (SModelS 2.0.0rc11 ``statistics.likelihoodFromLimits`` with
     ``runtime._cap_likelihoods = True``): no correction; ULs as event yields (``unit`` = 1/L);
-    mode 0 for UL_obs < UL_exp; if dr₂ = 2 (UL_obs − UL_exp)/(UL_obs + UL_exp) exceeds
-    ``_drmax`` = 0.338, UL_obs is capped to UL_exp (2 + 0.338)/(2 − 0.338) ≈ 1.407 UL_exp.
-    (The method reference writes dr without the factor 2 and a cap of ≈ 2.02 UL_exp; every
-    SModelS 1.x/2.0 ``statistics.py`` we could read has the factor 2. See docs/likelihoods.md.)
+    mode 0 for UL_obs < UL_exp; if dr = (UL_obs − UL_exp)/(UL_obs + UL_exp) exceeds 0.338, UL_obs
+    is capped to UL_exp (1 + 0.338)/(1 − 0.338) ≈ 2.02 UL_exp (method reference §4.3). SModelS'
+    own code writes this as dr₂ = 2 dr > ``_drmax``; the production runs stored
+    ``_drmax = 0.676`` (= 2 × 0.338), and only this threshold reproduces the paper's Z on its
+    best combination (3.222 against 3.237; SModelS' library default ``_drmax = 0.338`` on dr₂
+    would cap at 1.41 UL_exp and give Z = 2.70). See docs/likelihoods.md.
 
 Units: cross sections and ULs in fb, luminosity in fb⁻¹, μ dimensionless. Everything broadcasts.
 """
@@ -73,7 +75,7 @@ def ul_nll(mu: Any, xsec_fb: Any, ul_obs_fb: Any, ul_exp_fb: Any, lumi_ifb: Any,
     :param allow_negative: SModelS' ``allowNegativeSignals`` (negative mode for underfluctuations);
         ``smodels3`` only
     :param corr: SModelS' correction factor (``smodels3``)
-    :param drmax: the 2020 capping threshold on dr₂ (``2020``)
+    :param drmax: the 2020 capping threshold on dr (``2020``; < 1)
     """
     if variant not in UL_VARIANTS:
         raise ValueError(f"unknown UL likelihood variant {variant!r}; choose one of {UL_VARIANTS}")
@@ -85,8 +87,8 @@ def ul_nll(mu: Any, xsec_fb: Any, ul_obs_fb: Any, ul_exp_fb: Any, lumi_ifb: Any,
         exp = xp.where(obs > exp, exp / (1.0 - corr * dr), exp)
         log_unit = -xp.log(xsec_fb)
     else:
-        cap = exp * (2.0 + drmax) / (2.0 - drmax)
-        obs = xp.where(2.0 * (obs - exp) / (obs + exp) > drmax, cap, obs)
+        cap = exp * (1.0 + drmax) / (1.0 - drmax)
+        obs = xp.where((obs - exp) / (obs + exp) > drmax, cap, obs)
         log_unit = xp.log(lumi_ifb)
     sigma = exp / 1.96
     z = mode_in_sigmas(obs / sigma, xp)

@@ -15,6 +15,11 @@ from tdmcmc.models.likelihood.cliques import build_combiner, maximal_cliques
 from tdmcmc.models.likelihood.combinability import (AllowLists, analysis_id, build_graph,
                                                     graph_for_database, read_allow_lists)
 
+# The graphs are checked without C compilation (same graph, same values; a cold C compile of these
+# graphs takes minutes on a loaded 2-core machine). Default-mode compilation on the real database
+# is exercised by tests/benchmarks/bench_combiner.py.
+FAST = "FAST_COMPILE"
+
 
 def brute_maximal_cliques(adj: np.ndarray) -> list[tuple[int, ...]]:
     """Every subset that is a clique and admits no further vertex (exhaustive, for small graphs)."""
@@ -129,7 +134,7 @@ def test_pytensor_graph_values_and_gradients(synthetic):
     lse = comb.combine(x, "logsumexp")
     mx = comb.combine(x, "max")
     f = pytensor.function([x], [lse, mx, pytensor.grad(lse.sum(), x), pytensor.grad(mx.sum(), x)],
-                          mode="FAST_COMPILE")
+                          mode=FAST)
     rng = np.random.default_rng(7)
     r = rng.normal(0.0, 1.5, size=(2, len(IDS)))
     r[:, [2, 12]] = 0.0                          # results without prediction: ties between cliques
@@ -189,7 +194,7 @@ def test_paper_max_graph_batched_with_gradient(synthetic):
     r = np.where(predicted, rng.normal(0.3, 1.5, predicted.shape), 0.0)
     x, p = pt.dmatrix("r"), pt.dmatrix("p")
     out = comb.paper_max(x, p)
-    f = pytensor.function([x, p], [out, pytensor.grad(out[2:].sum(), x)], mode="FAST_COMPILE")
+    f = pytensor.function([x, p], [out, pytensor.grad(out[2:].sum(), x)], mode=FAST)
     value, grad = f(r, predicted * 1.0)
     expected = [comb.paper_combination(ri, pi) for ri, pi in zip(r, predicted)]
     assert value[0] == value[1] == -np.inf and np.isnan(expected[1][0])

@@ -28,8 +28,9 @@ def test_smodels3_matches_smodels_321_on_every_oracle_ul_prediction(oracle_ul, n
     assert total >= 30
 
 
-def _paper_reference(mu, xsec, obs, exp, lumi, drmax=0.338):
-    """2020 likelihoodFromLimits rebuilt with scipy: yields, brentq on the erf form, truncnorm."""
+def _paper_reference(mu, xsec, obs, exp, lumi, drmax=0.676):
+    """2020 likelihoodFromLimits rebuilt with scipy: yields, SModelS' dr₂ = 2 dr > _drmax = 0.676
+    (the production runs' setting), brentq on the erf form, truncnorm."""
     obs_n, exp_n, s = obs * lumi, exp * lumi, mu * xsec * lumi
     if 2 * (obs_n - exp_n) / (obs_n + exp_n) > drmax:
         obs_n = exp_n * (2 + drmax) / (2 - drmax)
@@ -43,7 +44,7 @@ def _paper_reference(mu, xsec, obs, exp, lumi, drmax=0.338):
 
 
 @pytest.mark.parametrize(("obs", "exp"), [(18.45, 21.57), (2.043, 2.077), (30.85, 19.58),
-                                          (4.50, 2.50), (2.2, 2.0), (1.0, 1.0)])
+                                          (4.50, 2.50), (5.5, 2.5), (2.2, 2.0), (1.0, 1.0)])
 @pytest.mark.parametrize("mu", [0.0, 0.5, 1.0, 3.0])
 def test_2020_matches_an_independent_scipy_build(obs, exp, mu):
     xsec, lumi = 2.62, 35.9
@@ -53,14 +54,14 @@ def test_2020_matches_an_independent_scipy_build(obs, exp, mu):
 
 def test_2020_caps_large_excesses_and_smodels3_corrects_them():
     xsec, lumi, exp = 2.62, 35.9, 2.5
-    capped = exp * 2.338 / 1.662
-    for obs in (4.5, 10.0):
+    capped = exp * 1.338 / 0.662
+    for obs in (5.5, 10.0):
         assert ul_nll(1.0, xsec, obs, exp, lumi, "2020") == pytest.approx(
             ul_nll(1.0, xsec, capped, exp, lumi, "2020"), abs=1e-12)
-    assert ul_nll(1.0, xsec, 3.0, exp, lumi, "2020") != ul_nll(1.0, xsec, capped, exp, lumi, "2020")
+    assert ul_nll(1.0, xsec, 4.5, exp, lumi, "2020") != ul_nll(1.0, xsec, capped, exp, lumi, "2020")
     # corr = 0 reproduces the uncorrected, uncapped truncated Gaussian (up to the unit)
     plain = ul_nll(1.0, xsec, 4.5, exp, lumi, "smodels3", corr=0.0)
-    uncapped = ul_nll(1.0, xsec, 4.5, exp, lumi, "2020", drmax=np.inf)
+    uncapped = ul_nll(1.0, xsec, 4.5, exp, lumi, "2020", drmax=0.99)
     assert plain - np.log(1 / xsec) == pytest.approx(uncapped - np.log(lumi), abs=1e-10)
 
 

@@ -68,3 +68,19 @@ def test_graph_gradient_is_exact_inside_and_through_mu_max():
     assert np.allclose(g_scale, fd_scale, rtol=1e-4, atol=1e-6)
     assert np.allclose(g_top, fd_top, rtol=1e-4, atol=1e-6)
     assert abs(g_top[2]) > 0.1 and abs(g_top[0]) < 1e-9
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("em_variant", "ul_variant", "key"), [("smodels3", "smodels3", "corr=0.6,capped"),
+                                                               ("2020", "2020", "corr=0.0,capped")])
+def test_paper_combination_significance(oracle, em_variant, ul_variant, key):
+    """Z of the paper's best combination at μ̂ ≤ μ_max against the oracle's re-evaluation (inputs
+    here are the oracle's rounded yields, hence 2e-3); the paper itself reports Z = 3.237."""
+    import json
+
+    reference = json.loads((oracle / "out" / "best_paper_combination.json").read_text())
+    total = _total(np.ones(1), NUMPY, em_variant, ul_variant)
+    mu_hat, nll_min = profile_mu(total, np.array([reference["mu_max"]]))
+    z = np.sqrt(2 * (total(np.zeros((1, 1)))[0, 0] - nll_min[0]))
+    assert mu_hat[0] == pytest.approx(reference["variants"][key]["muhat"], abs=1e-5)
+    assert z == pytest.approx(reference["variants"][key]["Z"], abs=2e-3)
