@@ -53,6 +53,17 @@ class Thresholds:
         return self.ess_min_per_chain * n_chains
 
 
+def arviz_rhat(x: np.ndarray) -> float:
+    """ArviZ rank R-hat of a (chain, draw) array; NaN for one chain.
+
+    Chains that never move have zero within-chain variance: R-hat is then inf or NaN, which the
+    callers report in words, so numpy's division warning is silenced here."""
+    if x.shape[0] < 2:
+        return np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(arviz_stats.rhat(x))
+
+
 def scalar_diagnostics(values: np.ndarray) -> dict[str, float]:
     """Mean, sd, rank R-hat, bulk/tail ESS and MCSE of the mean of a (chain, draw) array (ArviZ)."""
     x = np.asarray(values, dtype=float)
@@ -60,7 +71,7 @@ def scalar_diagnostics(values: np.ndarray) -> dict[str, float]:
     if np.all(x == x.flat[0]):
         return out | {"rhat": np.nan, "ess_bulk": np.nan, "ess_tail": np.nan, "mcse_mean": 0.0}
     return out | {
-        "rhat": float(arviz_stats.rhat(x)) if x.shape[0] > 1 else np.nan,
+        "rhat": arviz_rhat(x),
         "ess_bulk": float(arviz_stats.ess(x, method="bulk")),
         "ess_tail": float(arviz_stats.ess(x, method="tail", prob=TAIL_PROB)),
         "mcse_mean": float(arviz_stats.mcse(x, method="mean")),

@@ -30,6 +30,8 @@ import arviz_stats
 import numpy as np
 from scipy import optimize, special
 
+from tdmcmc.diagnostics.convergence import arviz_rhat
+
 OTHER = "other"
 
 
@@ -72,8 +74,7 @@ def indicator_stats(indicator: np.ndarray) -> dict[str, float]:
     if np.all(x == x.flat[0]):
         return {"mean": p, "ess": np.nan, "mcse": np.nan, "rhat": np.nan}
     ess = float(arviz_stats.ess(x, method="mean"))
-    rhat = float(arviz_stats.rhat(x)) if x.shape[0] > 1 else np.nan
-    return {"mean": p, "ess": ess, "mcse": float(np.sqrt(p * (1.0 - p) / ess)), "rhat": rhat}
+    return {"mean": p, "ess": ess, "mcse": float(np.sqrt(p * (1.0 - p) / ess)), "rhat": arviz_rhat(x)}
 
 
 def transition_counts(index: np.ndarray, n_states: int) -> np.ndarray:
