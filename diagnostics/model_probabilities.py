@@ -131,7 +131,7 @@ def dirichlet_precision_mle(samples: np.ndarray) -> float:
 class ModelTable:
     """Posterior model probabilities with uncertainties, most probable first.
 
-    Per model: ``label``, ``k`` (number of active slots), ``p`` (visit frequency), indicator-chain
+    Per model: ``label``, ``k`` (number of active slots; None for "other"), ``p`` (visit frequency), indicator-chain
     ``ess``, ``mcse`` and ``rhat``, and the Heck et al. posterior ``heck_mean``, ``heck_sd``,
     ``heck_lo`` / ``heck_hi`` (2.5 % / 97.5 % quantiles). ``heck_ess`` is the Heck effective sample
     size of the whole model sequence; ``n_models`` the number of distinct models visited.
@@ -161,7 +161,7 @@ def model_table(
         rows.append(
             {
                 "label": OTHER if is_other else labels[i],
-                "k": -1 if is_other else int(models.patterns[i].sum()),
+                "k": None if is_other else int(models.patterns[i].sum()),
                 "p": stats["mean"],
                 "ess": stats["ess"],
                 "mcse": stats["mcse"],

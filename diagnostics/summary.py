@@ -21,7 +21,7 @@ QUANTILES = {"q2.5": 0.025, "q16": 0.16, "median": 0.5, "q84": 0.84, "q97.5": 0.
 def model_frame(table: ModelTable) -> pd.DataFrame:
     """One row per model: label, k, p, mcse, ess, rhat, Heck mean/sd and 95 % interval."""
     frame = pd.DataFrame(table.rows).rename(columns={"label": "model", "heck_lo": "heck_2.5%", "heck_hi": "heck_97.5%"})
-    frame["k"] = frame["k"].where(frame["k"] >= 0).astype("Int64")  # "other" has no single k
+    frame["k"] = frame["k"].astype("Int64")  # "other" has no single k
     return frame[["model", "k", "p", "mcse", "ess", "rhat", "heck_mean", "heck_sd", "heck_2.5%", "heck_97.5%"]]
 
 
