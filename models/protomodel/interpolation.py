@@ -29,7 +29,8 @@ numbers for efficiencies).
     ``DatabaseInterpolators.groups`` (tuple of GridInterpolator), ``.map_group[i]`` and
     ``.map_column[i]`` (map row i is column ``map_column[i]`` of group ``map_group[i]``),
     ``.failed`` {map row: reason} for maps SModelS cannot triangulate either, and
-    ``.evaluate_map(i, points) -> (n,)``.
+    ``.evaluate_map(i, points) -> (n,)``. ``build_interpolators(coords, values, layouts, group)``
+    does the same for plain lists of maps.
 PyTensor: :mod:`tdmcmc.models.protomodel.interpolation_op` (``interpolate(interp, points,
 fill_value=0.0) -> (values, inside)``) wraps a GridInterpolator as an Op with exact gradients.
 
@@ -181,6 +182,7 @@ class GridInterpolator:
             raise ValueError(f"coords {coords.shape} and values {values.shape} do not match")
         self.n_coords = coords.shape[1]
         self.k = self.values.shape[1]
+        self.layout = None if layout is None else tuple(layout)
         self._order = smodels_column_order(layout, self.n_coords)
         widths = [] if layout is None else [c.quantity == "width" for c in layout]
         self._is_width = np.array([widths[i] for i in self._order] if widths else [False] * self.n_coords)
@@ -189,7 +191,11 @@ class GridInterpolator:
         self.delta_x = np.array([sum(col) / len(x) for col in x.T.tolist()])
         m = x - self.delta_x
         step = int(math.ceil(len(m) / SVD_MAX_POINTS))
-        self.rotation = svd(m[::step])[2].T  # SModelS' V: (full_dim, full_dim)
+        # SModelS calls svd(...) with full_matrices=True; the economic SVD returns the same V bits
+        # (checked on every 7th map of the 1.2.4 database; tested) without the (n, n) U.
+        # Threaded BLAS makes the many tiny LAPACK calls here up to 1000x slower on a busy machine.
+        with threadpool_limits(limits=1, user_api="blas"):
+            self.rotation = svd(m[::step], full_matrices=False)[2].T  # SModelS' V (full_dim, full_dim)
         mp = _rows_times(m, self.rotation)
         self.full_dimensionality = self.n_coords
         self.dimensionality = int(np.max(np.sum(np.abs(mp) > NONZERO_TOL, axis=1)))
@@ -199,8 +205,6 @@ class GridInterpolator:
         if d > 1:
             self._tri: Delaunay | None = Delaunay(mp[:, :d])
             self.simplices = self._tri.simplices.astype(np.int64)
-            # scipy computes one small LU per simplex; threaded BLAS makes that 1000x slower on a
-            # busy machine.
             with threadpool_limits(limits=1, user_api="blas"):
                 self._transform = self._tri.transform
             self._walk_dependent = bool(np.isnan(self._transform).any())
@@ -208,10 +212,6 @@ class GridInterpolator:
             self._walk_dependent = False
             self._tri = None
             self._init_1d(mp[:, 0])
-        # d value/d q for each simplex: (y_i - y_d) T[i, j] summed over i, shape (n_simplex, k, d).
-        yv = self.values[self.simplices]  # (n_simplex, d+1, k)
-        self._simplex_slope = np.einsum("sik,sij->skj", yv[:, :d] - yv[:, d:], self._transform[:, :d])
-        self._simplex_min = yv.min(axis=1)  # (n_simplex, k)
 
     def _init_1d(self, line: np.ndarray) -> None:
         # Delaunay1D: intervals between sorted points; vertex 0 is the upper end (weight t), 1 the lower.
@@ -282,7 +282,7 @@ class GridInterpolator:
         """``TxNameData.interpolate`` without the rounding: values (n, k), simplex, clamped mask."""
         loc = self._locate_projected(qp)
         vals = np.einsum("nj,njk->nk", np.nan_to_num(loc.weights), self.values[loc.vertices])
-        floor = self._simplex_min[np.where(loc.inside, loc.simplex, 0)]
+        floor = self.values[loc.vertices].min(axis=1)
         clamped = vals < floor
         vals = np.where(clamped, floor, vals)
         vals[~loc.inside] = np.nan
@@ -321,6 +321,13 @@ class GridInterpolator:
             de = np.where(alpha == 0.0, 0.0, de)
             return de < ACCEPT_ERRORS_UPTO
 
+    def _slope(self, simplex: np.ndarray) -> np.ndarray:
+        """d value / d q[:dim] in each simplex (n, k, d): sum_i (y_i - y_d) T[i, j]."""
+        d = self.dimensionality
+        s = np.where(simplex >= 0, simplex, 0)
+        yv = self.values[self.simplices[s]]  # (n, d+1, k)
+        return np.einsum("nik,nij->nkj", yv[:, :d] - yv[:, d:], self._transform[s, :d])
+
     def evaluate(self, points: np.ndarray, jacobian: bool = False) -> Evaluation:
         """SModelS' ``getValueFor`` for points (n, n_coords) GeV, with the optional exact Jacobian."""
         points = np.atleast_2d(np.asarray(points, dtype=np.float64))
@@ -336,7 +343,7 @@ class GridInterpolator:
         inside = ~np.isnan(vals)
         jac = None
         if jacobian:
-            slope = self._simplex_slope[np.where(simplex >= 0, simplex, 0)]  # (n, k, d)
+            slope = self._slope(simplex)  # (n, k, d)
             slope = np.where((inside & ~clamped)[..., None], slope, 0.0)
             jac_flat = slope @ self.rotation[:, :d].T * dx[:, None, :]  # d value / d flat x
             jac = np.empty_like(jac_flat)
@@ -383,29 +390,20 @@ def map_layouts(compiled) -> list[tuple[Coordinate, ...]]:
     return layouts
 
 
-def build_database_interpolators(compiled, group: bool = True) -> DatabaseInterpolators:
-    """One :class:`GridInterpolator` per distinct coordinate array (or per map if not `group`).
-
-    Args:
-        compiled: a ``CompiledDatabase`` (``load_compiled``).
-        group: share one triangulation among maps with bit-identical coordinates and layout.
-    """
-    arrays = compiled.arrays
-    layouts = map_layouts(compiled)
-    if len(layouts) != len(arrays.map_coords):
-        raise ValueError("database records and arrays disagree on the number of maps")
+def build_interpolators(coords: Sequence[np.ndarray], values: Sequence[np.ndarray],
+                        layouts: Sequence[Sequence[Coordinate] | None], group: bool = True) -> DatabaseInterpolators:
+    """Interpolators for a list of maps (coordinates in GeV, values, layouts), one per distinct
+    coordinate array when `group` (maps with bit-identical coordinates and layout share one)."""
     members: dict[tuple, list[int]] = {}
-    for i, (coords, layout) in enumerate(zip(arrays.map_coords, layouts)):
-        key = coords_key(coords, layout) if group else (i,)
-        members.setdefault(key, []).append(i)
+    for i, (c, layout) in enumerate(zip(coords, layouts)):
+        members.setdefault(coords_key(c, layout) if group else (i,), []).append(i)
     groups, failed = [], {}
-    map_group = np.full(len(layouts), -1, dtype=np.int64)
-    map_column = np.zeros(len(layouts), dtype=np.int64)
+    map_group = np.full(len(coords), -1, dtype=np.int64)
+    map_column = np.zeros(len(coords), dtype=np.int64)
     for rows in members.values():
         first = rows[0]
-        values = np.stack([arrays.map_values[i] for i in rows], axis=1)
         try:
-            interp = GridInterpolator(arrays.map_coords[first], values, layouts[first])
+            interp = GridInterpolator(coords[first], np.stack([values[i] for i in rows], axis=1), layouts[first])
         except DegenerateMapError as exc:
             failed.update({i: str(exc) for i in rows})
             continue
@@ -413,3 +411,13 @@ def build_database_interpolators(compiled, group: bool = True) -> DatabaseInterp
         map_column[rows] = np.arange(len(rows))
         groups.append(interp)
     return DatabaseInterpolators(tuple(groups), map_group, map_column, failed)
+
+
+def build_database_interpolators(compiled, group: bool = True) -> DatabaseInterpolators:
+    """:func:`build_interpolators` for every map row of a ``CompiledDatabase`` (``load_compiled``):
+    map row i is ``compiled.arrays.map_coords[i]``/``map_values[i]``."""
+    arrays = compiled.arrays
+    layouts = map_layouts(compiled)
+    if len(layouts) != len(arrays.map_coords):
+        raise ValueError("database records and arrays disagree on the number of maps")
+    return build_interpolators(arrays.map_coords, arrays.map_values, layouts, group)
