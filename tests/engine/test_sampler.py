@@ -49,7 +49,7 @@ def test_all_moves_with_tempering_reproduce_exact_posterior(tempered_run):
     ]
     _check_posterior(tempered_run)
     rates = {n: np.nanmean(a) for n, a in tempered_run.trace.accept.items()}
-    assert rates["split_merge"] > 0.02 and rates["identity_swap"] > 0.5, rates
+    assert rates["split_merge"] > 0.08 and rates["identity_swap"] > 0.5, rates  # split scale adapted
 
 
 def test_birth_proposal_was_refitted_to_the_posterior(tempered_run):
