@@ -27,12 +27,12 @@ class ProgressBar:
         done = iteration / max(self.total, 1)
         elapsed = now - self.start
         rate = (iteration - self.first) / elapsed if elapsed > 0.05 else 0.0
-        eta = (self.total - iteration) / rate if rate > 0 else float("nan")
+        eta = f"{(self.total - iteration) / rate:5.0f}" if rate > 0 else "    ?"
         phase = "warm-up" if iteration <= self.tune else "sampling"
         bar = "#" * int(done * self.width)
         self.stream.write(
             f"\r{phase:8s} [{bar:<{self.width}s}] {iteration}/{self.total} "
-            f"{rate:7.0f} it/s  eta {eta:5.0f} s"
+            f"{rate:7.0f} it/s  eta {eta} s"
         )
         if iteration >= self.total:
             self.stream.write("\n")
