@@ -178,8 +178,8 @@ class Combiner:
         not_adj = 1.0 - self.graph.adjacency - np.eye(self.graph.n_nodes)
         in_group = [np.isin(np.arange(self.graph.n_nodes), g.nodes) * 1.0 for g in self.groups]
         k_groups = [xp.sum(p * m, axis=-1) for m in in_group]
-        n_pred_groups = sum((k > 0) * 1.0 for k in k_groups) if self.groups else xp.sum(p, axis=-1)
         total = xp.sum(xp.zeros_like(r), axis=-1)
+        n_pred_groups = total + sum((k > 0) * 1.0 for k in k_groups)
         for g, m, k in zip(self.groups, in_group, k_groups):
             members_p = xp.expand_dims(p, -2) * g.membership                     # (..., n_c, n_nodes)
             blockers = xp.matmul(members_p, not_adj)                             # count[c, v]

@@ -240,3 +240,14 @@ def test_real_database_clique_counts(db124_compiled, matrix):
     r = rng.normal(0, 1, len(arrays.result_id))
     per_group = [np.max(s) for s in with_llhd.clique_scores(r)]
     assert with_llhd.combine(r, "max") == pytest.approx(sum(per_group), abs=1e-12)
+
+
+def test_empty_graph():
+    comb = build_combiner(build_graph(["A-1", "B-1"], ["ATLAS", "CMS"], [8.0, 8.0], ALLOW,
+                                      include=[False, False]))
+    assert comb.n_global_cliques == 0 and comb.graph.n_nodes == 0
+    r = np.ones((3, 2))
+    assert comb.combine(r, "max").tolist() == [0.0, 0.0, 0.0]
+    assert comb.combine(r, "logsumexp").tolist() == [0.0, 0.0, 0.0]
+    assert comb.paper_max(r, r > 0).tolist() == [-np.inf] * 3
+    assert comb.best_combination(r[0]) == () and np.isnan(comb.paper_combination(r[0], r[0] > 0)[0])
