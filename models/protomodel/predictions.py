@@ -78,6 +78,7 @@ class Prediction:
     ul_exp_fb: float | None
     r_obs: float | None
     r_exp: float | None
+    txname_xsec_fb: dict[str, float] | None = None
     masses_gev: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +86,7 @@ class Prediction:
                 "txnames": list(self.txnames), "sqrts_TeV": self.sqrts_tev, "lumi_ifb": self.lumi_ifb,
                 "xsec_fb": self.xsec_fb, "signal_events": self.signal_events, "ul_obs_fb": self.ul_obs_fb,
                 "ul_exp_fb": self.ul_exp_fb, "r_obs": self.r_obs, "r_exp": self.r_exp,
+                "txname_xsec_fb": self.txname_xsec_fb,
                 "masses_GeV": None if self.masses_gev is None else list(self.masses_gev)}
 
 
@@ -288,8 +290,11 @@ class Predictor:
             xsec = float(np.sum(coef[sel] * weight[sel]))
             if xsec < MIN_PREDICTION_FB:
                 continue
-            names = tuple(sorted({self.table.txnames[i].name for i in tx[sel]}))
-            out.append(self._prediction(int(d), names, xsec, None, None, None))
+            parts: dict[str, float] = {}
+            for i, value in zip(tx[sel], coef[sel] * weight[sel]):
+                name = self.table.txnames[i].name
+                parts[name] = parts.get(name, 0.0) + float(value)
+            out.append(self._prediction(int(d), tuple(sorted(parts)), xsec, None, None, None, parts))
         return out
 
     def _ul(self, tx, weight, origin, coef, shape, points, ul, ul_exp) -> list[Prediction]:
@@ -306,7 +311,8 @@ class Predictor:
                 if xsec < MIN_PREDICTION_FB:
                     continue
                 ref = self.table.txnames[t]
-                out.append(self._prediction(ref.dataset, (ref.name,), xsec, ul_obs, expected, tuple(avg)))
+                out.append(self._prediction(ref.dataset, (ref.name,), xsec, ul_obs, expected, tuple(avg),
+                                            {ref.name: xsec}))
         return out
 
     def _map_value(self, map_row: int, point: np.ndarray) -> float | None:
@@ -373,7 +379,8 @@ class Predictor:
         for members, avg, value in clusters:
             yield members, avg, value, self._map_value(exp_row, avg)
 
-    def _prediction(self, d: int, txnames: tuple[str, ...], xsec: float, ul_obs, ul_exp, masses) -> Prediction:
+    def _prediction(self, d: int, txnames: tuple[str, ...], xsec: float, ul_obs, ul_exp, masses,
+                    parts: dict[str, float]) -> Prediction:
         a = self.arrays
         r = int(a.dataset_result[d])
         lumi = float(a.result_lumi[r])
@@ -386,7 +393,7 @@ class Predictor:
             analysis=str(a.result_id[r]), dataset=dataset, datatype=datatype, txnames=txnames,
             sqrts_tev=float(a.result_sqrts[r]), lumi_ifb=lumi, xsec_fb=xsec, signal_events=events,
             ul_obs_fb=ul_obs, ul_exp_fb=ul_exp,
-            r_obs=xsec / ul_obs if ul_obs else None, r_exp=xsec / ul_exp if ul_exp else None,
+            r_obs=xsec / ul_obs if ul_obs else None, r_exp=xsec / ul_exp if ul_exp else None, txname_xsec_fb=parts,
             masses_gev=None if masses is None else tuple(float(x) for x in masses))
 
 

@@ -1,0 +1,213 @@
+"""Predictions against SModelS 3.2.1 (oracle-reference): the acceptance test of the topology table
+and the prediction arithmetic.
+
+For each of the five reference protomodels, SModelS' own cross sections (``xsecs`` of the output)
+are injected, the model is evaluated on the 1.2.4 database, and predictions are matched by
+(analysis, dataset, sorted txnames). Acceptance: >= 95% of SModelS' predictions found and >= 95% of
+the matched ones within 2% in xsec_fb and r_obs.
+
+Every disagreement above 2% must be explained. The only ones seen come from efficiency maps whose
+interpolated value in the oracle differs from SModelS 3.2.1 re-run on this machine at the same
+point (a tie between two Delaunay triangulations of a rectangular grid cell, or a walk through flat
+simplices): ``RERUN_EFFICIENCIES`` holds the re-run values (script in docs/predictions.md), and
+for every disagreeing prediction the test checks that our per-txname σ·BR·ε equals σ·BR × the
+re-run ε, and that the prediction agrees with the oracle once the oracle's ε is replaced by the
+re-run ε. Those corrected predictions must then meet the acceptance criterion.
+
+The table is built for the sub-space of the particles of the five models (a few seconds); the
+full-space table gives the same predictions (tests/benchmarks/bench_predictions.py checks it).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tdmcmc.models.protomodel import default_space
+from tdmcmc.models.protomodel.model import protomodel_from_dict
+from tdmcmc.models.protomodel.predictions import Predictor
+from tdmcmc.models.protomodel.topologies import load_table, restrict_space
+
+pytestmark = pytest.mark.realdata
+
+MODELS = ("best_paper", "ewkino400_lsp100", "gluino1500_lsp300", "sqd900_lsp100", "stop800_lsp200")
+TOLERANCE = 0.02
+# σ·BR of a txname = the 13 TeV cross section of this production pair (BR = 1 in these models)
+TXNAME_PRODUCTION = {"T2": (-1000001, 1000001), "T2tt": (-1000006, 1000006)}
+
+# SModelS 3.2.1 re-run here: TxNameData.getValueFor at the model's masses (docs/predictions.md).
+RERUN_EFFICIENCIES = {
+    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_1200', 'T2'): 0.0516809,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_1600', 'T2'): 0.0161888,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_2000', 'T2'): 0.00568262,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_2100', 'T2'): 0.0037494,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_2400', 'T2'): 0.00164189,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_2800', 'T2'): 0.000900858,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_3600', 'T2'): 2.14506e-05,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '3j_Meff_1300', 'T2'): 0.0176962,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_1000', 'T2'): 0.00560643,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_1400', 'T2'): 0.016583,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_1800', 'T2'): 0.00984503,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_2200', 'T2'): 0.00411682,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_2600', 'T2'): 0.00105377,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_3000', 'T2'): 0.000278833,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '5j_Meff_1600', 'T2'): 0.0131013,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '5j_Meff_1700', 'T2'): 0.00375082,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '5j_Meff_2000', 'T2'): 0.0104942,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '5j_Meff_2600', 'T2'): 0.00104822,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '6j_Meff_1200', 'T2'): 0.00823712,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '6j_Meff_1800', 'T2'): 0.000639352,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '6j_Meff_2200', 'T2'): 0.000836517,
+    ('best_paper', 'ATLAS-SUSY-2016-07', '6j_Meff_2600', 'T2'): 0.000433107,
+    ('best_paper', 'ATLAS-SUSY-2016-16', 'tN_high', 'T2tt'): 0.0416819,
+    ('best_paper', 'CMS-SUS-16-033', 'SR10_Njet9_Nb3_HT750_MHT750', 'T2tt'): 0.00096516,
+    ('best_paper', 'CMS-SUS-16-033', 'SR11_Njet7_Nb1_HT300_MHT300', 'T2'): 0.00760154,
+    ('best_paper', 'CMS-SUS-16-033', 'SR11_Njet7_Nb1_HT300_MHT300', 'T2tt'): 0.104989,
+    ('best_paper', 'CMS-SUS-16-033', 'SR12_Njet5_Nb1_HT750_MHT750', 'T2'): 0.00224078,
+    ('best_paper', 'CMS-SUS-16-033', 'SR12_Njet5_Nb1_HT750_MHT750', 'T2tt'): 0.0940354,
+    ('best_paper', 'CMS-SUS-16-033', 'SR1_Njet2_Nb0_HT500_MHT500', 'T2'): 0.237044,
+    ('best_paper', 'CMS-SUS-16-033', 'SR1_Njet2_Nb0_HT500_MHT500', 'T2tt'): 0.0987436,
+    ('best_paper', 'CMS-SUS-16-033', 'SR2_Njet3_Nb0_HT1500_MHT750', 'T2'): 0.00488263,
+    ('best_paper', 'CMS-SUS-16-033', 'SR2_Njet3_Nb0_HT1500_MHT750', 'T2tt'): 0.0120829,
+    ('best_paper', 'CMS-SUS-16-033', 'SR3_Njet5_Nb0_HT500_MHT_500', 'T2'): 0.0583959,
+    ('best_paper', 'CMS-SUS-16-033', 'SR3_Njet5_Nb0_HT500_MHT_500', 'T2tt'): 0.0503957,
+    ('best_paper', 'CMS-SUS-16-033', 'SR4_Njet5_Nb0_HT1500_MHT750', 'T2'): 0.00295809,
+    ('best_paper', 'CMS-SUS-16-033', 'SR4_Njet5_Nb0_HT1500_MHT750', 'T2tt'): 0.00738141,
+    ('best_paper', 'CMS-SUS-16-033', 'SR5_Njet9_Nb0_HT1500_MHT750', 'T2'): 0.000327855,
+    ('best_paper', 'CMS-SUS-16-033', 'SR5_Njet9_Nb0_HT1500_MHT750', 'T2tt'): 0.000356815,
+    ('best_paper', 'CMS-SUS-16-033', 'SR6_Njet2_Nb2_HT500_MHT500', 'T2'): 0.00437686,
+    ('best_paper', 'CMS-SUS-16-033', 'SR6_Njet2_Nb2_HT500_MHT500', 'T2tt'): 0.123364,
+    ('best_paper', 'CMS-SUS-16-033', 'SR7_Njet3_Nb1_HT750_MHT750', 'T2'): 0.00493656,
+    ('best_paper', 'CMS-SUS-16-033', 'SR7_Njet3_Nb1_HT750_MHT750', 'T2tt'): 0.130399,
+    ('best_paper', 'CMS-SUS-16-033', 'SR8_Njet5_Nb3_HT500_MHT500', 'T2'): 0.00017991,
+    ('best_paper', 'CMS-SUS-16-033', 'SR8_Njet5_Nb3_HT500_MHT500', 'T2tt'): 0.0183201,
+    ('best_paper', 'CMS-SUS-16-033', 'SR9_NJet5_Nb2_HT1500_MHT750', 'T2'): 3.14092e-05,
+    ('best_paper', 'CMS-SUS-16-033', 'SR9_NJet5_Nb2_HT1500_MHT750', 'T2tt'): 0.0121668,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_1200', 'T2'): 0.100441,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_1600', 'T2'): 0.0726549,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_2000', 'T2'): 0.0273175,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_2100', 'T2'): 0.0204355,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_2400', 'T2'): 0.0117619,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_2800', 'T2'): 0.00439268,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_3600', 'T2'): 0.00031076,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '3j_Meff_1300', 'T2'): 0.0486631,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_1000', 'T2'): 0.00927713,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_1400', 'T2'): 0.0283109,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_1800', 'T2'): 0.0173249,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_2200', 'T2'): 0.00853521,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_2600', 'T2'): 0.00247221,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_3000', 'T2'): 0.0006941,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '5j_Meff_1600', 'T2'): 0.0252209,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '5j_Meff_1700', 'T2'): 0.00756639,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '5j_Meff_2000', 'T2'): 0.0260598,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '5j_Meff_2600', 'T2'): 0.00464733,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '6j_Meff_1200', 'T2'): 0.0134437,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '6j_Meff_1800', 'T2'): 0.00104729,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '6j_Meff_2200', 'T2'): 0.000605873,
+    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '6j_Meff_2600', 'T2'): 0.000324047,
+    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR11_Njet7_Nb1_HT300_MHT300', 'T2'): 0.00741928,
+    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR12_Njet5_Nb1_HT750_MHT750', 'T2'): 0.00754834,
+    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR1_Njet2_Nb0_HT500_MHT500', 'T2'): 0.372828,
+    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR2_Njet3_Nb0_HT1500_MHT750', 'T2'): 0.0192808,
+    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR3_Njet5_Nb0_HT500_MHT_500', 'T2'): 0.101272,
+    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR4_Njet5_Nb0_HT1500_MHT750', 'T2'): 0.0098534,
+    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR5_Njet9_Nb0_HT1500_MHT750', 'T2'): 0.00051024,
+    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR6_Njet2_Nb2_HT500_MHT500', 'T2'): 0.0035836,
+    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR7_Njet3_Nb1_HT750_MHT750', 'T2'): 0.0148058,
+    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR9_NJet5_Nb2_HT1500_MHT750', 'T2'): 0.00046518,
+}
+
+
+def _key(p: dict) -> tuple:
+    return (p["analysis"], p["dataset"], tuple(sorted(p["txnames"])))
+
+
+@pytest.fixture(scope="module")
+def oracle_models(oracle):
+    out = {}
+    for name in MODELS:
+        data = json.loads((oracle / "models" / f"{name}.json").read_text())
+        ref = json.loads((oracle / "out" / f"{name}.json").read_text())
+        data["xsecs"] = ref["xsecs"]
+        out[name] = (data, ref)
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictor(db124_compiled, oracle_models):
+    particles = {int(p) for data, _ in oracle_models.values() for p in data["masses"]}
+    space = restrict_space(default_space(), sorted(particles))
+    return Predictor(load_table(space, db124_compiled), db124_compiled, space)
+
+
+def _differs(a: float, b: float) -> bool:
+    return abs(a / b - 1.0) > TOLERANCE if b else a != 0
+
+
+def _rerun_corrected(name: str, ref: dict, p: dict) -> dict | None:
+    """The oracle prediction with its efficiencies replaced by the re-run ones (None if not re-run)."""
+    sigma = {tuple(x["pids"]): 1000.0 * x["xsec_pb"] for x in ref["xsecs"] if x["sqrts"] == 13}
+    parts = {}
+    for t in p["txnames"]:
+        eff = RERUN_EFFICIENCIES.get((name, p["analysis"], p["dataset"], t))
+        if eff is None or t not in TXNAME_PRODUCTION:
+            return None
+        parts[t] = sigma[TXNAME_PRODUCTION[t]] * eff
+    xsec = sum(parts.values())
+    return {**p, "xsec_fb": xsec, "r_obs": xsec / p["ul_obs_fb"], "txname_xsec_fb": parts}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_agreement_with_smodels(name, predictor, oracle_models):
+    data, ref = oracle_models[name]
+    mine = {_key(p.to_dict()): p for p in predictor.predict(protomodel_from_dict(data, predictor.space))}
+    theirs = {_key(p): p for p in ref["predictions"]}
+    found = [k for k in theirs if k in mine]
+    missing = [k for k in theirs if k not in mine]
+    extra = [k for k in mine if k not in theirs]
+    raw = [k for k in found if _differs(mine[k].xsec_fb, theirs[k]["xsec_fb"])
+           or _differs(mine[k].r_obs, theirs[k]["r_obs"])]
+    corrected = {}
+    for k in raw:
+        fixed = _rerun_corrected(name, ref, theirs[k])
+        assert fixed is not None, f"unexplained disagreement {k}: {mine[k].xsec_fb} vs {theirs[k]['xsec_fb']} fb"
+        for t, value in fixed["txname_xsec_fb"].items():  # our ε is SModelS' re-run ε ...
+            assert mine[k].txname_xsec_fb[t] == pytest.approx(value, rel=1e-3), (k, t)
+        assert abs(theirs[k]["xsec_fb"] / fixed["xsec_fb"] - 1.0) > 1e-3  # ... and the oracle's is not
+        corrected[k] = fixed
+    still = [k for k in corrected if _differs(mine[k].xsec_fb, corrected[k]["xsec_fb"])
+             or _differs(mine[k].r_obs, corrected[k]["r_obs"])]
+    print(f"{name}: SModelS {len(theirs)}, found {len(found)}, within 2% {len(found) - len(raw)} "
+          f"(after the re-run correction {len(found) - len(still)}), missing {len(missing)}, extra {len(extra)}")
+    assert not missing and not extra
+    assert len(found) >= 0.95 * len(theirs)
+    assert len(found) - len(still) >= 0.95 * len(found)
+
+
+def test_ul_masses_and_expected_limits(predictor, oracle_models):
+    """Beyond the acceptance keys: UL cluster masses and expected limits of the paper's model agree."""
+    data, ref = oracle_models["best_paper"]
+    mine = {_key(p.to_dict()): p for p in predictor.predict(protomodel_from_dict(data, predictor.space))}
+    checked = 0
+    for p in ref["predictions"]:
+        if p["datatype"] != "upperLimit" or p["ul_exp_fb"] is None:
+            continue
+        a = mine[_key(p)]
+        # the oracle lists node masses (0 for light SM leaves, 173.1 for tops), rounded to 0.1 GeV
+        assert {round(m, 1) for m in a.masses_gev} == {m for m in p["masses_GeV"] if m not in (None, 0.0, 173.1)}
+        # 1%: CMS-SUS-16-036 T2tt differs by 0.3%, a triangulation tie of the expected-limit grid
+        assert a.ul_exp_fb == pytest.approx(p["ul_exp_fb"], rel=0.01), (p["analysis"], p["txnames"])
+        assert a.r_exp == pytest.approx(p["r_exp"], rel=0.01)
+        checked += 1
+    assert checked >= 15
+
+
+def test_em_signal_events(predictor, oracle_models):
+    """signal_events = xsec_fb × luminosity, SModelS' signal yield."""
+    data, ref = oracle_models["gluino1500_lsp300"]
+    mine = {_key(p.to_dict()): p for p in predictor.predict(protomodel_from_dict(data, predictor.space))}
+    em = [p for p in ref["predictions"] if p["datatype"] == "efficiencyMap"]
+    assert len(em) > 50
+    for p in em:
+        assert mine[_key(p)].signal_events == pytest.approx(p["signal_yield"], rel=TOLERANCE)
