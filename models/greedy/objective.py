@@ -1,0 +1,286 @@
+"""The objective of the greedy walk: the ``paper`` target K of a protomodel, as a small protocol.
+
+The walker (:mod:`.walker`) only needs, per protomodel, the numbers of :class:`PaperScore`; anything
+that implements :class:`PaperObjective` can drive it (the lead's compiled ``paper`` graph, or a
+test objective). :class:`NumpyPaperObjective` is a straightforward numpy composition of the
+existing pieces, the paper's per-step definition (method reference §4–§6):
+
+1. predictions of the model (:class:`~tdmcmc.models.protomodel.predictions.Predictor`);
+2. critic: r_obs of every UL prediction and of the best-*expected* SR of every EM result (largest
+   r_exp; r_obs where no expected UL exists; a missing r counts 23 as in the original);
+   μ_max = 0.999 · r_thr / r_max (r_thr = 1.3);
+3. combiner set: predictions with a likelihood (EM SRs; UL results with an expected UL), one per
+   result: the largest UL_obs/UL_exp (the paper's ``selectMostSignificantSR``); likelihoods in the
+   ``2020`` variants (:func:`~tdmcmc.models.likelihood.em_nll`, :func:`~tdmcmc.models.likelihood.ul_nll`);
+4. maximal cliques of the combinability graph *among these predictions* (one node per result; the
+   UL and EM versions of an analysis never combine), cliques of size 1 never scored;
+5. per clique, μ̂_c maximises ln L_c on [0, μ_max] (:func:`~tdmcmc.models.likelihood.profile_mu`),
+   Z_c = √(2 [ln L_c(μ̂_c) − ln L_c(0)]); the best clique has the largest Z_c (first on ties);
+6. K = Z² + 2 ln π_paper (expo1, κ clustered in int(100 κ) bins as in the production runs).
+
+If no two predictions combine, Z and K are None (the paper's "Z = None": the step is reverted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from tdmcmc.models.protomodel.model import Protomodel
+
+R_THRESHOLD = 1.3
+MU_MAX_SAFETY = 0.999           # the original's μ_max = 0.999 · r_thr / r_max
+MISSING_R = 23.0                # the original's r for a prediction without an UL
+MU_MAX_UNBOUNDED = 1.0e4        # μ_max when no critic prediction exists (the original: ∞)
+
+
+@dataclass(frozen=True)
+class PaperScore:
+    """The paper target of one protomodel.
+
+    ``K``, ``Z``: None when no combination of ≥ 2 combinable predictions exists. ``mu_hat``: the
+    best clique's μ̂ in [0, ``mu_max``]; ``r_max``: the critic's largest observed r (at μ = 1);
+    ``log_prior``: ln π_paper, ``prior_counts``: its n_particles, n_br, n_ssm;
+    ``best_combination``: the best clique's members as "result-id:dataset" labels (UL: "result-id:UL");
+    ``contributing``: positive PDG ids occurring in the elements of the best clique's predictions
+    (the original's ``getAllPidsOfBestCombo``, used by the walker's prune step).
+    """
+
+    K: float | None
+    Z: float | None
+    mu_hat: float
+    mu_max: float
+    r_max: float
+    log_prior: float
+    prior_counts: dict[str, float] = field(default_factory=dict)
+    best_combination: tuple[str, ...] = ()
+    contributing: frozenset[int] = frozenset()
+    n_predictions: int = 0
+
+    def to_dict(self) -> dict:
+        return {"K": self.K, "Z": self.Z, "mu_hat": self.mu_hat, "mu_max": _finite_or_none(self.mu_max),
+                "r_max": self.r_max, "log_prior": self.log_prior, "prior_counts": dict(self.prior_counts),
+                "best_combination": list(self.best_combination), "contributing": sorted(self.contributing),
+                "n_predictions": self.n_predictions}
+
+
+class PaperObjective(Protocol):
+    """Scores protomodels with the ``paper`` target. Called with the (one or two) models a walker
+    step evaluates (the proposal and its merged copy); must return one score per model, in order.
+    Must be picklable or constructible in a worker process (see :mod:`.cli`)."""
+
+    def __call__(self, models: Sequence[Protomodel]) -> list[PaperScore]: ...
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def default_combination_matrix(database: Path) -> Path | None:
+    """``<database>/../raw/protomodels/combination-matrix`` if it exists (the shared data layout)."""
+    candidate = Path(database).resolve().parent / "raw" / "protomodels" / "combination-matrix"
+    return candidate if candidate.is_dir() else None
+
+
+class NumpyPaperObjective:
+    """The paper target of the module docstring on one database (numpy, one model at a time).
+
+    :param database: SModelS database folder
+    :param combination_matrix: folder/file of allow-lists; None: :func:`default_combination_matrix`,
+        and without one only results of different experiments or √s combine
+    :param r_threshold: the critic threshold r_thr
+    :param kappa_clustering: n_SSM clustering of the prior, ``"bins"`` (production runs) or ``"relative"``
+    """
+
+    def __init__(self, database: str | Path, combination_matrix: str | Path | None = None, *,
+                 r_threshold: float = R_THRESHOLD, kappa_clustering: str = "bins", space=None):
+        from tdmcmc.models.database.compiled import load_compiled
+        from tdmcmc.models.likelihood.cliques import build_combiner
+        from tdmcmc.models.likelihood.combinability import AllowLists, graph_for_database, read_allow_lists
+        from tdmcmc.models.protomodel.predictions import MapInterpolators, Predictor
+        from tdmcmc.models.protomodel.space import default_space
+        from tdmcmc.models.protomodel.topologies import load_table
+
+        self.space = space or default_space()
+        self.compiled = load_compiled(Path(database))
+        matrix = Path(combination_matrix) if combination_matrix else default_combination_matrix(Path(database))
+        self.combination_matrix = matrix
+        allow = read_allow_lists(matrix) if matrix else AllowLists({}, {})
+        self.graph = graph_for_database(self.compiled.arrays, allow)
+        self.combiner = build_combiner(self.graph)
+        self.table = load_table(self.space, self.compiled)
+        self.predictor = Predictor(self.table, self.compiled, self.space,
+                                   MapInterpolators(self.compiled, cache=True))
+        self.r_threshold = r_threshold
+        self.kappa_clustering = kappa_clustering
+        a = self.compiled.arrays
+        # results are (id, is EM): UL and EM versions of an analysis can share an id
+        self._result_index = {(str(r), bool(em)): i for i, (r, em) in enumerate(zip(a.result_id, a.result_is_em))}
+        self._dataset_index: dict[tuple[int, str | None], int] = {}
+        for d, (r, ds) in enumerate(zip(a.dataset_result, a.dataset_id)):
+            self._dataset_index[(int(r), None if not a.result_is_em[r] else str(ds))] = d
+
+    def __call__(self, models: Sequence[Protomodel]) -> list[PaperScore]:
+        return [self.score(m) for m in models]
+
+    # -- one model ---------------------------------------------------------------------------------
+
+    def score(self, model: Protomodel) -> PaperScore:
+        """The :class:`PaperScore` of one protomodel."""
+        from tdmcmc.models.likelihood.prior import paper_log_prior
+        from tdmcmc.models.protomodel.xsec import cross_sections
+
+        arrays = self.predictor.model_arrays(model)
+        predictions = self.predictor.predict(arrays)
+        r_max = self._critic(predictions)
+        mu_max = MU_MAX_SAFETY * self.r_threshold / r_max if r_max > 0 else np.inf
+        xsec13 = cross_sections(self.space, model.masses, model.kappas, 13)
+        log_prior, counts = paper_log_prior(model.masses, model.decays, self._class_kappas(model),
+                                            self._class_xsecs(xsec13), clustering=self.kappa_clustering,
+                                            lsp=self.space.lsp)
+        selected = self._combiner_set(predictions)
+        base = dict(mu_max=mu_max, r_max=r_max, log_prior=log_prior, prior_counts=counts,
+                    n_predictions=len(predictions))
+        cliques = self._cliques(selected)
+        if not cliques:
+            return PaperScore(K=None, Z=None, mu_hat=0.0, **base)
+        z, mu_hat, best = self._best_clique(selected, cliques, mu_max)
+        members = [selected[i] for i in best]
+        return PaperScore(K=z * z + 2.0 * log_prior, Z=z, mu_hat=mu_hat, **base,
+                          best_combination=tuple(f"{p.analysis}:{p.dataset or 'UL'}" for p in members),
+                          contributing=self._contributing(arrays, members))
+
+    def _result(self, p) -> int:
+        return self._result_index[(p.analysis, p.datatype == "efficiencyMap")]
+
+    def _critic(self, predictions) -> float:
+        best_em: dict[str, tuple[float, float]] = {}
+        r_values = [0.0]
+        for p in predictions:
+            r_obs = p.r_obs if p.r_obs is not None else MISSING_R
+            if p.datatype == "upperLimit":
+                r_values.append(r_obs)
+                continue
+            key = p.r_exp if p.r_exp is not None else r_obs
+            if p.analysis not in best_em or key > best_em[p.analysis][0]:
+                best_em[p.analysis] = (key, r_obs)
+        r_values += [r for _, r in best_em.values()]
+        return float(max(r_values))
+
+    def _combiner_set(self, predictions) -> list:
+        """One prediction with a likelihood per result: the largest UL_obs/UL_exp."""
+        best: dict[str, tuple[float, object]] = {}
+        a = self.compiled.arrays
+        for p in predictions:
+            if p.ul_obs_fb is None or p.ul_exp_fb is None or not p.ul_exp_fb > 0:
+                continue
+            r = self._result(p)
+            if self.graph.result_node[r] < 0:
+                continue
+            if p.datatype == "efficiencyMap":
+                d = self._dataset_index[(r, p.dataset)]
+                if not (np.isfinite(a.observed_n[d]) and np.isfinite(a.expected_bg[d]) and a.bg_error[d] > 0):
+                    continue
+            ratio = p.ul_obs_fb / p.ul_exp_fb
+            if p.analysis not in best or ratio > best[p.analysis][0]:
+                best[p.analysis] = (ratio, p)
+        return [p for _, p in best.values()]
+
+    def _cliques(self, selected) -> list[tuple[int, ...]]:
+        from tdmcmc.models.likelihood.cliques import maximal_cliques
+
+        nodes = np.array([self.graph.result_node[self._result(p)] for p in selected], dtype=int)
+        if len(nodes) < 2:
+            return []
+        adjacency = self.graph.adjacency[np.ix_(nodes, nodes)] & (nodes[:, None] != nodes[None, :])
+        return [c for c in maximal_cliques(adjacency) if len(c) >= 2]
+
+    def _nll_terms(self, selected):
+        """A function μ (any shape) -> −ln L_i(μ) + ln L_i(0) for the selected predictions, shape
+        μ.shape + (n,); EM and UL terms are each one vectorised call."""
+        from tdmcmc.models.likelihood import em_nll, ul_nll
+
+        a = self.compiled.arrays
+        em = np.array([p.datatype == "efficiencyMap" for p in selected], dtype=bool)
+        d = [self._dataset_index[(self._result(p), p.dataset)] for p in selected]
+        em_args = tuple(np.array(v, dtype=float)[em] for v in (
+            [p.signal_events or 0.0 for p in selected], a.observed_n[d], a.expected_bg[d], a.bg_error[d]))
+        ul_args = tuple(np.array([getattr(p, k) or 0.0 for p in selected], dtype=float)[~em]
+                        for k in ("xsec_fb", "ul_obs_fb", "ul_exp_fb", "lumi_ifb"))
+        em0 = em_nll(0.0, *em_args, variant="2020")
+        ul0 = ul_nll(0.0, *ul_args, variant="2020")
+
+        def terms(mu: np.ndarray) -> np.ndarray:
+            mu = np.asarray(mu, dtype=float)[..., None]
+            out = np.empty(mu.shape[:-1] + (len(selected),))
+            out[..., em] = em_nll(mu, *em_args, variant="2020") - em0
+            out[..., ~em] = ul_nll(mu, *ul_args, variant="2020") - ul0
+            return out
+
+        return terms
+
+    def _best_clique(self, selected, cliques, mu_max: float) -> tuple[float, float, tuple[int, ...]]:
+        from tdmcmc.models.likelihood import profile_mu
+
+        membership = np.zeros((len(cliques), len(selected)))
+        for c, clique in enumerate(cliques):
+            membership[c, list(clique)] = 1.0
+        top = np.full(len(cliques), min(mu_max, MU_MAX_UNBOUNDED))
+
+        terms = self._nll_terms(selected)
+
+        def nll(mu):      # mu (n_cliques, k) -> (n_cliques, k)
+            return np.einsum("ckn,cn->ck", terms(mu), membership)
+
+        mu_hat, nll_min = profile_mu(nll, top)
+        z = np.sqrt(np.maximum(0.0, -2.0 * nll_min))
+        best = int(np.argmax(z))
+        return float(z[best]), float(mu_hat[best]), cliques[best]
+
+    def _contributing(self, arrays, members) -> frozenset[int]:
+        """PDG ids of the table rows that contribute to the members' predictions (ε > 0 or inside
+        the UL grid), i.e. the particles SModelS lists in those theory predictions' elements."""
+        pr, t = self.predictor, self.table
+        datasets = set()
+        names: dict[int, set[str]] = {}
+        for p in members:
+            d = self._dataset_index[(self._result(p), p.dataset)]
+            datasets.add(d)
+            names.setdefault(d, set()).update(p.txnames)
+        rows, w = pr.element_weights(arrays, pr.candidate_rows(arrays.present))
+        starts, stops = t.match_start[rows], t.match_start[rows + 1]
+        counts = stops - starts
+        idx = np.concatenate([np.arange(s, e) for s, e in zip(starts, stops)]) if len(rows) else np.zeros(0, int)
+        local = np.repeat(np.arange(len(rows)), counts)
+        tx = t.m_txname[idx]
+        keep = np.array([int(pr.tx_dataset[x]) in datasets and t.txnames[x].name in names[int(pr.tx_dataset[x])]
+                         for x in tx], dtype=bool)
+        idx, local, tx = idx[keep], local[keep], tx[keep]
+        if not len(idx):
+            return frozenset()
+        coords = t.m_coords[idx]
+        points = np.where(coords >= 0, arrays.masses[np.maximum(coords, 0)], 0.0)
+        values = pr.interps.evaluate(pr.tx_map[tx], points)
+        ok = ~np.isnan(values) & np.where(pr.tx_is_em[tx], np.abs(np.nan_to_num(values)) > 0, True)
+        bits = np.bitwise_or.reduce(t.el_particles[rows[local[ok]]].astype(np.uint64)) if ok.any() else 0
+        return frozenset(int(p) for i, p in enumerate(t.particles) if int(bits) >> i & 1)
+
+    def _class_kappas(self, model: Protomodel) -> dict[tuple[int, int], float]:
+        """κ per shared κ key of the production channels whose particles are present."""
+        from tdmcmc.models.protomodel.xsec import kappa_lookup
+
+        kappa = kappa_lookup(self.space, model.kappas)
+        return {key: kappa.get(key, 1.0) for key, channels in self.space.kappa_classes().items()
+                if all(abs(p) in model.masses for p in channels[0].pair)}
+
+    def _class_xsecs(self, xsec13: dict[tuple[int, int], float]) -> dict[tuple[int, int], float]:
+        """13-TeV σ (κ applied, fb) summed over the channels sharing a κ key."""
+        out: dict[tuple[int, int], float] = {}
+        for channel in self.space.productions:
+            if channel.key in xsec13:
+                out[channel.kappa_key] = out.get(channel.kappa_key, 0.0) + xsec13[channel.key]
+        return out
