@@ -252,9 +252,9 @@ class Predictor:
             rows, w = rows[ok], w[ok]
         return rows, w
 
-    def predict(self, model: Protomodel | ModelArrays) -> list[Prediction]:
-        """Every theory prediction of one protomodel (all EM signal regions, all UL clusters)."""
-        m = self.model_arrays(model) if isinstance(model, Protomodel) else model
+    def entries(self, m: ModelArrays) -> dict[str, np.ndarray]:
+        """The model's matches with a nonzero weight: txname, weight (fb, at the txname's √s),
+        origin, coefficient, shape and mass point (GeV, map column order)."""
         t = self.table
         rows, w = self.element_weights(m, self.candidate_rows(m.present))
         counts = t.match_start[rows + 1] - t.match_start[rows]
@@ -265,55 +265,99 @@ class Predictor:
         keep = weight > 0
         idx, local, tx, weight = idx[keep], local[keep], tx[keep], weight[keep]
         coords = t.m_coords[idx]
-        points = np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)
-        n = len(tx)
-        ul_rows = np.where(self.tx_is_em[tx], -1, self.tx_map_exp[tx])
-        both = self.interps.evaluate(np.concatenate([self.tx_map[tx], ul_rows]), np.concatenate([points, points]))
+        return {"tx": tx, "weight": weight, "origin": t.el_origin[rows[local]], "coef": t.m_coef[idx],
+                "shape": t.m_shape[idx].astype(np.int64),
+                "points": np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)}
+
+    def evaluate_batch(self, models: Sequence[Protomodel | ModelArrays]) -> PredictionArrays:
+        """Predictions of several protomodels as flat arrays; one interpolator call per map group
+        for the whole batch."""
+        ms = [self.model_arrays(x) if isinstance(x, Protomodel) else x for x in models]
+        if not ms:
+            raise ValueError("evaluate_batch needs at least one protomodel")
+        parts = [self.entries(m) for m in ms]
+        e = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        e["model"] = np.repeat(np.arange(len(parts)), [len(p["tx"]) for p in parts])
+        tx, n = e["tx"], len(e["tx"])
+        is_em = self.tx_is_em[tx]
+        rows = np.concatenate([self.tx_map[tx], np.where(is_em, -1, self.tx_map_exp[tx])])
+        both = self.interps.evaluate(rows, np.concatenate([e["points"], e["points"]]))
         values, expected = both[:n], both[n:]
-        origin = t.el_origin[rows[local]]
-        em = self.tx_is_em[tx].copy()
         eff = np.nan_to_num(values, nan=0.0)
-        em &= np.abs(eff) >= EFF_ZERO
-        out = self._em(tx[em], weight[em] * eff[em], origin[em], t.m_coef[idx[em]])
-        ul = ~self.tx_is_em[tx] & ~np.isnan(values)
-        out += self._ul(tx[ul], weight[ul], origin[ul], t.m_coef[idx[ul]], t.m_shape[idx[ul]], points[ul],
-                        values[ul], expected[ul])
-        return out
+        em = is_em & (np.abs(eff) >= EFF_ZERO)
+        ul = ~is_em & ~np.isnan(values)
+        em_out = self._em({k: v[em] for k, v in e.items()}, e["weight"][em] * eff[em])
+        ul_out = self._ul({k: v[ul] for k, v in e.items()}, values[ul], expected[ul])
+        return PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1])
 
-    def _em(self, tx, weight, origin, coef) -> list[Prediction]:
-        dataset = self.tx_dataset[tx]
-        first = _first_of_max(np.stack([origin, dataset]), weight)
-        tx, weight, coef, dataset = tx[first], weight[first], coef[first], dataset[first]
-        out = []
-        for d in np.unique(dataset):
-            sel = dataset == d
-            xsec = float(np.sum(coef[sel] * weight[sel]))
-            if xsec < MIN_PREDICTION_FB:
-                continue
-            parts: dict[str, float] = {}
-            for i, value in zip(tx[sel], coef[sel] * weight[sel]):
-                name = self.table.txnames[i].name
-                parts[name] = parts.get(name, 0.0) + float(value)
-            out.append(self._prediction(int(d), tuple(sorted(parts)), xsec, None, None, None, parts))
-        return out
+    def predict(self, model: Protomodel | ModelArrays) -> list[Prediction]:
+        """Every theory prediction of one protomodel (all EM signal regions, all UL clusters)."""
+        return self.to_predictions(self.evaluate_batch([model]))[0]
 
-    def _ul(self, tx, weight, origin, coef, shape, points, ul, ul_exp) -> list[Prediction]:
-        first = _first_of_max(np.stack([origin, tx]), weight)
-        tx, weight, coef, shape, points, ul, ul_exp = (
-            x[first] for x in (tx, weight, coef, shape, points, ul, ul_exp))
-        out = []
-        for t in np.unique(tx):
-            sel = np.flatnonzero(tx == t)
-            n = int(self.tx_ncoords[t])
-            for members, avg, ul_obs, expected in self._clusters(
-                    int(t), weight[sel], shape[sel], points[sel, :n], ul[sel], ul_exp[sel]):
-                xsec = float(np.sum(coef[sel][members] * weight[sel][members]))
-                if xsec < MIN_PREDICTION_FB:
-                    continue
-                ref = self.table.txnames[t]
-                out.append(self._prediction(ref.dataset, (ref.name,), xsec, ul_obs, expected, tuple(avg),
-                                            {ref.name: xsec}))
-        return out
+    def predict_many(self, models: Sequence[Protomodel | ModelArrays]) -> list[list[Prediction]]:
+        """:meth:`predict` for several protomodels, interpolating all of them together."""
+        return self.to_predictions(self.evaluate_batch(models), len(models))
+
+    def _em(self, e: dict[str, np.ndarray], w: np.ndarray) -> PredictionArrays:
+        dataset = self.tx_dataset[e["tx"]]
+        first = _first_of_max(np.stack([e["model"], e["origin"], dataset]), w)
+        model, dataset, tx, value = e["model"][first], dataset[first], e["tx"][first], (e["coef"] * w)[first]
+        part_keys, part_inv = np.unique(np.stack([model, dataset, tx]), axis=1, return_inverse=True)
+        part_xsec = np.bincount(part_inv.ravel(), weights=value, minlength=part_keys.shape[1])
+        pred_keys, pred_inv = np.unique(part_keys[:2], axis=1, return_inverse=True)
+        xsec = np.bincount(pred_inv.ravel(), weights=part_xsec, minlength=pred_keys.shape[1])
+        keep = xsec >= MIN_PREDICTION_FB
+        renumber = np.cumsum(keep) - 1
+        part_ok = keep[pred_inv.ravel()]
+        return PredictionArrays(
+            model=pred_keys[0][keep], dataset=pred_keys[1][keep], txname=np.full(int(keep.sum()), -1),
+            xsec_fb=xsec[keep], ul_obs_fb=self.arrays.upper_limit[pred_keys[1][keep]],
+            ul_exp_fb=self.arrays.expected_upper_limit[pred_keys[1][keep]],
+            masses=np.full((int(keep.sum()), self.table.m_coords.shape[1]), np.nan),
+            part_prediction=renumber[pred_inv.ravel()][part_ok], part_txname=part_keys[2][part_ok],
+            part_xsec_fb=part_xsec[part_ok])
+
+    def _ul(self, e: dict[str, np.ndarray], ul: np.ndarray, ul_exp: np.ndarray) -> PredictionArrays:
+        first = _first_of_max(np.stack([e["model"], e["origin"], e["tx"]]), e["weight"])
+        e = {k: v[first] for k, v in e.items()}
+        ul, ul_exp = ul[first], ul_exp[first]
+        key = np.column_stack([e["model"], e["tx"], e["shape"], e["points"]]).astype(float)
+        groups, g_of = np.unique(key, axis=0, return_inverse=True)
+        g_of = g_of.ravel()
+        n_g = len(groups)
+        g_weight = np.bincount(g_of, weights=e["weight"], minlength=n_g)
+        g_xsec = np.bincount(g_of, weights=e["coef"] * e["weight"], minlength=n_g)
+        g_ul, g_exp = np.empty(n_g), np.empty(n_g)
+        g_ul[g_of], g_exp[g_of] = ul, ul_exp
+        g_model, g_tx, g_shape = groups[:, 0].astype(np.int64), groups[:, 1].astype(np.int64), groups[:, 2]
+        g_points = groups[:, 3:]
+        _, owner, count = np.unique(groups[:, :2], axis=0, return_inverse=True, return_counts=True)
+        owner = owner.ravel()
+        single = count[owner] == 1
+        out = {"model": [g_model[single]], "tx": [g_tx[single]], "xsec": [g_xsec[single]], "ul": [g_ul[single]],
+               "exp": [g_exp[single]], "points": [g_points[single]]}
+        for o in np.unique(owner[~single]):
+            members = np.flatnonzero(owner == o)
+            t = int(g_tx[members[0]])
+            for sel, avg, value, expected in self._clusters(t, g_weight[members], g_shape[members],
+                                                            g_points[members], g_ul[members], g_exp[members]):
+                out["model"].append(g_model[members[:1]])
+                out["tx"].append(np.array([t]))
+                out["xsec"].append(np.array([g_xsec[members][sel].sum()]))
+                out["ul"].append(np.array([value]))
+                out["exp"].append(np.array([np.nan if expected is None else expected]))
+                out["points"].append(avg[None, :])
+        cat = {k: np.concatenate(v) for k, v in out.items()}
+        keep = cat["xsec"] >= MIN_PREDICTION_FB
+        n = int(keep.sum())
+        masses = np.full((n, self.table.m_coords.shape[1]), np.nan)
+        masses[:, :cat["points"].shape[1]] = cat["points"][keep]
+        tx = cat["tx"][keep]
+        masses[np.arange(masses.shape[1]) >= self.tx_ncoords[tx][:, None]] = np.nan  # narrower maps
+        return PredictionArrays(
+            model=cat["model"][keep], dataset=self.tx_dataset[tx], txname=tx, xsec_fb=cat["xsec"][keep],
+            ul_obs_fb=cat["ul"][keep], ul_exp_fb=cat["exp"][keep], masses=masses,
+            part_prediction=np.arange(n), part_txname=tx, part_xsec_fb=cat["xsec"][keep])
 
     def _map_value(self, map_row: int, point: np.ndarray) -> float | None:
         if map_row < 0:
@@ -322,45 +366,35 @@ class Predictor:
         return None if np.isnan(value) else value
 
     def _clusters(self, t: int, weight, shape, points, ul, ul_exp):
-        """SModelS' ``doCluster`` for one UL txname: yields (member indices, mass point, UL, expected UL)."""
-        if len(weight) == 1 or (np.all(points == points[0]) and np.all(shape == shape[0])):
-            yield np.arange(len(weight)), points[0], float(ul[0]), _finite(ul_exp[0])
-            return
-        key = np.column_stack([shape, points])
-        uniq, inverse = np.unique(key, axis=0, return_inverse=True)
-        inverse = inverse.ravel()
-        # identical SMS (same shape and masses) first: groupSMS
-        clusters = []
-        for g in range(len(uniq)):
-            members = np.flatnonzero(inverse == g)
-            clusters.append((members, points[members[0]], float(ul[members[0]])))
-        clusters.sort(key=lambda c: c[2])
+        """SModelS' ``doCluster`` for the distinct mass points (groups of identical SMS) of one UL
+        txname: yields (selected groups, average mass point, UL, expected UL)."""
+        n = int(self.tx_ncoords[t])
+        points = points[:, :n]
+        clusters = sorted(((np.array([g]), points[g], float(ul[g])) for g in range(len(weight))),
+                          key=lambda c: c[2])
         map_row = int(self.tx_map[t])
 
         def merged(ca, cb):
             members = np.concatenate([ca[0], cb[0]])
-            if len({int(s) for s in shape[members]}) > 1:
+            if len({float(x) for x in shape[members]}) > 1:
                 return None
             w = weight[members]
             avg = _round_significant(np.sum(points[members] * w[:, None], axis=0) / np.sum(w), 5)
             value = self._map_value(map_row, avg)
-            if value is None:
-                return None
-            if any(_distance(value, float(u)) > self.max_mass_dist for u in ul[members]):
+            if value is None or any(_distance(value, float(u)) > self.max_mass_dist for u in ul[members]):
                 return None
             return members, avg, value
 
         def dist(ca, cb):
-            if len({int(shape[ca[0][0]]), int(shape[cb[0][0]])}) > 1:
-                return None
+            if shape[ca[0][0]] != shape[cb[0][0]]:
+                return np.inf
             return _distance(ca[2], cb[2])
 
-        n = len(clusters)
-        d = np.full((n, n), np.inf)
-        for i in range(n):
-            for j in range(i + 1, n):
-                v = dist(clusters[i], clusters[j])
-                d[i, j] = d[j, i] = np.inf if v is None else v
+        k = len(clusters)
+        d = np.full((k, k), np.inf)
+        for i in range(k):
+            for j in range(i + 1, k):
+                d[i, j] = d[j, i] = dist(clusters[i], clusters[j])
         while len(clusters) > 1 and d.min() < self.max_mass_dist:
             i, j = sorted(np.unravel_index(np.argmin(d), d.shape))
             new = merged(clusters[i], clusters[j])
@@ -370,31 +404,74 @@ class Predictor:
             clusters[i] = new
             del clusters[j]
             d = np.delete(np.delete(d, j, 0), j, 1)
-            for k in range(len(clusters)):
-                if k != i:
-                    v = dist(clusters[k], new)
-                    d[k, i] = d[i, k] = np.inf if v is None else v
+            for q in range(len(clusters)):
+                if q != i:
+                    d[q, i] = d[i, q] = dist(clusters[q], new)
         clusters.sort(key=lambda c: float(np.sum(weight[c[0]])), reverse=True)
         exp_row = int(self.tx_map_exp[t])
         for members, avg, value in clusters:
-            yield members, avg, value, self._map_value(exp_row, avg)
+            expected = float(ul_exp[members[0]]) if len(members) == 1 else self._map_value(exp_row, avg)
+            yield members, avg, value, expected
 
-    def _prediction(self, d: int, txnames: tuple[str, ...], xsec: float, ul_obs, ul_exp, masses,
-                    parts: dict[str, float]) -> Prediction:
-        a = self.arrays
-        r = int(a.dataset_result[d])
-        lumi = float(a.result_lumi[r])
-        if a.result_is_em[r]:
-            ul_obs, ul_exp = _finite(a.upper_limit[d]), _finite(a.expected_upper_limit[d])
-            dataset, events, datatype = str(a.dataset_id[d]), xsec * lumi, "efficiencyMap"
-        else:
-            dataset, events, datatype = None, None, "upperLimit"
-        return Prediction(
-            analysis=str(a.result_id[r]), dataset=dataset, datatype=datatype, txnames=txnames,
-            sqrts_tev=float(a.result_sqrts[r]), lumi_ifb=lumi, xsec_fb=xsec, signal_events=events,
-            ul_obs_fb=ul_obs, ul_exp_fb=ul_exp,
-            r_obs=xsec / ul_obs if ul_obs else None, r_exp=xsec / ul_exp if ul_exp else None, txname_xsec_fb=parts,
-            masses_gev=None if masses is None else tuple(float(x) for x in masses))
+    def to_predictions(self, arrays: PredictionArrays, n_models: int = 1) -> list[list[Prediction]]:
+        """:class:`Prediction` records per model, sorted by dataset order."""
+        a, names = self.arrays, [t.name for t in self.table.txnames]
+        parts: list[dict[str, float]] = [{} for _ in range(len(arrays.xsec_fb))]
+        for i, t, x in zip(arrays.part_prediction, arrays.part_txname, arrays.part_xsec_fb):
+            parts[i][names[t]] = parts[i].get(names[t], 0.0) + float(x)
+        out: list[list[Prediction]] = [[] for _ in range(n_models)]
+        for i in np.lexsort((arrays.txname, arrays.dataset, arrays.model)):
+            d, r = int(arrays.dataset[i]), int(a.dataset_result[arrays.dataset[i]])
+            em = bool(a.result_is_em[r])
+            lumi, xsec = float(a.result_lumi[r]), float(arrays.xsec_fb[i])
+            ul_obs, ul_exp = _finite(arrays.ul_obs_fb[i]), _finite(arrays.ul_exp_fb[i])
+            masses = arrays.masses[i]
+            out[int(arrays.model[i])].append(Prediction(
+                analysis=str(a.result_id[r]), dataset=str(a.dataset_id[d]) if em else None,
+                datatype="efficiencyMap" if em else "upperLimit", txnames=tuple(sorted(parts[i])),
+                sqrts_tev=float(a.result_sqrts[r]), lumi_ifb=lumi, xsec_fb=xsec,
+                signal_events=xsec * lumi if em else None, ul_obs_fb=ul_obs, ul_exp_fb=ul_exp,
+                r_obs=xsec / ul_obs if ul_obs else None, r_exp=xsec / ul_exp if ul_exp else None,
+                txname_xsec_fb=parts[i],
+                masses_gev=None if em else tuple(float(x) for x in masses[~np.isnan(masses)])))
+        return out
+
+
+@dataclass(frozen=True)
+class PredictionArrays:
+    """Predictions of a batch of protomodels, one entry per prediction: ``model`` (index in the
+    batch), ``dataset`` (index in ``DatabaseArrays``), ``txname`` (table txname index for UL
+    clusters, -1 for EM signal regions), ``xsec_fb`` (σ·BR or σ·BR·ε), limits in fb (NaN when
+    absent), ``masses`` (UL cluster mass point, GeV, NaN-padded). ``part_*`` split each prediction's
+    σ by txname (entry ``part_prediction`` of the prediction arrays)."""
+
+    model: np.ndarray
+    dataset: np.ndarray
+    txname: np.ndarray
+    xsec_fb: np.ndarray
+    ul_obs_fb: np.ndarray
+    ul_exp_fb: np.ndarray
+    masses: np.ndarray
+    part_prediction: np.ndarray
+    part_txname: np.ndarray
+    part_xsec_fb: np.ndarray
+
+    @property
+    def r_obs(self) -> np.ndarray:
+        return self.xsec_fb / self.ul_obs_fb
+
+    @property
+    def r_exp(self) -> np.ndarray:
+        return self.xsec_fb / self.ul_exp_fb
+
+    @staticmethod
+    def concatenate(items: Sequence[PredictionArrays], n_coords: int) -> PredictionArrays:
+        offsets = np.cumsum([0] + [len(x.xsec_fb) for x in items[:-1]])
+        return PredictionArrays(
+            **{f: np.concatenate([getattr(x, f) for x in items])
+               for f in ("model", "dataset", "txname", "xsec_fb", "ul_obs_fb", "ul_exp_fb", "masses",
+                         "part_txname", "part_xsec_fb")},
+            part_prediction=np.concatenate([x.part_prediction + o for x, o in zip(items, offsets)]))
 
 
 def _finite(x: float) -> float | None:

@@ -1,0 +1,110 @@
+"""Prediction benchmark: one protomodel and 64 protomodels over the whole 1.2.4 database.
+
+Targets (predictions issue): <= 2 ms for one protomodel, <= 20 ms for 64 batched. Reference:
+SModelS 3.2.1 decomposition + theory predictions, the median of the oracle outputs' own timings
+(``summary.median_timings_s``, about 0.1 s per protomodel on this kind of machine).
+
+Setup (not timed): the full-space topology table (built once, cached), the map interpolators of
+every map the models touch, and the models' arrays (masses, BRs, fitted σ). Models: the five oracle
+protomodels and 59 variants with masses scaled by U(0.9, 1.1) and random BRs over the same
+channels. The time spent inside the interpolators is reported separately. Also checked: the
+full-space table gives the same predictions as the sub-space tables the tests use.
+Run: ``make bench`` or ``pytest -s -o python_files='bench_*.py' tests/benchmarks/bench_predictions.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from tdmcmc.models.database.compiled import load_compiled
+from tdmcmc.models.protomodel import default_space
+from tdmcmc.models.protomodel.model import Protomodel, protomodel_from_dict
+from tdmcmc.models.protomodel.predictions import Predictor
+from tdmcmc.models.protomodel.topologies import load_table, restrict_space
+
+MODELS = ("best_paper", "ewkino400_lsp100", "gluino1500_lsp300", "sqd900_lsp100", "stop800_lsp200")
+TARGET_ONE_MS, TARGET_BATCH_MS, BATCH = 2.0, 20.0, 64
+
+
+def _variants(models: list[Protomodel], n: int, rng: np.random.Generator) -> list[Protomodel]:
+    out = list(models)
+    while len(out) < n:
+        base = models[len(out) % len(models)]
+        lsp = base.masses[1000022] * rng.uniform(0.9, 1.1)
+        masses = {p: (lsp if p == 1000022 else max(m * rng.uniform(0.9, 1.1), lsp + 50.0))
+                  for p, m in base.masses.items()}
+        decays = {p: dict(zip(ch, rng.dirichlet(np.ones(len(ch))))) for p, ch in base.decays.items()}
+        out.append(Protomodel(name=f"{base.name}-{len(out)}", masses=masses, decays=decays, kappas=base.kappas))
+    return out
+
+
+def _median_ms(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000.0 * float(np.median(times))
+
+
+def test_prediction_speed(db124, oracle):
+    compiled = load_compiled(db124)
+    space = default_space()
+    t = time.perf_counter()
+    table = load_table(space, compiled)
+    print(f"\nfull-space table: {table.n_rows} element rows, {table.n_matches} matches, "
+          f"{len(table.block_keys)} particle blocks (load/build {time.perf_counter() - t:.1f} s)")
+    predictor = Predictor(table, compiled, space)
+
+    refs = [json.loads((oracle / "out" / f"{n}.json").read_text()) for n in MODELS]
+    datas = [json.loads((oracle / "models" / f"{n}.json").read_text()) for n in MODELS]
+    oracle_models = [protomodel_from_dict({**d, "xsecs": r["xsecs"]}, space) for d, r in zip(datas, refs)]
+
+    # the full table agrees with the sub-space table of the tests
+    sub = restrict_space(space, sorted({p for m in oracle_models for p in m.masses}))
+    small = Predictor(load_table(sub, compiled), compiled, sub, predictor.interps)
+    for m in oracle_models:
+        full = {(p.analysis, p.dataset, p.txnames): p.xsec_fb for p in predictor.predict(m)}
+        part = {(p.analysis, p.dataset, p.txnames): p.xsec_fb for p in small.predict(m)}
+        assert full.keys() == part.keys() and all(full[k] == pytest.approx(part[k], rel=1e-12) for k in full)
+
+    models = _variants([protomodel_from_dict(d, space) for d in datas], BATCH, np.random.default_rng(1))
+    arrays = [predictor.model_arrays(m) for m in models]
+    predictor.evaluate_batch(arrays)  # builds every interpolator the batch needs
+    inside = [0.0]
+    evaluate = predictor.interps.evaluate
+
+    def timed(rows, points):
+        t0 = time.perf_counter()
+        try:
+            return evaluate(rows, points)
+        finally:
+            inside[0] += time.perf_counter() - t0
+
+    predictor.interps.evaluate = timed
+    repeat = 20
+    one = [_median_ms(lambda a=a: predictor.evaluate_batch([a]), repeat) for a in arrays[:len(MODELS)]]
+    inside[0] = 0.0
+    one_all = _median_ms(lambda: [predictor.evaluate_batch([a]) for a in arrays[:len(MODELS)]], repeat)
+    one_interp = 1000.0 * inside[0] / repeat
+    inside[0] = 0.0
+    batch = _median_ms(lambda: predictor.evaluate_batch(arrays), repeat)
+    batch_interp = 1000.0 * inside[0] / repeat
+    n_pred = len(predictor.evaluate_batch(arrays).xsec_fb)
+
+    smodels = [r["summary"]["median_timings_s"]["wall"] for r in refs]
+    ref_ms = 1000.0 * float(np.median([s["decomp"] + s["preds"] for s in smodels]))
+    print("one protomodel (median per oracle model): " + ", ".join(f"{n} {x:.2f} ms" for n, x in zip(MODELS, one)))
+    print(f"one protomodel, mean over the five: {one_all / len(MODELS):.2f} ms (target {TARGET_ONE_MS} ms, "
+          f"ratio {one_all / len(MODELS) / TARGET_ONE_MS:.1f}); inside the interpolators "
+          f"{one_interp / len(MODELS):.2f} ms, table arithmetic {(one_all - one_interp) / len(MODELS):.2f} ms")
+    print(f"{BATCH} protomodels batched: {batch:.1f} ms (target {TARGET_BATCH_MS} ms, ratio "
+          f"{batch / TARGET_BATCH_MS:.1f}); inside the interpolators {batch_interp:.1f} ms, table arithmetic "
+          f"{batch - batch_interp:.1f} ms; {n_pred} predictions")
+    print(f"SModelS 3.2.1 decomposition + predictions (oracle timings, median): {ref_ms:.0f} ms per protomodel; "
+          f"speed-up one {ref_ms / (one_all / len(MODELS)):.0f}x, batched {ref_ms * BATCH / batch:.0f}x")
+    assert n_pred > 1000
