@@ -302,20 +302,23 @@ class Predictor:
         dataset = self.tx_dataset[e["tx"]]
         first = _first_of_max(np.stack([e["model"], e["origin"], dataset]), w)
         model, dataset, tx, value = e["model"][first], dataset[first], e["tx"][first], (e["coef"] * w)[first]
-        part_keys, part_inv = np.unique(np.stack([model, dataset, tx]), axis=1, return_inverse=True)
-        part_xsec = np.bincount(part_inv.ravel(), weights=value, minlength=part_keys.shape[1])
-        pred_keys, pred_inv = np.unique(part_keys[:2], axis=1, return_inverse=True)
-        xsec = np.bincount(pred_inv.ravel(), weights=part_xsec, minlength=pred_keys.shape[1])
+        n_tx = len(self.table.txnames)
+        part_keys, part_inv = np.unique((model * len(self.arrays.dataset_id) + dataset) * n_tx + tx,
+                                        return_inverse=True)
+        part_xsec = np.bincount(part_inv, weights=value, minlength=len(part_keys))
+        part_tx = part_keys % n_tx
+        pred_keys, pred_inv = np.unique(part_keys // n_tx, return_inverse=True)
+        xsec = np.bincount(pred_inv, weights=part_xsec, minlength=len(pred_keys))
         keep = xsec >= MIN_PREDICTION_FB
         renumber = np.cumsum(keep) - 1
-        part_ok = keep[pred_inv.ravel()]
+        part_ok = keep[pred_inv]
+        pred_model, pred_dataset = np.divmod(pred_keys[keep], len(self.arrays.dataset_id))
+        n = int(keep.sum())
         return PredictionArrays(
-            model=pred_keys[0][keep], dataset=pred_keys[1][keep], txname=np.full(int(keep.sum()), -1),
-            xsec_fb=xsec[keep], ul_obs_fb=self.arrays.upper_limit[pred_keys[1][keep]],
-            ul_exp_fb=self.arrays.expected_upper_limit[pred_keys[1][keep]],
-            masses=np.full((int(keep.sum()), self.table.m_coords.shape[1]), np.nan),
-            part_prediction=renumber[pred_inv.ravel()][part_ok], part_txname=part_keys[2][part_ok],
-            part_xsec_fb=part_xsec[part_ok])
+            model=pred_model, dataset=pred_dataset, txname=np.full(n, -1), xsec_fb=xsec[keep],
+            ul_obs_fb=self.arrays.upper_limit[pred_dataset], ul_exp_fb=self.arrays.expected_upper_limit[pred_dataset],
+            masses=np.full((n, self.table.m_coords.shape[1]), np.nan),
+            part_prediction=renumber[pred_inv][part_ok], part_txname=part_tx[part_ok], part_xsec_fb=part_xsec[part_ok])
 
     def _ul(self, e: dict[str, np.ndarray], ul: np.ndarray, ul_exp: np.ndarray) -> PredictionArrays:
         first = _first_of_max(np.stack([e["model"], e["origin"], e["tx"]]), e["weight"])
@@ -501,13 +504,16 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
 
 
 def _first_of_max(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Indices of one entry per distinct key column: the largest weight, the first on ties."""
+    """Indices of one entry per distinct key column (non-negative integers): the largest weight,
+    the first on ties."""
     if weight.size == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.lexsort((np.arange(weight.size), -weight, *keys[::-1]))
-    k = keys[:, order]
+    key = np.zeros(weight.size, dtype=np.int64)
+    for row in keys:  # mixed radix: one int64 per key column
+        key = key * (int(row.max()) + 1) + row
+    order = np.lexsort((np.arange(weight.size), -weight, key))
     new = np.ones(weight.size, dtype=bool)
-    new[1:] = np.any(k[:, 1:] != k[:, :-1], axis=0)
+    new[1:] = key[order[1:]] != key[order[:-1]]
     return order[new]
 
 
