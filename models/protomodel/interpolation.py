@@ -89,7 +89,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import svd
-from scipy.spatial import Delaunay
+from scipy.spatial import ConvexHull, Delaunay
 from threadpoolctl import threadpool_limits
 
 from tdmcmc.models.database.maps import Coordinate
@@ -208,6 +208,13 @@ class GridInterpolator:
             with threadpool_limits(limits=1, user_api="blas"):
                 self._transform = self._tri.transform
             self._walk_dependent = bool(np.isnan(self._transform).any())
+            if self._walk_dependent:
+                # A point farther than this outside a hull facet has a barycentric coordinate below
+                # -2 sqrt(tol) in every simplex (|c_i| >= distance / ((d+1) diameter)), so neither
+                # scipy's tolerance nor its sqrt(tol) leeway can accept it: outside, no scan needed.
+                self._hull = ConvexHull(mp[:, :d]).equations
+                diameter = float(np.linalg.norm(np.ptp(mp[:, :d], axis=0)))
+                self._outside_margin = (d + 1) * diameter * WALK_MARGIN
         else:
             self._walk_dependent = False
             self._tri = None
@@ -259,20 +266,28 @@ class GridInterpolator:
         weights[simplex < 0] = np.nan
         return weights
 
-    def _locate_projected(self, qp: np.ndarray) -> Location:
+    def _find_as_smodels(self, qp: np.ndarray) -> np.ndarray:
+        """Simplex per projected point (-1 outside), the one SModelS' one-point call finds."""
         simplex = self._find(qp)
-        weights = self._weights(qp, simplex)
         if self._walk_dependent and len(qp) > 1:
             # scipy's batched walk starts where the previous point ended, SModelS locates one point
             # per call. Next to flat simplices the containing simplex is not unique and the two
-            # sides of a face can disagree, so points there (or outside) are located one by one.
+            # sides of a face can disagree, so points there (or outside, unless far outside) are
+            # located again one by one, as SModelS does.
             with np.errstate(invalid="ignore"):
-                redo = np.flatnonzero(~(np.min(weights, axis=1) >= WALK_MARGIN))
+                redo = np.flatnonzero(~(np.min(self._weights(qp, simplex), axis=1) >= WALK_MARGIN))
             if redo.size:
+                near = (np.max(qp[redo] @ self._hull[:, :-1].T + self._hull[:, -1], axis=1)
+                        <= self._outside_margin)  # False for NaN probes too
+                simplex[redo[~near]] = -1
+                redo = redo[near]
                 simplex[redo] = [self._tri.find_simplex(qp[i], tol=SIMPLEX_TOL) for i in redo]
-                weights[redo] = self._weights(qp[redo], simplex[redo])
+        return simplex
+
+    def _locate_projected(self, qp: np.ndarray) -> Location:
+        simplex = self._find_as_smodels(qp)
         s = np.where(simplex >= 0, simplex, 0)
-        return Location(simplex, self.simplices[s], weights, simplex >= 0)
+        return Location(simplex, self.simplices[s], self._weights(qp, simplex), simplex >= 0)
 
     def locate(self, points: np.ndarray) -> Location:
         """Simplex and barycentric weights of points (n, n_coords) GeV in the projected space."""
@@ -421,3 +436,145 @@ def build_database_interpolators(compiled, group: bool = True) -> DatabaseInterp
     if len(layouts) != len(arrays.map_coords):
         raise ValueError("database records and arrays disagree on the number of maps")
     return build_interpolators(arrays.map_coords, arrays.map_values, layouts, group)
+
+
+class BatchedInterpolator:
+    """All triangulations of a :class:`DatabaseInterpolators` evaluated together.
+
+    ``evaluate(map_rows (n,), points (n, c) GeV, jacobian=False) -> Evaluation`` with values (n,),
+    inside (n,) and jacobian (n, max_coords): query i asks map row ``map_rows[i]`` at
+    ``points[i, :n_coords of that map]`` (further columns are ignored). Same results as
+    ``DatabaseInterpolators.evaluate_map`` (tested). The coordinate transform, barycentric weights,
+    values and Jacobians of all queries are single numpy passes over padded per-triangulation
+    arrays; only the point location is one scipy ``find_simplex`` call (C) per triangulation that
+    has queries. Off-plane queries get SModelS' extrapolation estimate in two more such passes
+    (dim shifted probes, then the two probes along the estimated gradient).
+    """
+
+    def __init__(self, interps: DatabaseInterpolators) -> None:
+        self.interps = interps
+        groups = interps.groups
+        n, f = len(groups), max(g.n_coords for g in groups)
+        self.max_coords = f
+        self.max_dim = dm = max(g.dimensionality for g in groups)
+        self._dim = np.array([g.dimensionality for g in groups])
+        self._k = np.array([g.k for g in groups])
+        self._order = np.tile(np.arange(f), (n, 1))
+        self._is_width = np.zeros((n, f), dtype=bool)
+        self._delta = np.zeros((n, f))
+        self._rotation = np.zeros((n, f, f))
+        self._simplex_offset = np.zeros(n, dtype=np.int64)
+        self._value_offset = np.zeros(n, dtype=np.int64)
+        transforms, simplices, values = [], [], []
+        n_simplices = n_values = 0
+        for i, g in enumerate(groups):
+            d, nc = g.dimensionality, g.n_coords
+            self._order[i, :nc] = g._order
+            self._is_width[i, :nc] = g._is_width
+            self._delta[i, :nc] = g.delta_x
+            self._rotation[i, :nc, :nc] = g.rotation
+            t = np.zeros((len(g.simplices), dm + 1, dm))
+            t[:, :d, :d] = g._transform[:, :d]
+            t[:, dm, :d] = g._transform[:, d]
+            transforms.append(t)
+            # Vertex d (weight 1 - sum) goes last; the padding repeats it with weight 0.
+            s = np.empty((len(g.simplices), dm + 1), dtype=np.int64)
+            s[:, :d] = g.simplices[:, :d]
+            s[:, d:] = g.simplices[:, d:d + 1]
+            simplices.append(s)
+            values.append(g.values.ravel())
+            self._simplex_offset[i], self._value_offset[i] = n_simplices, n_values
+            n_simplices += len(g.simplices)
+            n_values += g.values.size
+        self._transform = np.concatenate(transforms)
+        self._simplices = np.concatenate(simplices)
+        self._values = np.concatenate(values)
+
+    def _interpolate(self, grp: np.ndarray, col: np.ndarray, qp: np.ndarray):
+        """``TxNameData.interpolate`` of map column `col` of triangulation `grp` at projected points
+        qp (n, max_dim, zero beyond each map's dim): values (NaN outside), vertex values, simplex
+        transforms, found and clamped masks."""
+        n, dm = len(grp), self.max_dim
+        simplex = np.full(n, -1, dtype=np.int64)
+        if n:
+            by_group = np.argsort(grp, kind="stable")
+            for rows in np.split(by_group, np.flatnonzero(np.diff(grp[by_group])) + 1):
+                g = grp[rows[0]]
+                interp = self.interps.groups[g]
+                found = interp._find_as_smodels(qp[rows, :interp.dimensionality])
+                simplex[rows] = np.where(found >= 0, found + self._simplex_offset[g], -1)
+        found = simplex >= 0
+        s = np.where(found, simplex, 0)
+        t = self._transform[s]
+        bary = np.einsum("nij,nj->ni", t[:, :dm], qp - t[:, dm])
+        weights = np.concatenate([bary, 1.0 - bary.sum(axis=1, keepdims=True)], axis=1)
+        vidx = self._value_offset[grp][:, None] + self._simplices[s] * self._k[grp][:, None] + col[:, None]
+        yv = self._values[vidx]  # (n, dm+1)
+        vals = np.sum(weights * yv, axis=1)
+        floor = yv.min(axis=1)
+        clamped = vals < floor
+        vals = np.where(found, np.where(clamped, floor, vals), np.nan)
+        return vals, yv, t, found, clamped
+
+    def _extrapolation_ok(self, grp, col, q, qp, proj) -> np.ndarray:
+        """:meth:`GridInterpolator._extrapolation_ok` for one map column per query, batched."""
+        n, dm = len(grp), self.max_dim
+        dim = self._dim[grp]
+        in_plane = np.arange(q.shape[1]) < dim[:, None]
+        alpha = np.sqrt(np.sum(np.where(in_plane, 0.0, q) ** 2, axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # Probe i: the projected point moved by alpha along in-plane axis i (axes >= dim: none).
+            probes = np.repeat(qp[:, None, :], dm, axis=1) + alpha[:, None, None] * np.eye(dm)[None]
+            probes = np.where(np.arange(dm)[None, :, None] < dim[:, None, None], probes, qp[:, None, :])
+            pv = self._interpolate(np.repeat(grp, dm), np.repeat(col, dm), probes.reshape(-1, dm))[0]
+            g = (pv.reshape(n, dm) - proj[:, None]) / alpha[:, None]
+            g = np.where(np.arange(dm) < dim[:, None], g, 0.0)
+            norm = np.sqrt(np.sum(g ** 2, axis=1))
+            step = np.sum(g / norm[:, None], axis=1) * alpha  # all added to the last in-plane axis
+            moved = np.repeat(qp[None], 2, axis=0)
+            last = dim - 1
+            moved[0, np.arange(n), last] += step
+            moved[1, np.arange(n), last] -= step
+            f = self._interpolate(np.tile(grp, 2), np.tile(col, 2), moved.reshape(-1, dm))[0].reshape(2, n)
+            rel = np.where(proj == 0.0, (f != 0.0).astype(float), np.abs(f - proj) / proj)
+            de = np.where(rel[1] > rel[0], rel[1], rel[0])
+            de = np.where(norm == 0.0, 0.0, de)
+            de = np.where(np.isnan(g).any(axis=1), np.nan, de)
+            de = np.where(alpha == 0.0, 0.0, de)
+            return de < ACCEPT_ERRORS_UPTO
+
+    def evaluate(self, map_rows: np.ndarray, points: np.ndarray, jacobian: bool = False) -> Evaluation:
+        """Values (n,) of map rows `map_rows` (n,) at `points` (n, >= n_coords) GeV; NaN where
+        SModelS returns None; ``jacobian`` (n, max_coords) per GeV if asked."""
+        map_rows = np.asarray(map_rows, dtype=np.int64)
+        given = np.asarray(points, dtype=np.float64).reshape(len(map_rows), -1)
+        pts = np.zeros((len(map_rows), self.max_coords))
+        pts[:, :min(given.shape[1], self.max_coords)] = given[:, :self.max_coords]
+        grp = self.interps.map_group[map_rows]
+        if (grp < 0).any():
+            raise ValueError(f"map rows {map_rows[grp < 0]} have no interpolator (see .failed)")
+        col = self.interps.map_column[map_rows]
+        dm = self.max_dim
+        x = np.take_along_axis(pts, self._order[grp], axis=1)
+        dx = np.ones_like(x)
+        wmask = self._is_width[grp]
+        if wmask.any():
+            x[wmask], dx[wmask] = rescale_width(x[wmask])
+        q = np.einsum("nf,nfe->ne", x - self._delta[grp], self._rotation[grp])
+        dim = self._dim[grp]
+        qp = np.where(np.arange(dm) < dim[:, None], q[:, :dm], 0.0)
+        vals, yv, t, found, clamped = self._interpolate(grp, col, qp)
+        off = np.flatnonzero(np.sum(np.abs(q) > NONZERO_TOL, axis=1) > dim)
+        if off.size:
+            ok = self._extrapolation_ok(grp[off], col[off], q[off], qp[off], vals[off])
+            vals[off[~ok]] = np.nan
+        vals = np.where(np.abs(vals) < ZERO_VALUE, 0.0, vals)
+        inside = ~np.isnan(vals)
+        jac = None
+        if jacobian:
+            slope = np.einsum("ni,nij->nj", yv[:, :dm] - yv[:, dm:], t[:, :dm])
+            jac_flat = np.einsum("nj,nfj->nf", slope, self._rotation[grp][:, :, :dm]) * dx
+            jac_flat[~inside | clamped] = 0.0
+            jac = np.zeros_like(jac_flat)
+            np.put_along_axis(jac, self._order[grp], jac_flat, axis=1)
+        return Evaluation(vals, inside, jac)

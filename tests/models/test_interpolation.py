@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from tdmcmc.models.database.maps import Coordinate
 from tdmcmc.models.protomodel.interpolation import (
-    DegenerateMapError, GridInterpolator, build_interpolators, map_layouts, rescale_width)
+    BatchedInterpolator, DegenerateMapError, GridInterpolator, build_interpolators, map_layouts, rescale_width)
 
 FIXTURE = json.loads((Path(__file__).parent / "data" / "smodels_interpolation.json").read_text())
 # SModelS rounds every interpolated value to 6 significant digits (TxNameData.interpolate); we
@@ -235,6 +235,40 @@ def test_grouping_shares_triangulations(db124_compiled):
         np.testing.assert_allclose(built.evaluate_map(i, pts), single(pts)[:, 0], rtol=1e-13, atol=0)
         for j in np.flatnonzero(built.map_group == built.map_group[i]):
             np.testing.assert_array_equal(arrays.map_coords[j], coords)
+
+
+def test_batched_equals_per_map(db124_compiled, db300_compiled):
+    """One vectorised call over many maps = each map's own GridInterpolator (values, None
+    decisions, Jacobians away from faces), with in-hull, outside and off-plane queries."""
+    rng = np.random.default_rng(7)
+    for compiled, n in ((db124_compiled, 150), (db300_compiled, 120)):
+        arrays = compiled.arrays
+        built = build_interpolators(arrays.map_coords[:n], arrays.map_values[:n], map_layouts(compiled)[:n])
+        batched = BatchedInterpolator(built)
+        rows = rng.integers(0, n, 1500)
+        points = np.zeros((len(rows), batched.max_coords))
+        for i, r in enumerate(rows):
+            data = arrays.map_coords[r]
+            p = rng.dirichlet(np.ones(3)) @ data[rng.integers(0, len(data), 3)]
+            if i % 3 == 1:
+                p = p * rng.uniform(0.9, 1.1)  # off the plane of symmetric maps, often outside
+            elif i % 3 == 2:
+                p = p + rng.normal(0.0, 5.0, len(p)) * (p > 1e-3)  # masses only, widths stay
+            points[i, :len(p)] = p
+        ev = batched.evaluate(rows, points, jacobian=True)
+        ref = np.array([built.evaluate_map(r, points[i:i + 1, :arrays.map_coords[r].shape[1]])[0]
+                        for i, r in enumerate(rows)])
+        np.testing.assert_array_equal(np.isnan(ev.values), np.isnan(ref))
+        assert 0.1 < np.isnan(ref).mean() < 0.9, np.isnan(ref).mean()  # both kinds are tested
+        ok = ~np.isnan(ref)
+        np.testing.assert_allclose(ev.values[ok], ref[ok], rtol=1e-12, atol=0)
+        for i in np.flatnonzero(ok)[:200]:
+            g = built.groups[built.map_group[rows[i]]]
+            e = g.evaluate(points[i:i + 1, :g.n_coords], jacobian=True)
+            loc = g.locate(points[i:i + 1, :g.n_coords])
+            if loc.weights.min() > 1e-6:  # on a face the Jacobian of either side is valid
+                np.testing.assert_allclose(ev.jacobian[i, :g.n_coords], e.jacobian[0, built.map_column[rows[i]]],
+                                           rtol=1e-9, atol=1e-12 * np.abs(e.jacobian).max())
 
 
 def test_op_values_mask_and_gradient(db124_compiled):
