@@ -56,9 +56,14 @@ def _numpy_loop(step, state: tuple, n_steps: int) -> tuple:
 
 
 def _scan_loop(step, state: tuple, n_steps: int) -> tuple:
-    """``state = step(*state)`` n_steps times as one ``scan`` (a graph of constant size)."""
+    """``state = step(*state)`` n_steps times as one ``scan`` (a graph of constant size).
+
+    The inner graph is compiled with the default mode in force when the graph is built (scan
+    would otherwise pick its own), so a caller can choose it with ``pytensor.config.change_flags``.
+    """
     outputs = pytensor.scan(step, outputs_info=list(state), n_steps=n_steps,
-                            return_list=True, return_updates=False)
+                            return_list=True, return_updates=False,
+                            mode=pytensor.compile.mode.get_default_mode())
     return tuple(disconnected_grad(out[-1]) for out in outputs)
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytensor
 import pytest
 
 _COLUMNS = {
@@ -39,3 +40,12 @@ def oracle_em(oracle: Path) -> dict[str, dict[str, np.ndarray]]:
 def oracle_ul(oracle: Path) -> dict[str, dict[str, np.ndarray]]:
     """UL predictions that have a likelihood (expected ULs exist), by model."""
     return _columns(oracle, "upperLimit")
+
+
+@pytest.fixture
+def python_linker():
+    """Build and compile graphs with the Python linker: values and gradients are the same, and the
+    suite does not pay cold-cache C compilation (tens of seconds for scan inner graphs)."""
+    mode = pytensor.compile.mode.Mode(linker="py", optimizer="fast_compile")
+    with pytensor.config.change_flags(mode=mode):
+        yield

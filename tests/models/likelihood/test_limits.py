@@ -79,7 +79,7 @@ def test_r_value():
 
 
 @pytest.mark.parametrize(("variant", "negative"), [("2020", False), ("smodels3", False), ("smodels3", True)])
-def test_graph_gradients_match_finite_differences(variant, negative):
+def test_graph_gradients_match_finite_differences(variant, negative, python_linker):
     obs = np.array([18.45, 2.043, 30.85, 4.5, 3.0])
     exp = np.array([21.57, 2.077, 19.58, 2.5, 2.9])
     xsec = np.array([[28.3, 2.6, 2.7, 2.6, 1.0], [10.0, 1.0, 5.0, 0.3, 2.0]])

@@ -48,7 +48,7 @@ def test_profile_mu_matches_scipy_interior_and_on_the_boundary(variants):
     assert mu_hat[3] == mu_max[3]  # the critic bound binds for the paper's combination
 
 
-def test_graph_gradient_is_exact_inside_and_through_mu_max():
+def test_graph_gradient_is_exact_inside_and_through_mu_max(python_linker):
     scale_v, top_v = pt.vector("scale"), pt.vector("mu_max")
     mu_hat, nll_min = profile_mu(_total(scale_v, PYTENSOR), top_v, xp=PYTENSOR)
     f = pytensor.function([scale_v, top_v], [mu_hat, nll_min, *pytensor.grad(nll_min.sum(), [scale_v, top_v])])

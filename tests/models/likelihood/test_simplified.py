@@ -77,7 +77,7 @@ def test_profile_matches_scipy_bounded_minimisation(skewed):
 
 
 @pytest.mark.parametrize("skewed", [False, True])
-def test_graph_matches_numpy_and_gradients_match_finite_differences(skewed):
+def test_graph_matches_numpy_and_gradients_match_finite_differences(skewed, python_linker):
     model, signals = _toy(skewed)
     mu = np.array([0.5, 1.0, 2.0])
     mu_v, s_v = pt.vector("mu"), pt.matrix("s")
