@@ -31,8 +31,16 @@ numbers for efficiencies).
     ``.failed`` {map row: reason} for maps SModelS cannot triangulate either, and
     ``.evaluate_map(i, points) -> (n,)``. ``build_interpolators(coords, values, layouts, group)``
     does the same for plain lists of maps.
-PyTensor: :mod:`tdmcmc.models.protomodel.interpolation_op` (``interpolate(interp, points,
-fill_value=0.0) -> (values, inside)``) wraps a GridInterpolator as an Op with exact gradients.
+``BatchedInterpolator(database_interpolators)``
+    The whole database at once (the prediction code should use this one):
+    ``evaluate(map_rows (n,), points (n, c), jacobian=False) -> Evaluation`` with values (n,),
+    inside (n,), jacobian (n, max_coords); query i is map row ``map_rows[i]`` at ``points[i]``
+    (first n_coords columns in that map's layout, the rest ignored). Transform, weights, values,
+    Jacobians and SModelS' off-plane estimate are vectorised over all queries; point location is
+    one scipy call per triangulation that has queries.
+PyTensor: :mod:`tdmcmc.models.protomodel.interpolation_op`: ``interpolate_rows(batched, map_rows,
+points, fill_value=0.0) -> (values (n,), inside (n,))`` and ``interpolate(interp, points,
+fill_value=0.0) -> (values (n, k), inside (n, k))``, Ops with exact piecewise-linear gradients.
 
 How callers map NaN to SModelS' behaviour (``smodels/experiment/txnameObj.py``):
 ``TxName.getEfficiencyFor`` turns None/NaN/0 into efficiency 0 for efficiency maps, and for an

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tdmcmc.models.database.compiled import load_compiled
-from tdmcmc.models.protomodel.interpolation import build_database_interpolators
+from tdmcmc.models.protomodel.interpolation import BatchedInterpolator, build_database_interpolators
 
 TARGET_ONE_MS, TARGET_BATCH_MS = 2.0, 20.0
 
@@ -69,10 +69,29 @@ def test_interpolation_benchmark(db124: Path) -> None:
               f"values+Jacobian {1e3 * t_jac:.1f} ms ({1e6 * t_jac / len(groups):.0f} us per triangulation; "
               f"whole-prediction target {target:.0f} ms, ratio {1e3 * t_jac / target:.1f})")
 
+    t = time.perf_counter()
+    batched = BatchedInterpolator(grouped)
+    print(f"BatchedInterpolator build {time.perf_counter() - t:.2f} s")
+    first_rows = np.array([int(np.flatnonzero(grouped.map_group == i)[0]) for i in range(len(groups))])
+    for label, pts in (("1 point", pts1), ("64 points", pts64)):
+        n_per = len(pts[0])
+        rows = np.repeat(first_rows, n_per)
+        flat = np.zeros((len(rows), batched.max_coords))
+        for i, p in enumerate(pts):
+            flat[i * n_per:(i + 1) * n_per, :p.shape[1]] = p
+        t_b = _best(lambda: batched.evaluate(rows, flat, jacobian=True))
+        target = TARGET_ONE_MS if label == "1 point" else TARGET_BATCH_MS
+        print(f"batched, {label} in each of {len(groups)} triangulations ({len(rows)} queries): values+Jacobian "
+              f"{1e3 * t_b:.1f} ms (whole-prediction target {target:.0f} ms, ratio {1e3 * t_b / target:.1f})")
+        in_plane = ~np.array([bool(g._walk_dependent) for g in groups])
+        sel = np.repeat(in_plane, n_per)
+        t_r = _best(lambda: batched.evaluate(rows[sel], flat[sel], jacobian=True))
+        print(f"  of which the {in_plane.sum()} triangulations without flat simplices: {1e3 * t_r:.1f} ms")
+
     import pytensor
     import pytensor.tensor as pt
 
-    from tdmcmc.models.protomodel.interpolation_op import interpolate
+    from tdmcmc.models.protomodel.interpolation_op import interpolate, interpolate_rows
 
     i_big = max(range(len(groups)), key=lambda i: len(groups[i].simplices))
     big = groups[i_big]
@@ -85,3 +104,14 @@ def test_interpolation_benchmark(db124: Path) -> None:
         fwd(p), both(p)  # compile/warm
         print(f"Op on the largest triangulation ({len(big.simplices)} simplices, k={big.k}), batch {n}: "
               f"forward {1e6 * _best(lambda: fwd(p), 20):.0f} us, forward+grad {1e6 * _best(lambda: both(p), 20):.0f} us")
+
+    r_var = pt.vector("rows", dtype="int64")
+    y = pt.matrix("y", dtype="float64")
+    vals, _ = interpolate_rows(batched, r_var, y)
+    both = pytensor.function([r_var, y], [vals, pytensor.grad(vals.sum(), y)])
+    rows = np.repeat(first_rows, 64)
+    flat = np.zeros((len(rows), batched.max_coords))
+    for i, p in enumerate(pts64):
+        flat[i * 64:(i + 1) * 64, :p.shape[1]] = p
+    both(rows, flat)
+    print(f"interpolate_rows Op, {len(rows)} queries: forward+grad {1e3 * _best(lambda: both(rows, flat)):.1f} ms")

@@ -301,3 +301,45 @@ def test_op_values_mask_and_gradient(db124_compiled):
     ok_pts = ok_pts[loc.inside & (loc.weights.min(axis=1) > 1e-2)]
     assert len(ok_pts) >= 2
     verify_grad(lambda p: InterpolateOp(real)(p)[0], [ok_pts], rng=rng, eps=1e-4, abs_tol=1e-6, rel_tol=1e-6)
+
+
+def test_rows_op_matches_batched_and_gradient(db124_compiled):
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.gradient import verify_grad
+
+    from tdmcmc.models.protomodel.interpolation_op import InterpolateRowsOp, interpolate_rows
+
+    arrays = db124_compiled.arrays
+    n = 60
+    built = build_interpolators(arrays.map_coords[:n], arrays.map_values[:n], map_layouts(db124_compiled)[:n])
+    batched = BatchedInterpolator(built)
+    rng = np.random.default_rng(8)
+    rows = rng.integers(0, n, 40)
+    points = np.zeros((len(rows), batched.max_coords))
+    for i, r in enumerate(rows):
+        data = arrays.map_coords[r]
+        p = rng.dirichlet(np.ones(3)) @ data[rng.integers(0, len(data), 3)]
+        points[i, :len(p)] = p * (1.0 if i % 2 else rng.uniform(0.8, 1.2)) * (3.0 if i % 8 == 0 else 1.0)
+    r_var, x = pt.vector("rows", dtype="int64"), pt.matrix("x", dtype="float64")
+    vals, inside = interpolate_rows(batched, r_var, x, fill_value=0.0)
+    f = pytensor.function([r_var, x], [vals, inside, pytensor.grad(vals.sum(), x)])
+    v, ins, grad = f(rows, points)
+    ev = batched.evaluate(rows, points, jacobian=True)
+    np.testing.assert_array_equal(ins, ev.inside)
+    assert 0 < ins.sum() < len(rows)
+    np.testing.assert_array_equal(v, np.where(ev.inside, ev.values, 0.0))
+    np.testing.assert_array_equal(grad, ev.jacobian)
+    assert (grad[~ins] == 0).all()
+    # Finite differences at in-plane points well inside their simplices.
+    keep = []
+    for i in np.flatnonzero(ins):
+        g = built.groups[built.map_group[rows[i]]]
+        loc = g.locate(points[i:i + 1, :g.n_coords])
+        q = g.rotate(points[i:i + 1, :g.n_coords])[0]
+        if loc.weights.min() > 1e-2 and (np.abs(q) > 1e-4).sum() <= g.dimensionality:
+            keep.append(i)
+    assert len(keep) >= 5
+    fixed_rows = rows[keep]
+    verify_grad(lambda p: InterpolateRowsOp(batched)(pt.constant(fixed_rows), p)[0], [points[keep]],
+                rng=rng, eps=1e-4, abs_tol=1e-6, rel_tol=1e-6)
