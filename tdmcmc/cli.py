@@ -18,7 +18,7 @@ def _register_db(sub: argparse._SubParsersAction) -> None:
 
 
 # Each entry adds one top-level subcommand (with its own sub-subcommands).
-_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_db, lambda sub: __import__("tdmcmc.sample_cli", fromlist=["register"]).register(sub), lambda sub: __import__("tdmcmc.diagnostics.cli", fromlist=["register"]).register(sub), lambda sub: __import__("tdmcmc.models.protomodel.cli", fromlist=["register"]).register(sub)]
+_REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_register_db, lambda sub: __import__("tdmcmc.sample_cli", fromlist=["register"]).register(sub), lambda sub: __import__("tdmcmc.diagnostics.cli", fromlist=["register"]).register(sub), lambda sub: __import__("tdmcmc.models.protomodel.cli", fromlist=["register"]).register(sub), lambda sub: __import__("tdmcmc.models.greedy.cli", fromlist=["register"]).register(sub)]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,7 @@ START_K = -20.0                 # the original's "always accept" sentinel
 KAPPA_MOVE_CAP = 1.0e4          # changeSSM cap
 KAPPA_RENORM_CAP = 1.0e5        # cap after BR renormalisation
 KAPPA_KNOCKOUT = 1.0e-5
+MAX_DX = 1.0e6                  # GeV: a mass redraw gives up beyond this step size
 MERGE_GROUPS = ((1000001, 1000002, 1000003, 1000004), (1000005, 2000005), (1000006, 2000006),
                 (1000024, 1000037), (1000023, 1000025))
 # [HEAD] fixed BRs of off-shell N2 / C1 (only their three-body channels open), per channel
@@ -400,6 +401,8 @@ class Manipulator:
         dx = self.settings.dx
         tries = 20 if self.settings.variant == "head" else self.settings.max_redraws
         for _ in range(tries):
+            if dx > MAX_DX:
+                return      # the whole interval is vetoed; the original would loop for ever
             mass = s.masses[pid] + float(self.rng.uniform(-dx, dx))
             dx *= 1.2
             if not lo <= mass <= hi:
