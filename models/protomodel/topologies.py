@@ -29,7 +29,8 @@ a related family (the one with the largest σ·BR·ε; ``clusterTools.clusterSMS
 *Matching.* A form matches a constraint element when its branches match the element's branches
 vertex by vertex (each vertex a permutation of labels covering the SM states; branch order free).
 Every txname with only MET final states and a bracket constraint (v1/v2) is matched; a v3 graph
-constraint is matched through :meth:`Graph.to_element` when it has a bracket form. A match stores
+constraint is matched through :meth:`Graph.to_element` when it has a bracket form and names no
+specific BSM state (:func:`map_positions` lists what is left out). A match stores
 the prefactor of the matched term and the particle behind every mass coordinate of the txname's
 maps, in the map's column order (branch swap included).
 
@@ -250,7 +251,7 @@ def build_table(space: ProtomodelSpace, compiled, *, minmassgap: float = MINMASS
     refs, records = _txname_refs(db, arrays)
     classes: dict[str, _ConstraintClass] = {}
     for t, tx in enumerate(records):
-        if tx.all_zero or not _met_only(tx.final_state) or not _v12_layout(tx):
+        if tx.all_zero or not _met_only(tx.final_state) or map_positions(tx) is None:
             continue
         terms = _elements(tx.constraint)
         if not terms or any(min(e.n_vertices) == 0 for _, e in terms):
@@ -308,8 +309,38 @@ def build_table(space: ProtomodelSpace, compiled, *, minmassgap: float = MINMASS
                      br_channels, br_index, minmassgap, sigmacut, max_compressions)
 
 
-def _v12_layout(tx) -> bool:
-    return all(c.quantity == "mass" and c.branch is not None for c in tx.grid.layout)
+GENERIC_BSM = frozenset({"MET", "anyBSM", "anyOdd"})
+
+
+def map_positions(tx) -> tuple[tuple[int, int], ...] | None:
+    """(branch, position) of the BSM node behind every column of the txname's maps, or None when
+    the table cannot serve the txname: a width column (long-lived states; protomodel decays are
+    prompt), or a v3 graph that has no bracket form, is a sum of graphs, or names specific BSM
+    states (``C1+``, ``Zprime``; only ``MET``, ``anyBSM`` and ``anyOdd`` are matched)."""
+    layout = tx.grid.layout
+    if any(c.quantity != "mass" for c in layout):
+        return None
+    if all(c.branch is not None for c in layout):
+        return tuple((c.branch, c.position) for c in layout)
+    constraint = tx.constraint
+    if not isinstance(constraint, GraphConstraint) or len(constraint.terms) != 1:
+        return None
+    graph = constraint.terms[0][1]
+    if graph.to_element() is None or any(graph.label(i).lstrip("*") not in GENERIC_BSM
+                                         for i, _ in graph.nodes if graph.is_bsm(i)):
+        return None
+    where = {}
+    for b, node in enumerate(graph.daughters(0)):  # the same walk as Graph.to_element
+        p = 0
+        while True:
+            where[node] = (b, p)
+            bsm = [d for d in graph.daughters(node) if graph.is_bsm(d)]
+            if not bsm:
+                break
+            node, p = bsm[0], p + 1
+    if any(c.node not in where for c in layout):
+        return None
+    return tuple(where[c.node] for c in layout)
 
 
 def _consistent(fa: BranchForm, fb: BranchForm, max_compressions: int) -> bool:
@@ -330,7 +361,7 @@ def _assemble(space, db, refs, records, class_list, rows, forms, graph, channels
     shapes: dict[tuple, int] = {}
     el = {"channel": [], "origin": [], "br": [], "share": [], "gap": [], "mask": [], "bits": []}
     matches_per_row: list[list[tuple[int, float, int, tuple[int, ...]]]] = []
-    layouts = [tuple((c.branch, c.position) for c in tx.grid.layout) for tx in records]
+    layouts = [map_positions(tx) for tx in records]
     for c_i, fa_i, fb_i in keys:
         a, b = channels[c_i]
         fa, fb = forms[a][fa_i], forms[b][fb_i]

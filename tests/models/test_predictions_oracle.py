@@ -212,3 +212,102 @@ def test_em_signal_events(predictor, oracle_models):
     assert len(em) > 50
     for p in em:
         assert mine[_key(p)].signal_events == pytest.approx(p["signal_yield"], rel=TOLERANCE)
+
+
+# ---------------------------------------------------------------------------------------------
+# SModelS 3.2.1 run here (decompose(sigmacut=0.02 fb, minmassgap=10 GeV), theoryPredictionsFor(
+# useBestDataset=False, combinedResults=False)) on the SLHA that `tdmcmc export-slha` writes for
+# MIXED, with the database restricted to MIXED_ANALYSES (script in docs/predictions.md). MIXED has
+# mass compression (N2 -> N1 u u with a 5 GeV gap), charge-split decays (C1 -> N2 W), gluino
+# cascades through squarks, associated production and mixed BRs.
+
+MIXED = {
+    "name": "mixed",
+    "masses": {"1000022": 200.0, "1000023": 205.0, "1000024": 400.0, "1000001": 900.0, "1000021": 1400.0},
+    "decays": {"1000023": {"1000022 2 2": 1.0},
+               "1000024": {"1000022 24": 0.7, "1000023 24": 0.3},
+               "1000001": {"1000022 1": 0.5, "1000023 1": 0.3, "1000024 2": 0.2},
+               "1000021": {"1000022 5 5": 0.4, "1000001 1": 0.6}},
+    "xsecs": [{"pids": [-1000001, 1000001], "sqrts": 13, "xsec_pb": 0.0146},
+              {"pids": [-1000001, 1000001], "sqrts": 8, "xsec_pb": 0.00107},
+              {"pids": [1000021, 1000021], "sqrts": 13, "xsec_pb": 0.05},
+              {"pids": [1000021, 1000021], "sqrts": 8, "xsec_pb": 0.004},
+              {"pids": [1000001, 1000021], "sqrts": 13, "xsec_pb": 0.02},
+              {"pids": [-1000001, 1000021], "sqrts": 13, "xsec_pb": 0.01},
+              {"pids": [-1000024, 1000024], "sqrts": 13, "xsec_pb": 0.2},
+              {"pids": [1000023, 1000024], "sqrts": 13, "xsec_pb": 0.3},
+              {"pids": [-1000024, 1000023], "sqrts": 13, "xsec_pb": 0.15}],
+}
+MIXED_ANALYSES = {("ATLAS-SUSY-2016-07", "upperLimit"), ("ATLAS-SUSY-2016-07", "efficiencyMap"),
+                  ("CMS-SUS-19-006", "upperLimit"), ("CMS-SUS-16-033", "efficiencyMap"),
+                  ("CMS-SUS-13-012", "upperLimit")}  # the folders given to SModelS
+# (analysis, dataset, txnames) -> (xsec_fb, r_obs)
+MIXED_SMODELS = {
+    ('CMS-SUS-19-006', None, ('T1bbbb',)): (8.000000000000002, 19.78346992170692),
+    ('CMS-SUS-16-033', 'SR8_Njet5_Nb3_HT500_MHT500', ('T1bbbb', 'T2')): (0.9566707200000003, 1.9133414400000006),
+    ('CMS-SUS-16-033', 'SR9_NJet5_Nb2_HT1500_MHT750', ('T1bbbb', 'T2')): (0.4153227750400001, 1.3184850001269846),
+    ('CMS-SUS-16-033', 'SR12_Njet5_Nb1_HT750_MHT750', ('T1bbbb', 'T2')): (1.0013851827200002, 1.1289573649605413),
+    ('CMS-SUS-19-006', None, ('T2',)): (9.343999999999998, 1.1231795212062636),
+    ('CMS-SUS-16-033', 'SR6_Njet2_Nb2_HT500_MHT500', ('T1bbbb', 'T2')): (2.2004119961600006, 0.8944764212032523),
+    ('CMS-SUS-16-033', 'SR7_Njet3_Nb1_HT750_MHT750', ('T1bbbb', 'T2')): (1.3277254912000003, 0.8621594098701301),
+    ('ATLAS-SUSY-2016-07', '2j_Meff_1600', ('T2', 'T6WW')): (0.5780380607999999, 0.5070509305263157),
+    ('CMS-SUS-16-033', 'SR11_Njet7_Nb1_HT300_MHT300', ('T1bbbb', 'T2')): (1.4434922777600003, 0.4553603399873818),
+    ('CMS-SUS-16-033', 'SR10_Njet9_Nb3_HT750_MHT750', ('T1bbbb',)): (0.04360104000000001, 0.42746117647058834),
+    ('ATLAS-SUSY-2016-07', '5j_Meff_2000', ('T2', 'T6WW')): (0.21159593119999995, 0.4223471680638721),
+    ('ATLAS-SUSY-2016-07', '2j_Meff_2000', ('T2', 'T6WW')): (0.19420047503999996, 0.4105718288372092),
+    ('ATLAS-SUSY-2016-07', None, ('T2',)): (9.343999999999998, 0.35333711476649643),
+    ('ATLAS-SUSY-2016-07', '2j_Meff_2400', ('T2', 'T6WW')): (0.08165632248, 0.2651179301298701),
+    ('ATLAS-SUSY-2016-07', '4j_Meff_1800', ('T2', 'T6WW')): (0.20153209279999995, 0.2583744779487179),
+    ('CMS-SUS-16-033', 'SR3_Njet5_Nb0_HT500_MHT_500', ('T1bbbb', 'T2')): (1.0009516607999998, 0.2441345514146341),
+    ('CMS-SUS-16-033', 'SR4_Njet5_Nb0_HT1500_MHT750', ('T1bbbb', 'T2')): (0.12406252287999998, 0.22075182007117433),
+    ('ATLAS-SUSY-2016-07', '4j_Meff_2600', ('T2', 'T6WW')): (0.03546169472, 0.21755640932515335),
+    ('ATLAS-SUSY-2016-07', '5j_Meff_1600', ('T2', 'T6WW')): (0.26540574959999996, 0.2089809051968504),
+    ('ATLAS-SUSY-2016-07', '2j_Meff_1200', ('T2', 'T6WW')): (0.8912410567999998, 0.184140714214876),
+    ('ATLAS-SUSY-2016-07', '4j_Meff_1400', ('T2', 'T6WW')): (0.3017142559999999, 0.1744013040462427),
+    ('ATLAS-SUSY-2016-07', '4j_Meff_2200', ('T2', 'T6WW')): (0.08463643359999999, 0.15332687246376808),
+    ('CMS-SUS-16-033', 'SR2_Njet3_Nb0_HT1500_MHT750', ('T1bbbb', 'T2')): (0.19084442879999997, 0.1445791127272727),
+    ('ATLAS-SUSY-2016-07', '5j_Meff_2600', ('T2', 'T6WW')): (0.03819822411199999, 0.1389026331345454),
+    ('ATLAS-SUSY-2016-07', '3j_Meff_1300', ('T2', 'T6WW')): (0.40486185439999994, 0.12612518828660435),
+    ('ATLAS-SUSY-2016-07', '4j_Meff_3000', ('T2', 'T6WW')): (0.015518069607999996, 0.12029511324031004),
+    ('CMS-SUS-16-033', 'SR1_Njet2_Nb0_HT500_MHT500', ('T1bbbb', 'T2')): (3.4825623039999996, 0.10364768761904761),
+    ('ATLAS-SUSY-2016-07', '6j_Meff_2200', ('T2', 'T6WW')): (0.01649018024, 0.10242347975155278),
+    ('ATLAS-SUSY-2016-07', '2j_Meff_2800', ('T2', 'T6WW')): (0.03224852496799999, 0.09084091540281689),
+    ('ATLAS-SUSY-2016-07', '6j_Meff_2600', ('T2', 'T6WW')): (0.010012037015999998, 0.08557296594871792),
+    ('ATLAS-SUSY-2016-07', '5j_Meff_1700', ('T2', 'T6WW')): (0.04926746056, 0.07245214788235294),
+    ('ATLAS-SUSY-2016-07', '6j_Meff_1200', ('T2', 'T6WW')): (0.1551031, 0.07147608294930877),
+    ('ATLAS-SUSY-2016-07', '4j_Meff_1000', ('T2', 'T6WW')): (0.10632204719999999, 0.0708813648),
+    ('ATLAS-SUSY-2016-07', '6j_Meff_1800', ('T2', 'T6WW')): (0.022748873199999995, 0.06831493453453451),
+    ('ATLAS-SUSY-2016-07', '2j_Meff_2100', ('T2', 'T6WW')): (0.13238629423999998, 0.05936605122869954),
+    ('CMS-SUS-16-033', 'SR5_Njet9_Nb0_HT1500_MHT750', ('T1bbbb', 'T2')): (0.00681176512, 0.04797017690140846),
+    ('CMS-SUS-13-012', None, ('T2',)): (0.6848000000000001, 0.04622654245983529),
+    ('ATLAS-SUSY-2016-07', '2j_Meff_3600', ('T2', 'T6WW')): (0.0026535652190399998, 0.012696484301626796),
+    ('ATLAS-SUSY-2016-07', None, ('T6WW',)): (0.584, 0.008896824260299141),
+}
+
+
+def test_cascade_model_against_smodels_rerun(db124_compiled):
+    """Every prediction of the cascade model MIXED agrees with SModelS to 1e-4, none missing or extra."""
+    space = restrict_space(default_space(), [1000023, 1000024, 1000001, 1000021])
+    predictor = Predictor(load_table(space, db124_compiled), db124_compiled, space)
+    mine = {(p.analysis, p.dataset, p.txnames): p for p in predictor.predict(protomodel_from_dict(MIXED, space))
+            if (p.analysis, p.datatype) in MIXED_ANALYSES}
+    assert mine.keys() == MIXED_SMODELS.keys()
+    for key, (xsec, r) in MIXED_SMODELS.items():
+        assert mine[key].xsec_fb == pytest.approx(xsec, rel=1e-4), key
+        assert mine[key].r_obs == pytest.approx(r, rel=1e-4), key
+
+
+def test_v3_graph_constraint_against_smodels_rerun(db300_compiled):
+    """The 3.0.0 graph txname T6ttWW of ATLAS-SUSY-2018-09 ({(PV > anyBSM(1),anyBSM(4)), ...}):
+    b~ -> C1 t, C1 -> N1 W. SModelS 3.2.1 on the exported SLHA: xsec 32.6 fb, r = 0.9148565976314754."""
+    space = restrict_space(default_space(), [1000024, 1000005])
+    predictor = Predictor(load_table(space, db300_compiled), db300_compiled, space)
+    model = protomodel_from_dict({
+        "masses": {"1000022": 150.0, "1000024": 250.0, "1000005": 800.0},
+        "decays": {"1000005": {"1000024 6": 1.0}, "1000024": {"1000022 24": 1.0}},
+        "xsecs": [{"pids": [-1000005, 1000005], "sqrts": 13, "xsec_pb": 0.0326}]}, space)
+    (p,) = [p for p in predictor.predict(model) if p.txnames == ("T6ttWW",)]
+    assert p.analysis == "ATLAS-SUSY-2018-09" and p.dataset is None
+    assert p.xsec_fb == pytest.approx(32.6, rel=1e-9)
+    assert p.r_obs == pytest.approx(0.9148565976314754, rel=1e-6)
+    assert p.masses_gev == (800.0, 250.0, 150.0, 800.0, 250.0, 150.0)
