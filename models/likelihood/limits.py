@@ -52,6 +52,7 @@ PAPER_DRMAX = 0.338
 _HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
 _LOG_HALF_PDF = -0.5 * float(np.log(2.0 * np.pi))
 _NEWTON_STEPS = 40
+_TINY_XSEC = 1e-300  # fb
 _LOG_ALPHA = float(np.log(0.05))  # 1 − CL
 
 
@@ -85,7 +86,9 @@ def ul_nll(mu: Any, xsec_fb: Any, ul_obs_fb: Any, ul_exp_fb: Any, lumi_ifb: Any,
     if variant == "smodels3":
         dr = (obs - exp) / (obs + exp)
         exp = xp.where(obs > exp, exp / (1.0 - corr * dr), exp)
-        log_unit = -xp.log(xsec_fb)
+        # the density is per unit μ: ln σ_pred is a μ-independent offset; floored so that a
+        # prediction with no signal stays finite (differences in μ are unaffected)
+        log_unit = -xp.log(xp.maximum(xsec_fb, _TINY_XSEC))
     else:
         cap = exp * (1.0 + drmax) / (1.0 - drmax)
         obs = xp.where((obs - exp) / (obs + exp) > drmax, cap, obs)

@@ -74,6 +74,13 @@ def test_mode_and_log_ndtr_against_scipy():
     assert np.allclose(mode_in_sigmas(u), reference, rtol=1e-9, atol=1e-9)
 
 
+def test_zero_signal_stays_finite_and_differences_are_exact():
+    nll = ul_nll(np.array([0.0, 1.0]), 0.0, 4.5, 2.5, 12.9, "smodels3")
+    assert np.all(np.isfinite(nll)) and nll[1] == nll[0]
+    small = ul_nll(np.array([0.0, 1.0]), 1e-9, 4.5, 2.5, 12.9, "smodels3")
+    assert small[1] - small[0] == pytest.approx(0.0, abs=1e-8)
+
+
 def test_r_value():
     assert r_value(2.62, 2.0) == pytest.approx(1.31)
 
