@@ -59,8 +59,8 @@ References are to ``smodels/experiment/txnameDataObj.py`` (class ``TxNameData``)
    through ``expAuxiliaryFuncs.rescaleWidth``: w' = min(w, 1e50)/1e-30, x = w' if w' < 1e-10 else
    log(1 + w').
 2. ``computeV``: delta_x = column means of the data points (Python's ``sum``, compensated since
-   Python 3.12; we call the same ``sum`` to get the same bits); M = x - delta_x; V = right singular vectors of
-   ``scipy.linalg.svd(M[::ceil(n/2000)])`` (only every n-th point when n > 2000). Rotated points
+   Python 3.12; we call the same ``sum`` to get the same bits); M = x - delta_x; V = right
+   singular vectors of ``scipy.linalg.svd(M[::ceil(n/2000)])`` (only every n-th point when n > 2000). Rotated points
    Mp = M V. ``dimensionality`` = the largest number of coordinates with |Mp| > 1e-4 in any data
    point (``countNonZeros``); the triangulation is ``scipy.spatial.Delaunay(Mp[:, :dim])`` for
    dim > 1, and ``Delaunay1D`` (sorted intervals) for dim == 1. dim == 0 (a single point, or all
@@ -74,7 +74,7 @@ References are to ``smodels/experiment/txnameDataObj.py`` (class ``TxNameData``)
    tolerance is on barycentric coordinates; ``Delaunay1D.find_simplex``: on the coordinate itself,
    in GeV, only beyond the two end points, intervals are (x_i, x_i+1]). Outside: NaN. Inside: value
    = Σ w_j y_j, then clamped from below to the smallest vertex value (only matters within the
-   tolerance band), then rounded to 6 significant digits. We do not round (relative 5e-7).
+   tolerance band), then rounded to 6 significant digits. We do not round (relative <= 5e-6).
 5. Off the plane: if ``countNonZeros(q)`` (|q_i| > 1e-4 over ALL full-dimensional coordinates)
    exceeds dim, ``_interpolateOutsideConvexHull`` returns the projected value only when
    ``_estimateExtrapolationError`` < 0.05 (``accept_errors_upto``), else None. That estimate, with
@@ -85,6 +85,19 @@ References are to ``smodels/experiment/txnameDataObj.py`` (class ``TxNameData``)
    de- > de+ (so NaN in f+ rejects, NaN in f- alone does not). With k maps sharing a
    triangulation the decision is made per map, as SModelS does.
 6. ``_returnProjectedValue``: NaN -> None; |value| < 100 * machine epsilon -> 0.
+
+Bit-exactness (needed: on regular grids many points are co-circular and qhull breaks those ties
+by the last bits of the rotated coordinates, so a matrix product instead of SModelS' row-by-row
+``np.dot`` gave other triangles and values 30 % off): we reproduce delta_x (Python ``sum``), V
+(same LAPACK call), Mp (row-wise products), the width rescaling (``log(1+w)``, not ``log1p``) and
+the column order, and test the resulting values against SModelS 3.2.1 itself (same numpy/scipy/
+OpenBLAS as our venv). Point location: 138 of the 383 triangulations of 1.2.4 contain flat
+(zero-volume) simplices; next to them the containing simplex is not unique, the interpolant can
+jump across a face, and scipy's answer depends on where its walk starts (the previous point of a
+batch; simplex 0 for SModelS' one-point calls). There we locate points near faces (weight <
+2 sqrt(tol)) or outside one by one, as SModelS does, except points provably outside (farther from
+a hull facet than (d+1) * diameter * 2 sqrt(tol)). The Jacobian on a face is that of the simplex
+found.
 """
 
 from __future__ import annotations

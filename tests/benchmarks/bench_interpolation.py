@@ -103,7 +103,8 @@ def test_interpolation_benchmark(db124: Path) -> None:
         p = _points(coords[i_big], n, rng)
         fwd(p), both(p)  # compile/warm
         print(f"Op on the largest triangulation ({len(big.simplices)} simplices, k={big.k}), batch {n}: "
-              f"forward {1e6 * _best(lambda: fwd(p), 20):.0f} us, forward+grad {1e6 * _best(lambda: both(p), 20):.0f} us")
+              f"forward {1e6 * _best(lambda: fwd(p), 20):.0f} us, "
+              f"forward+grad {1e6 * _best(lambda: both(p), 20):.0f} us")
 
     r_var = pt.vector("rows", dtype="int64")
     y = pt.matrix("y", dtype="float64")

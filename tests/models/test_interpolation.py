@@ -48,7 +48,11 @@ def compiled_dbs(request):
             "smodels-db-300-extra": request.getfixturevalue("db300_compiled")}
 
 
-@pytest.mark.parametrize("entry", FIXTURE["maps"], ids=lambda e: f"{e['txname']}-{e['kind']}-{e['folder'].split('/')[-1]}")
+def _entry_id(entry: dict) -> str:
+    return f"{entry['txname']}-{entry['kind']}-{entry['folder'].split('/')[-1]}"
+
+
+@pytest.mark.parametrize("entry", FIXTURE["maps"], ids=_entry_id)
 def test_matches_smodels(entry, compiled_dbs):
     grids = _grids(compiled_dbs[entry["database"]], entry)
     # All signal regions of the entry share one triangulation.
