@@ -7,14 +7,15 @@ Run with a Python that has SModelS 3.2.1 installed (not the tdmcmc venv), e.g.::
 
 SModelS writes a pickle into the database folder it loads, so the selected analysis folders (only
 the selected txname files, and the ``version`` file) are copied to a temporary directory first.
-For every selected map the script draws points (fixed seed) in SModelS' flat coordinates
-(masses in GeV in SModelS' order, then rescaled widths): data points, convex combinations of 2-3
-data points (inside the hull), data points moved by N(0, 30 GeV) in every mass (off the plane of
-symmetric maps, often outside), points pushed 30 % away from the centroid (mostly outside). Each point is rounded to 0.01 as
-``roundCache`` does inside ``getValueFor`` (so SModelS' rounding is a no-op) and evaluated with
-``txname.txnameData.getValueFor`` (or ``txnameDataExp`` for expected limits). The JSON stores
-every point in the column order of tdmcmc's ``MapData.layout`` (v1/v2: per branch entry the mass,
-then its width; widths un-rescaled to GeV) with SModelS' value (null = None).
+For every selected map the script draws points (fixed seed) in SModelS' flat coordinates (masses
+in GeV in SModelS' order, then rescaled widths): data points, convex combinations of 2-3 data
+points (inside the hull), data points moved by N(0, 30 GeV) in every mass (off the plane of
+symmetric maps, often outside), points pushed 30 % away from the centroid (mostly outside). Each
+point is rounded to 0.01 as ``roundCache`` does inside ``getValueFor`` (so SModelS' rounding is a
+no-op) and evaluated with ``txname.txnameData.getValueFor`` (or ``txnameDataExp`` for expected
+limits). The JSON stores every point in the column order of tdmcmc's ``MapData.layout`` (v1/v2:
+per branch entry the mass, then its width; widths un-rescaled to GeV) with SModelS' value (null =
+None).
 """
 
 from __future__ import annotations
