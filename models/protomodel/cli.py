@@ -33,6 +33,8 @@ def evaluate_file(model_path: str | Path, database: str | Path | None = None, *,
     predictor = Predictor(table, compiled, sub, MapInterpolators(compiled, cache=True))
     predictions = sorted(predictor.predict(model), key=lambda p: -(p.r_obs or 0.0))
     db = compiled.database
+    produced = set(table.channels)
+    ignored = sorted({x.pair for x in model.xsecs or () if x.pair not in produced})
     return {
         "model": model.name,
         "model_file": str(model_path),
@@ -40,6 +42,7 @@ def evaluate_file(model_path: str | Path, database: str | Path | None = None, *,
         "settings": {"sigmacut_fb": table.sigmacut, "minmassgap_GeV": table.minmassgap,
                      "max_compressions": table.max_compressions, "max_mass_dist": predictor.max_mass_dist,
                      "xsecs": "injected" if model.xsecs is not None else "fitted"},
+        "ignored_xsecs": [list(pair) for pair in ignored],  # injected pairs the space does not produce
         "predictions": [p.to_dict() for p in predictions],
     }
 

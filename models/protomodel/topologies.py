@@ -62,7 +62,7 @@ from .space import ProtomodelSpace
 MINMASSGAP_GEV = 10.0
 SIGMACUT_FB = 0.02
 MAX_COMPRESSIONS = 2
-TABLE_VERSION = "1"
+TABLE_VERSION = "2"  # bump when enumeration or matching rules change: cached tables are rebuilt
 
 Vertex = tuple[str, ...]
 

@@ -69,11 +69,13 @@ def test_toml_input_gives_the_same_predictions(tmp_path, capsys):
 
 def test_injected_xsecs_are_used_without_kappa(tmp_path, capsys):
     data = dict(SQUARK, ssmultipliers={"-1000001,1000001": 3.0},
-                xsecs=[{"pids": [-1000001, 1000001], "sqrts": 13, "xsec_pb": 0.0146}])
+                xsecs=[{"pids": [-1000001, 1000001], "sqrts": 13, "xsec_pb": 0.0146},
+                       {"pids": [1000022, 1000001], "sqrts": 13, "xsec_pb": 0.01}])
     _, out, _ = _run(capsys, "evaluate", str(_write(tmp_path, data)), "--json")
     ul = [p for p in json.loads(out)["predictions"] if p["datatype"] == "upperLimit" and p["sqrts_TeV"] == 13]
     assert ul and all(p["xsec_fb"] == pytest.approx(14.6) for p in ul)
     assert json.loads(out)["settings"]["xsecs"] == "injected"
+    assert json.loads(out)["ignored_xsecs"] == [[1000001, 1000022]]  # not a production channel of the space
 
 
 @pytest.mark.parametrize("change, message", [
