@@ -18,27 +18,32 @@ from tdmcmc.errors import UserError
 from .hiscores import describe, merge_hiscores
 from .walker import VARIANTS, WalkerSettings
 
-_OBJECTIVES: dict[tuple[str, str | None], Any] = {}
+_OBJECTIVES: dict[tuple, Any] = {}
 
 
-def _objective(database: str, matrix: str | None):
-    """One objective per process and (database, matrix), reused by its walkers (warm interpolators)."""
-    key = (database, matrix)
+def numpy_objective(database: str, matrix: str | None):
+    """The default objective factory: :class:`~.objective.NumpyPaperObjective`."""
+    from .objective import NumpyPaperObjective
+
+    return NumpyPaperObjective(database, matrix)
+
+
+def _objective(database: str, matrix: str | None, factory=numpy_objective):
+    """One objective per process and (factory, database, matrix), reused by its walkers."""
+    key = (factory, database, matrix)
     if key not in _OBJECTIVES:
-        from .objective import NumpyPaperObjective
-
-        _OBJECTIVES[key] = NumpyPaperObjective(database, matrix)
+        _OBJECTIVES[key] = factory(database, matrix)
     return _OBJECTIVES[key]
 
 
 def run_walker(database: str, matrix: str | None, seed: int, walker_id: int, steps: int,
-               settings: WalkerSettings, keep: int) -> dict[str, Any]:
+               settings: WalkerSettings, keep: int, factory=numpy_objective) -> dict[str, Any]:
     """Run one walker in this process; returns its trajectory, hiscores and timings (JSON-ready)."""
     from .hiscores import Hiscores
     from .walker import Walker
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    objective = _objective(database, matrix)
+    objective = _objective(database, matrix, factory)
     walker = Walker(objective.space, objective, seed=seed, walker_id=walker_id, settings=settings,
                     hiscores=Hiscores(keep=keep))
     records = walker.walk(steps)
@@ -52,9 +57,13 @@ def run_walker(database: str, matrix: str | None, seed: int, walker_id: int, ste
 
 def run_greedy(database: str | Path, *, walkers: int, steps: int, seed: int, jobs: int | None = None,
                combination_matrix: str | Path | None = None, settings: WalkerSettings | None = None,
-               keep: int = 20, log=None) -> dict[str, Any]:
+               keep: int = 20, log=None, objective_factory=numpy_objective) -> dict[str, Any]:
     """Run `walkers` walkers of `steps` steps (walker i seeded with seed + i) and return the
-    output document (see docs/greedy.md)."""
+    output document (see docs/greedy.md).
+
+    ``objective_factory(database, matrix)`` builds the :class:`~.objective.PaperObjective` once per
+    process (a module-level function, so that worker processes can call it); the objective must
+    have ``space``, ``compiled`` (its ``database``), ``r_threshold`` and ``kappa_clustering``."""
     from .objective import default_combination_matrix
 
     if walkers < 1 or steps < 1:
@@ -66,9 +75,9 @@ def run_greedy(database: str | Path, *, walkers: int, steps: int, seed: int, job
     settings = settings or WalkerSettings()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     # build (and cache on disk) the database, topology table and combiner once, before the workers
-    objective = _objective(str(database), str(matrix) if matrix else None)
+    objective = _objective(str(database), str(matrix) if matrix else None, objective_factory)
     jobs = max(1, min(walkers, jobs or os.cpu_count() or 1))
-    args = [(str(database), str(matrix) if matrix else None, seed + i, i, steps, settings, keep)
+    args = [(str(database), str(matrix) if matrix else None, seed + i, i, steps, settings, keep, objective_factory)
             for i in range(walkers)]
     results = []
     if jobs == 1:
