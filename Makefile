@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml scripts/find-python
 	@python=$$(scripts/find-python) && echo "using $$python" && "$$python" -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,pyhf]'
 	@touch $(STAMP)
 
 run: $(STAMP)
