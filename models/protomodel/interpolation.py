@@ -568,7 +568,8 @@ class BatchedInterpolator:
         """Values (n,) of map rows `map_rows` (n,) at `points` (n, >= n_coords) GeV; NaN where
         SModelS returns None; ``jacobian`` (n, max_coords) per GeV if asked."""
         map_rows = np.asarray(map_rows, dtype=np.int64)
-        given = np.asarray(points, dtype=np.float64).reshape(len(map_rows), -1)
+        given = np.asarray(points, dtype=np.float64)
+        given = given.reshape(len(map_rows), given.shape[-1] if given.ndim == 2 else -1)
         pts = np.zeros((len(map_rows), self.max_coords))
         pts[:, :min(given.shape[1], self.max_coords)] = given[:, :self.max_coords]
         grp = self.interps.map_group[map_rows]
