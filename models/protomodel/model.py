@@ -185,6 +185,11 @@ class _Validator:
                 missing = [d for d in channel if d in self.space.particles and d not in masses]
                 if missing and br > 0:
                     raise self.fail(dwhere, f"daughter {missing[0]} has no mass in this model")
+                threshold = sum(masses[d] if d in self.space.particles else self.space.sm_masses.get(d, 0.0)
+                                for d in channel)
+                if br > 0 and masses[parent] <= threshold:
+                    raise self.fail(dwhere, f"channel is closed: {masses[parent]} GeV <= {threshold:g} GeV "
+                                    "(sum of the daughter masses)")
                 out[channel] = out.get(channel, 0.0) + float(br)
             total = sum(out.values())
             if out and abs(total - 1.0) > BR_TOLERANCE:

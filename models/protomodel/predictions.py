@@ -198,6 +198,10 @@ class Predictor:
         t = self.table
         masses = np.full(len(t.particles), np.nan)
         present = 0
+        outside = sorted(set(model.masses) - set(self.pindex))
+        if outside:
+            raise UserError(f"protomodel {model.name!r}: particle {outside[0]} is not in the table's space "
+                            f"{self.table.space_name!r}")
         for pdg, m in model.masses.items():
             i = self.pindex[pdg]
             masses[i] = m
@@ -225,7 +229,7 @@ class Predictor:
     def candidate_rows(self, present: int) -> np.ndarray:
         """Rows whose particles are all present."""
         t = self.table
-        ok = np.flatnonzero((t.block_keys & np.uint32(~present & 0xFFFFFFFF)) == 0)
+        ok = np.flatnonzero((t.block_keys & np.uint64(~present & 0xFFFFFFFFFFFFFFFF)) == 0)
         starts, stops = t.block_start[ok], t.block_start[ok + 1]
         return _ranges(starts, stops)
 

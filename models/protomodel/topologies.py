@@ -62,7 +62,7 @@ from .space import ProtomodelSpace
 MINMASSGAP_GEV = 10.0
 SIGMACUT_FB = 0.02
 MAX_COMPRESSIONS = 2
-TABLE_VERSION = "2"  # bump when enumeration or matching rules change: cached tables are rebuilt
+TABLE_VERSION = "3"  # bump when enumeration or matching rules change: cached tables are rebuilt
 
 Vertex = tuple[str, ...]
 
@@ -117,7 +117,7 @@ class TopologyTable:
     el_share: np.ndarray                  # (E,) product of sign-assignment shares
     el_gap: np.ndarray                    # (E, V, 2) particle indices (mother, daughter); -1 pad
     el_mask: np.ndarray                   # (E, V) bool: decay is mass-compressed in this row
-    el_particles: np.ndarray              # (E,) uint32 bitmask of particles involved
+    el_particles: np.ndarray              # (E,) uint64 bitmask of particles involved
     block_keys: np.ndarray                # (K,) distinct bitmasks, rows sorted by them
     block_start: np.ndarray               # (K+1,)
     match_start: np.ndarray               # (E+1,) CSR into the match arrays
@@ -260,6 +260,9 @@ def build_table(space: ProtomodelSpace, compiled, *, minmassgap: float = MINMASS
         classes.setdefault(key, _ConstraintClass(tuple(terms), [])).txnames.append(t)
     max_vertices = max(max(e.n_vertices) for c in classes.values() for _, e in c.terms)
 
+    if len(space.particles) > 64:
+        raise UserError(f"{space.source}: the topology table supports up to 64 particles, "
+                        f"the space has {len(space.particles)}")
     graph = DecayGraph(space)
     particles = np.array(sorted(space.particles), dtype=np.int64)
     pindex = {int(p): i for i, p in enumerate(particles)}
@@ -399,7 +402,7 @@ def _assemble(space, db, refs, records, class_list, rows, forms, graph, channels
         if k:
             el_gap[i, :k] = el["gap"][i]
         el_mask[i, list(el["mask"][i])] = True
-    bits = np.array(el["bits"], dtype=np.uint32)
+    bits = np.array(el["bits"], dtype=np.uint64)
     order = np.lexsort((np.arange(n), bits))
     block_keys, block_first = np.unique(bits[order], return_index=True)
     counts = np.array([len(matches_per_row[i]) for i in order], dtype=np.int64)

@@ -85,6 +85,8 @@ def test_injected_xsecs_are_used_without_kappa(tmp_path, capsys):
     ({"decays": {"1000001": {"1000022 6": 1.0}}}, "has no decay channel [1000022, 6]"),
     ({"masses": {"1000022": 100.0, "1000001": -1}}, "masses.1000001: mass must be a positive number"),
     ({"decays": {}}, "decays.1000001: Xd has a mass but no decays"),
+    ({"decays": {"1000001": {"1000022 1": 0.5, "1000023 1": 0.5}},
+      "masses": {"1000022": 100.0, "1000023": 950.0, "1000001": 900.0}}, "channel is closed: 900.0 GeV <= 950 GeV"),
     ({"ssmultipliers": {"a,b": 1.0}}, "ssmultipliers.'a,b'"),
 ])
 def test_bad_models_give_one_line_errors(tmp_path, capsys, change, message):
