@@ -353,7 +353,9 @@ class Predictor:
                 out["xsec"].append(np.array([g_xsec[members][sel].sum()]))
                 out["ul"].append(np.array([value]))
                 out["exp"].append(np.array([np.nan if expected is None else expected]))
-                out["points"].append(avg[None, :])
+                full = np.zeros((1, g_points.shape[1]))
+                full[0, :len(avg)] = avg
+                out["points"].append(full)
         cat = {k: np.concatenate(v) for k, v in out.items()}
         keep = cat["xsec"] >= MIN_PREDICTION_FB
         n = int(keep.sum())

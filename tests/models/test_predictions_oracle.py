@@ -311,3 +311,43 @@ def test_v3_graph_constraint_against_smodels_rerun(db300_compiled):
     assert p.xsec_fb == pytest.approx(32.6, rel=1e-9)
     assert p.r_obs == pytest.approx(0.9148565976314754, rel=1e-6)
     assert p.masses_gev == (800.0, 250.0, 150.0, 800.0, 250.0, 150.0)
+
+
+# SModelS 3.2.1 run here as for MIXED, UL folders of CLUSTERS_ANALYSES. CLUSTERS has four light
+# squarks at 800-1000 GeV and two stops: UL txnames get several mass points, which SModelS merges
+# (T2: d~, u~, c~ in one cluster, s~ apart) or keeps apart (T2tt: t~1 and t~2) with doCluster.
+CLUSTERS = {"name": "clusters", "masses": {"1000022": 150.0, "1000001": 800.0, "1000002": 830.0, "1000003": 1000.0, "1000004": 805.0, "1000006": 700.0, "2000006": 860.0, "1000023": 400.0, "1000024": 420.0}, "decays": {"1000001": {"1000022 1": 0.8, "1000023 1": 0.2}, "1000002": {"1000022 2": 1.0}, "1000003": {"1000022 3": 1.0}, "1000004": {"1000022 4": 0.9, "1000024 3": 0.1}, "1000006": {"1000022 6": 0.6, "1000024 5": 0.4}, "2000006": {"1000022 6": 0.5, "1000006 23": 0.5}, "1000023": {"1000022 23": 0.6, "1000022 25": 0.4}, "1000024": {"1000022 24": 1.0}}, "xsecs": [{"pids": [-1000001, 1000001], "sqrts": 13, "xsec_pb": 0.03}, {"pids": [-1000002, 1000002], "sqrts": 13, "xsec_pb": 0.025}, {"pids": [-1000003, 1000003], "sqrts": 13, "xsec_pb": 0.008}, {"pids": [-1000004, 1000004], "sqrts": 13, "xsec_pb": 0.028}, {"pids": [-1000001, 1000001], "sqrts": 8, "xsec_pb": 0.003}, {"pids": [-1000002, 1000002], "sqrts": 8, "xsec_pb": 0.0025}, {"pids": [-1000004, 1000004], "sqrts": 8, "xsec_pb": 0.0028}, {"pids": [-1000006, 1000006], "sqrts": 13, "xsec_pb": 0.067}, {"pids": [-2000006, 2000006], "sqrts": 13, "xsec_pb": 0.04}, {"pids": [-1000006, 1000006], "sqrts": 8, "xsec_pb": 0.009}, {"pids": [1000023, 1000024], "sqrts": 13, "xsec_pb": 0.5}, {"pids": [-1000024, 1000023], "sqrts": 13, "xsec_pb": 0.25}, {"pids": [-1000024, 1000024], "sqrts": 13, "xsec_pb": 0.35}]}
+CLUSTERS_ANALYSES = {"ATLAS-SUSY-2016-07", "CMS-SUS-19-006", "CMS-SUS-16-036", "CMS-SUS-16-033", "ATLAS-SUSY-2016-15",
+                     "CMS-SUS-13-012", "ATLAS-SUSY-2013-02", "ATLAS-SUSY-2017-03", "CMS-SUS-17-004"}
+# (analysis, dataset, txnames) -> sorted [(xsec_fb, r_obs), ...] (one entry per UL cluster)
+CLUSTERS_SMODELS = {
+    ('CMS-SUS-19-006', None, ('T2',)): [(8.0, 1.569566113067619), (66.88, 5.662038604808669)],
+    ('CMS-SUS-16-033', None, ('T2',)): [(8.0, 0.9348196966510084), (66.88, 4.749898794769998)],
+    ('CMS-SUS-16-036', None, ('T2',)): [(8.0, 1.0063082951250653), (66.88, 3.575629263702658)],
+    ('CMS-SUS-19-006', None, ('T2tt',)): [(10.0, 2.575587040676246), (24.119999999999997, 3.0972354733621055)],
+    ('CMS-SUS-16-036', None, ('T2tt',)): [(10.0, 1.774216727670152), (24.119999999999997, 2.066838046272493)],
+    ('CMS-SUS-16-033', None, ('T2tt',)): [(10.0, 0.9311247055318119), (24.119999999999997, 1.4923987897462552)],
+    ('ATLAS-SUSY-2016-07', None, ('T2',)): [(8.0, 0.5064573309698659), (66.88, 1.2648532312574583)],
+    ('ATLAS-SUSY-2016-15', None, ('T2tt',)): [(10.0, 1.1155734047300312), (24.119999999999997, 1.0724766562916852)],
+    ('ATLAS-SUSY-2013-02', None, ('T2',)): [(6.688000000000001, 0.48605004396834284)],
+    ('CMS-SUS-13-012', None, ('T2',)): [(6.688000000000001, 0.34796362198497427)],
+    ('ATLAS-SUSY-2016-07', None, ('T6WW',)): [(0.2800000000000001, 0.0037795547684482777)],
+    ('ATLAS-SUSY-2013-02', None, ('T6WW',)): [(0.028000000000000004, 0.001411888097783336)],
+}
+
+
+def test_ul_clustering_against_smodels_rerun(db124_compiled):
+    """Several mass points per UL txname: clusters, summed σ and r as SModelS' doCluster gives them."""
+    space = restrict_space(default_space(), [int(p) for p in CLUSTERS["masses"]])
+    predictor = Predictor(load_table(space, db124_compiled), db124_compiled, space)
+    mine: dict[tuple, list] = {}
+    for p in predictor.predict(protomodel_from_dict(CLUSTERS, space)):
+        if p.analysis in CLUSTERS_ANALYSES and p.datatype == "upperLimit":
+            mine.setdefault((p.analysis, p.dataset, p.txnames), []).append((p.xsec_fb, p.r_obs))
+    assert mine.keys() == CLUSTERS_SMODELS.keys()
+    assert sum(len(v) > 1 for v in mine.values()) >= 5  # txnames with more than one cluster
+    for key, expected in CLUSTERS_SMODELS.items():
+        got = sorted(mine[key])
+        assert len(got) == len(expected), key
+        for (x, r), (x0, r0) in zip(got, expected):
+            assert x == pytest.approx(x0, rel=1e-4) and r == pytest.approx(r0, rel=1e-4), key
