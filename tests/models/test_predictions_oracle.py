@@ -336,17 +336,44 @@ CLUSTERS_SMODELS = {
 }
 
 
-def test_ul_clustering_against_smodels_rerun(db124_compiled):
-    """Several mass points per UL txname: clusters, summed σ and r as SModelS' doCluster gives them."""
-    space = restrict_space(default_space(), [int(p) for p in CLUSTERS["masses"]])
+# The same for an electroweak model: off-shell three-body N2 and C1 decays (TChiWZoff, prefactor 71),
+# slepton pairs (TSlepSlep, TSelSel, TSmuSmu), UL folders plus the EM folder of ATLAS-SUSY-2013-11.
+EW = {"name": "ew", "masses": {"1000022": 100.0, "1000023": 160.0, "1000024": 165.0, "1000011": 300.0, "1000013": 310.0}, "decays": {"1000023": {"1000022 11 11": 0.1, "1000022 13 13": 0.1, "1000022 15 15": 0.1, "1000022 2 2": 0.5, "1000022 5 5": 0.2}, "1000024": {"1000022 11 12": 0.15, "1000022 13 14": 0.15, "1000022 15 16": 0.15, "1000022 2 1": 0.55}, "1000011": {"1000022 11": 0.9, "1000024 12": 0.1}, "1000013": {"1000022 13": 1.0}}, "xsecs": [{"pids": [1000023, 1000024], "sqrts": 13, "xsec_pb": 3.0}, {"pids": [-1000024, 1000023], "sqrts": 13, "xsec_pb": 1.8}, {"pids": [-1000024, 1000024], "sqrts": 13, "xsec_pb": 2.5}, {"pids": [1000023, 1000024], "sqrts": 8, "xsec_pb": 1.0}, {"pids": [-1000024, 1000023], "sqrts": 8, "xsec_pb": 0.5}, {"pids": [-1000024, 1000024], "sqrts": 8, "xsec_pb": 0.8}, {"pids": [-1000011, 1000011], "sqrts": 13, "xsec_pb": 0.015}, {"pids": [-1000013, 1000013], "sqrts": 13, "xsec_pb": 0.013}, {"pids": [-1000011, 1000011], "sqrts": 8, "xsec_pb": 0.005}, {"pids": [-1000013, 1000013], "sqrts": 8, "xsec_pb": 0.004}]}
+EW_FOLDERS = {(a, "upperLimit") for a in ("ATLAS-SUSY-2016-24", "ATLAS-SUSY-2018-06", "ATLAS-SUSY-2018-32",
+                                          "CMS-SUS-17-004", "CMS-SUS-17-009", "ATLAS-SUSY-2013-11",
+                                          "ATLAS-SUSY-2013-12", "CMS-SUS-13-006")} | {("ATLAS-SUSY-2013-11", "efficiencyMap")}
+EW_SMODELS = {
+    ('ATLAS-SUSY-2016-24', None, ('TSlepSlep',)): [(37.724999999999994, 12.847364119329791)],
+    ('CMS-SUS-17-009', None, ('TSlepSlep',)): [(25.15, 6.009572304832269)],
+    ('CMS-SUS-13-006', None, ('TChiWZoff',)): [(6390.0, 5.282956471414988)],
+    ('ATLAS-SUSY-2013-11', None, ('TSlepSlep',)): [(8.05, 3.3543064294345606)],
+    ('CMS-SUS-17-009', None, ('TSelSel',)): [(12.15, 2.5341537178016478)],
+    ('ATLAS-SUSY-2018-32', None, ('TSlepSlep',)): [(12.15, 1.7482014388489209), (13.0, 2.2968197879858656)],
+    ('CMS-SUS-17-009', None, ('TSmuSmu',)): [(13.0, 2.2054158226709957)],
+    ('ATLAS-SUSY-2013-11', 'WWc-SF', ('TSlepSlep',)): [(0.654894825, 2.147196147540984)],
+    ('ATLAS-SUSY-2013-11', 'mT2-120-SF', ('TSlepSlep',)): [(0.563484815, 2.0052840391459075)],
+    ('CMS-SUS-13-006', None, ('TSlepSlep',)): [(8.05, 1.9237662803202298)],
+    ('ATLAS-SUSY-2013-11', 'mT2-150-SF', ('TSlepSlep',)): [(0.42317851000000006, 1.5790242910447765)],
+    ('ATLAS-SUSY-2013-11', 'mT2-90-SF', ('TSlepSlep',)): [(0.699036785, 1.0527662424698794)],
+    ('ATLAS-SUSY-2013-11', 'WWb-SF', ('TSlepSlep',)): [(0.17680752500000002, 0.3168593637992832)],
+    ('ATLAS-SUSY-2013-11', 'WWa-SF', ('TSlepSlep',)): [(0.08997134000000002, 0.11066585485854862)],
+    ('ATLAS-SUSY-2013-11', 'Zjets', ('TSlepSlep',)): [(0.000134034865, 0.0006668401243781094)],
+}
+
+
+@pytest.mark.parametrize("model, folders, reference", [
+    (CLUSTERS, {(a, "upperLimit") for a in CLUSTERS_ANALYSES}, CLUSTERS_SMODELS),
+    (EW, EW_FOLDERS, EW_SMODELS),
+], ids=["clusters", "electroweak"])
+def test_models_against_smodels_rerun(db124_compiled, model, folders, reference):
+    space = restrict_space(default_space(), [int(p) for p in model["masses"]])
     predictor = Predictor(load_table(space, db124_compiled), db124_compiled, space)
     mine: dict[tuple, list] = {}
-    for p in predictor.predict(protomodel_from_dict(CLUSTERS, space)):
-        if p.analysis in CLUSTERS_ANALYSES and p.datatype == "upperLimit":
+    for p in predictor.predict(protomodel_from_dict(model, space)):
+        if (p.analysis, p.datatype) in folders:
             mine.setdefault((p.analysis, p.dataset, p.txnames), []).append((p.xsec_fb, p.r_obs))
-    assert mine.keys() == CLUSTERS_SMODELS.keys()
-    assert sum(len(v) > 1 for v in mine.values()) >= 5  # txnames with more than one cluster
-    for key, expected in CLUSTERS_SMODELS.items():
+    assert mine.keys() == reference.keys()
+    for key, expected in reference.items():
         got = sorted(mine[key])
         assert len(got) == len(expected), key
         for (x, r), (x0, r0) in zip(got, expected):
