@@ -142,11 +142,6 @@ class MapInterpolators:
                 _atomic_pickle(path, self._built[g])
         return self._built[g]
 
-    def prepare(self, map_rows: Sequence[int]) -> None:
-        """Build the interpolators of these maps now (e.g. before timing)."""
-        for g in {int(self.map_group[m]) for m in map_rows if m >= 0}:
-            self.group(g)
-
     def evaluate(self, map_rows: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Value of map ``map_rows[i]`` at ``points[i]`` (GeV), NaN where SModelS gives None or
         where ``map_rows[i]`` is -1. One interpolator call per coordinate group."""

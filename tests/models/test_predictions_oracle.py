@@ -204,6 +204,20 @@ def test_ul_masses_and_expected_limits(predictor, oracle_models):
     assert checked >= 10 and close >= checked // 2  # 8 of 12 agree to 0.1%
 
 
+def test_batch_equals_single_evaluations(predictor, oracle_models):
+    """predict_many (one concatenated evaluation) gives each model exactly its own predictions."""
+    models = [protomodel_from_dict(data, predictor.space) for data, _ in oracle_models.values()]
+    batch = predictor.predict_many(models)
+    assert len(batch) == len(models)
+    for model, got in zip(models, batch):
+        single = predictor.predict(model)
+        assert [_key(p.to_dict()) for p in got] == [_key(p.to_dict()) for p in single]
+        for a, b in zip(got, single):  # equal up to rounding (interpolation batches differ in size)
+            assert a.xsec_fb == pytest.approx(b.xsec_fb, rel=1e-12)
+            assert a.r_obs == pytest.approx(b.r_obs, rel=1e-12)
+            assert (a.r_exp is None) == (b.r_exp is None)
+
+
 def test_em_signal_events(predictor, oracle_models):
     """signal_events = xsec_fb × luminosity, SModelS' signal yield."""
     data, ref = oracle_models["gluino1500_lsp300"]
