@@ -47,7 +47,6 @@ import pickle
 import tempfile
 from dataclasses import dataclass, replace
 from itertools import combinations, permutations
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
