@@ -478,6 +478,28 @@ class PredictionArrays:
             part_prediction=np.concatenate([x.part_prediction + o for x, o in zip(items, offsets)]))
 
 
+def best_expected(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """SModelS' ``useBestDataset=True`` selection (the critic set of the protomodels code): every UL
+    prediction, and per efficiency-map analysis the signal region with the largest expected
+    r = σ/UL_exp (ties: the larger σ, then the first in dataset order; ``_getBestResult``)."""
+    out: list[Prediction] = []
+    best: dict[tuple[str, float], Prediction] = {}
+    for p in predictions:
+        if p.datatype != "efficiencyMap":
+            out.append(p)
+            continue
+        key = (p.analysis, p.sqrts_tev)
+        r = p.r_exp if p.r_exp is not None else -np.inf
+        current = best.get(key)
+        if current is None:
+            best[key] = p
+            continue
+        r0 = current.r_exp if current.r_exp is not None else -np.inf
+        if r > r0 or (r == r0 and p.xsec_fb > current.xsec_fb):
+            best[key] = p
+    return out + list(best.values())
+
+
 def _finite(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 

@@ -26,7 +26,7 @@ import pytest
 
 from tdmcmc.models.protomodel import default_space
 from tdmcmc.models.protomodel.model import protomodel_from_dict
-from tdmcmc.models.protomodel.predictions import Predictor
+from tdmcmc.models.protomodel.predictions import Predictor, best_expected
 from tdmcmc.models.protomodel.topologies import load_table, restrict_space
 
 pytestmark = pytest.mark.realdata
@@ -216,6 +216,17 @@ def test_batch_equals_single_evaluations(predictor, oracle_models):
             assert a.xsec_fb == pytest.approx(b.xsec_fb, rel=1e-12)
             assert a.r_obs == pytest.approx(b.r_obs, rel=1e-12)
             assert (a.r_exp is None) == (b.r_exp is None)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_critic_set(name, predictor, oracle_models):
+    """The best-expected signal region per EM analysis and every UL prediction: the same selection as
+    the oracle's ``critic_predictions`` (SModelS' useBestDataset=True), for all five models."""
+    data, ref = oracle_models[name]
+    model = protomodel_from_dict(data, predictor.space)
+    mine = sorted((_key(p.to_dict()) for p in best_expected(predictor.predict(model))), key=str)
+    theirs = sorted((_key(p) for p in ref["critic_predictions"]), key=str)
+    assert mine == theirs
 
 
 def test_em_signal_events(predictor, oracle_models):
