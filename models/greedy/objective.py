@@ -120,6 +120,9 @@ class NumpyPaperObjective:
         a = self.compiled.arrays
         # results are (id, is EM): UL and EM versions of an analysis can share an id
         self._result_index = {(str(r), bool(em)): i for i, (r, em) in enumerate(zip(a.result_id, a.result_is_em))}
+        self._txnames: dict[tuple[int, str], list[int]] = {}      # (dataset, txname) -> table txnames
+        for i, ref in enumerate(self.table.txnames):
+            self._txnames.setdefault((int(ref.dataset), ref.name), []).append(i)
         self._dataset_index: dict[tuple[int, str | None], int] = {}
         for d, (r, ds) in enumerate(zip(a.dataset_result, a.dataset_id)):
             self._dataset_index[(int(r), None if not a.result_is_em[r] else str(ds))] = d
@@ -244,30 +247,27 @@ class NumpyPaperObjective:
     def _contributing(self, arrays, members) -> frozenset[int]:
         """PDG ids of the table rows that contribute to the members' predictions (ε > 0 or inside
         the UL grid), i.e. the particles SModelS lists in those theory predictions' elements."""
+        from tdmcmc.models.protomodel.predictions import _ranges
+
         pr, t = self.predictor, self.table
-        datasets = set()
-        names: dict[int, set[str]] = {}
-        for p in members:
-            d = self._dataset_index[(self._result(p), p.dataset)]
-            datasets.add(d)
-            names.setdefault(d, set()).update(p.txnames)
-        rows, w = pr.element_weights(arrays, pr.candidate_rows(arrays.present))
-        starts, stops = t.match_start[rows], t.match_start[rows + 1]
-        counts = stops - starts
-        idx = np.concatenate([np.arange(s, e) for s, e in zip(starts, stops)]) if len(rows) else np.zeros(0, int)
-        local = np.repeat(np.arange(len(rows)), counts)
-        tx = t.m_txname[idx]
-        keep = np.array([int(pr.tx_dataset[x]) in datasets and t.txnames[x].name in names[int(pr.tx_dataset[x])]
-                         for x in tx], dtype=bool)
-        idx, local, tx = idx[keep], local[keep], tx[keep]
+        wanted = [i for p in members for name in p.txnames
+                  for i in self._txnames.get((self._dataset_index[(self._result(p), p.dataset)], name), ())]
+        rows, _ = pr.element_weights(arrays, pr.candidate_rows(arrays.present))
+        idx = _ranges(t.match_start[rows], t.match_start[rows + 1])
+        local = np.repeat(np.arange(len(rows)), t.match_start[rows + 1] - t.match_start[rows])
+        keep = np.isin(t.m_txname[idx], wanted)
+        idx, local = idx[keep], local[keep]
         if not len(idx):
             return frozenset()
+        tx = t.m_txname[idx]
         coords = t.m_coords[idx]
         points = np.where(coords >= 0, arrays.masses[np.maximum(coords, 0)], 0.0)
         values = pr.interps.evaluate(pr.tx_map[tx], points)
-        ok = ~np.isnan(values) & np.where(pr.tx_is_em[tx], np.abs(np.nan_to_num(values)) > 0, True)
-        bits = np.bitwise_or.reduce(t.el_particles[rows[local[ok]]].astype(np.uint64)) if ok.any() else 0
-        return frozenset(int(p) for i, p in enumerate(t.particles) if int(bits) >> i & 1)
+        ok = ~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) > 0))
+        if not ok.any():
+            return frozenset()
+        bits = int(np.bitwise_or.reduce(t.el_particles[rows[local[ok]]].astype(np.uint64)))
+        return frozenset(int(p) for i, p in enumerate(t.particles) if bits >> i & 1)
 
     def _class_kappas(self, model: Protomodel) -> dict[tuple[int, int], float]:
         """κ per shared κ key of the production channels whose particles are present."""
