@@ -80,13 +80,14 @@ class Prediction:
     r_exp: float | None
     txname_xsec_fb: dict[str, float] | None = None
     masses_gev: tuple[float, ...] | None = None
+    max_condition: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"analysis": self.analysis, "dataset": self.dataset, "datatype": self.datatype,
                 "txnames": list(self.txnames), "sqrts_TeV": self.sqrts_tev, "lumi_ifb": self.lumi_ifb,
                 "xsec_fb": self.xsec_fb, "signal_events": self.signal_events, "ul_obs_fb": self.ul_obs_fb,
                 "ul_exp_fb": self.ul_exp_fb, "r_obs": self.r_obs, "r_exp": self.r_exp,
-                "txname_xsec_fb": self.txname_xsec_fb,
+                "txname_xsec_fb": self.txname_xsec_fb, "max_condition": self.max_condition,
                 "masses_GeV": None if self.masses_gev is None else list(self.masses_gev)}
 
 
@@ -180,6 +181,7 @@ class Predictor:
         self.tx_map = np.array([t.map_eff if t.is_em else t.map_obs for t in tx], dtype=np.int64)
         self.tx_map_exp = np.array([t.map_exp for t in tx], dtype=np.int64)
         self.tx_ncoords = np.array([t.n_coords for t in tx], dtype=np.int64)
+        self.tx_has_conditions = np.array([bool(t.conditions) for t in tx], dtype=bool)
         result = a.dataset_result[self.tx_dataset]
         self.tx_sqrts = np.array([self.sqrts.index(int(round(s))) for s in a.result_sqrts[result]], dtype=np.int64)
         self.pindex = table.particle_index()
@@ -265,7 +267,7 @@ class Predictor:
         idx, local, tx, weight = idx[keep], local[keep], tx[keep], weight[keep]
         coords = t.m_coords[idx]
         return {"tx": tx, "weight": weight, "origin": t.el_origin[rows[local]], "coef": t.m_coef[idx],
-                "shape": t.m_shape[idx].astype(np.int64),
+                "shape": t.m_shape[idx].astype(np.int64), "bits": t.m_cond_bits[idx],
                 "points": np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)}
 
     def evaluate_batch(self, models: Sequence[Protomodel | ModelArrays]) -> PredictionArrays:
@@ -313,11 +315,14 @@ class Predictor:
         part_ok = keep[pred_inv]
         pred_model, pred_dataset = np.divmod(pred_keys[keep], len(self.arrays.dataset_id))
         n = int(keep.sum())
+        entry_pred = np.where(keep[pred_inv[part_inv]], renumber[pred_inv[part_inv]], -1)
+        max_condition = self._max_conditions(n, entry_pred, tx, w[first], e["bits"][first])
         return PredictionArrays(
             model=pred_model, dataset=pred_dataset, txname=np.full(n, -1), xsec_fb=xsec[keep],
             ul_obs_fb=self.arrays.upper_limit[pred_dataset], ul_exp_fb=self.arrays.expected_upper_limit[pred_dataset],
             masses=np.full((n, self.table.m_coords.shape[1]), np.nan),
-            part_prediction=renumber[pred_inv][part_ok], part_txname=part_tx[part_ok], part_xsec_fb=part_xsec[part_ok])
+            part_prediction=renumber[pred_inv][part_ok], part_txname=part_tx[part_ok], part_xsec_fb=part_xsec[part_ok],
+            max_condition=max_condition)
 
     def _ul(self, e: dict[str, np.ndarray], ul: np.ndarray, ul_exp: np.ndarray) -> PredictionArrays:
         first = _first_of_max(np.stack([e["model"], e["origin"], e["tx"]]), e["weight"])
@@ -338,11 +343,16 @@ class Predictor:
         single = count[owner] == 1
         out = {"model": [g_model[single]], "tx": [g_tx[single]], "xsec": [g_xsec[single]], "ul": [g_ul[single]],
                "exp": [g_exp[single]], "points": [g_points[single]]}
+        group_pred = np.full(n_g, -1)
+        group_pred[single] = np.arange(int(single.sum()))
+        next_pred = int(single.sum())
         for o in np.unique(owner[~single]):
             members = np.flatnonzero(owner == o)
             t = int(g_tx[members[0]])
             for sel, avg, value, expected in self._clusters(t, g_weight[members], g_shape[members],
                                                             g_points[members], g_ul[members], g_exp[members]):
+                group_pred[members[sel]] = next_pred
+                next_pred += 1
                 out["model"].append(g_model[members[:1]])
                 out["tx"].append(np.array([t]))
                 out["xsec"].append(np.array([g_xsec[members][sel].sum()]))
@@ -358,10 +368,36 @@ class Predictor:
         masses[:, :cat["points"].shape[1]] = cat["points"][keep]
         tx = cat["tx"][keep]
         masses[np.arange(masses.shape[1]) >= self.tx_ncoords[tx][:, None]] = np.nan  # narrower maps
+        renumber = np.cumsum(keep) - 1
+        entry_pred = group_pred[g_of]
+        entry_pred = np.where((entry_pred >= 0) & keep[np.maximum(entry_pred, 0)], renumber[np.maximum(entry_pred, 0)], -1)
+        max_condition = self._max_conditions(n, entry_pred, e["tx"], e["weight"], e["bits"])
         return PredictionArrays(
             model=cat["model"][keep], dataset=self.tx_dataset[tx], txname=tx, xsec_fb=cat["xsec"][keep],
             ul_obs_fb=cat["ul"][keep], ul_exp_fb=cat["exp"][keep], masses=masses,
-            part_prediction=np.arange(n), part_txname=tx, part_xsec_fb=cat["xsec"][keep])
+            part_prediction=np.arange(n), part_txname=tx, part_xsec_fb=cat["xsec"][keep], max_condition=max_condition)
+
+    def _max_conditions(self, n: int, entry_pred: np.ndarray, tx: np.ndarray, weight: np.ndarray,
+                        bits: np.ndarray) -> np.ndarray:
+        """SModelS' ``getmaxCondition`` per prediction: the largest Cgtr/Csim violation over its
+        txnames, condition-element weights summed over the prediction's elements (σ·BR, or σ·BR·ε
+        for EM). A Python loop over the (prediction, txname) pairs that have conditions only."""
+        out = np.zeros(n)
+        sel = np.flatnonzero(self.tx_has_conditions[tx] & (entry_pred >= 0))
+        if not len(sel):
+            return out
+        keys = entry_pred[sel] * len(self.table.txnames) + tx[sel]
+        for key in np.unique(keys):
+            entries = sel[keys == key]
+            pred, t = divmod(int(key), len(self.table.txnames))
+            conditions = self.table.txnames[t].conditions
+            n_el = 1 + max(j for _, args in conditions for arg in args for _, j in arg)
+            element_bits = (bits[entries][:, None] >> np.arange(n_el, dtype=np.uint64)) & np.uint64(1)
+            w = weight[entries] @ element_bits.astype(float)
+            for kind, args in conditions:
+                values = [sum(coef * w[j] for coef, j in arg) for arg in args]
+                out[pred] = max(out[pred], _condition(kind, values))
+        return out
 
     def _map_value(self, map_row: int, point: np.ndarray) -> float | None:
         if map_row < 0:
@@ -437,7 +473,8 @@ class Predictor:
                 signal_events=xsec * lumi if em else None, ul_obs_fb=ul_obs, ul_exp_fb=ul_exp,
                 r_obs=xsec / ul_obs if ul_obs else None, r_exp=xsec / ul_exp if ul_exp else None,
                 txname_xsec_fb=parts[i],
-                masses_gev=None if em else tuple(float(x) for x in masses[~np.isnan(masses)])))
+                masses_gev=None if em else tuple(float(x) for x in masses[~np.isnan(masses)]),
+                max_condition=float(arrays.max_condition[i])))
         return out
 
 
@@ -446,8 +483,9 @@ class PredictionArrays:
     """Predictions of a batch of protomodels, one entry per prediction: ``model`` (index in the
     batch), ``dataset`` (index in ``DatabaseArrays``), ``txname`` (table txname index for UL
     clusters, -1 for EM signal regions), ``xsec_fb`` (σ·BR or σ·BR·ε), limits in fb (NaN when
-    absent), ``masses`` (UL cluster mass point, GeV, NaN-padded). ``part_*`` split each prediction's
-    σ by txname (entry ``part_prediction`` of the prediction arrays)."""
+    absent), ``masses`` (UL cluster mass point, GeV, NaN-padded), ``max_condition`` (SModelS'
+    largest condition violation, 0 without conditions). ``part_*`` split each prediction's σ by
+    txname (entry ``part_prediction`` of the prediction arrays)."""
 
     model: np.ndarray
     dataset: np.ndarray
@@ -459,6 +497,7 @@ class PredictionArrays:
     part_prediction: np.ndarray
     part_txname: np.ndarray
     part_xsec_fb: np.ndarray
+    max_condition: np.ndarray
 
     @property
     def r_obs(self) -> np.ndarray:
@@ -474,7 +513,7 @@ class PredictionArrays:
         return PredictionArrays(
             **{f: np.concatenate([getattr(x, f) for x in items])
                for f in ("model", "dataset", "txname", "xsec_fb", "ul_obs_fb", "ul_exp_fb", "masses",
-                         "part_txname", "part_xsec_fb")},
+                         "part_txname", "part_xsec_fb", "max_condition")},
             part_prediction=np.concatenate([x.part_prediction + o for x, o in zip(items, offsets)]))
 
 
@@ -498,6 +537,17 @@ def best_expected(predictions: Sequence[Prediction]) -> list[Prediction]:
         if r > r0 or (r == r0 and p.xsec_fb > current.xsec_fb):
             best[key] = p
     return out + list(best.values())
+
+
+def _condition(kind: str, values: list[float]) -> float:
+    """SModelS' cGtr (violation of a >= b in [0, 1]; None -> 0 when a + b = 0) and cSim (largest
+    pairwise |a - b|/(a + b)), ``experiment/expAuxiliaryFuncs.py``."""
+    if kind == "gtr":
+        a, b = values
+        return 0.0 if a + b == 0 else (abs(a - b) - (a - b)) / (2.0 * (a + b))
+    x = np.asarray(values, dtype=float)
+    d, s = np.abs(x[:, None] - x[None, :]), np.abs(x[:, None] + x[None, :])
+    return float((d[s != 0] / s[s != 0]).max()) if np.any(s != 0) else 0.0
 
 
 def _finite(x: float) -> float | None:

@@ -61,7 +61,7 @@ from .space import ProtomodelSpace
 MINMASSGAP_GEV = 10.0
 SIGMACUT_FB = 0.02
 MAX_COMPRESSIONS = 2
-TABLE_VERSION = "3"  # bump when enumeration or matching rules change: cached tables are rebuilt
+TABLE_VERSION = "4"  # bump when enumeration or matching rules change: cached tables are rebuilt
 
 Vertex = tuple[str, ...]
 
@@ -84,7 +84,9 @@ class BranchForm:
 @dataclass(frozen=True, eq=False)
 class TxnameRef:
     """A txname of the database as the table sees it: its dataset (index in ``DatabaseArrays``),
-    map rows (``map_obs``/``map_exp`` for UL, ``map_eff`` for EM; -1 if absent)."""
+    map rows (``map_obs``/``map_exp`` for UL, ``map_eff`` for EM; -1 if absent) and its conditions
+    as (kind "gtr"/"sim", arguments), each argument ((coefficient, condition-element index), ...);
+    a match's ``m_cond_bits`` says which condition elements its element matches."""
 
     dataset: int
     name: str
@@ -93,6 +95,7 @@ class TxnameRef:
     map_exp: int
     map_eff: int
     n_coords: int
+    conditions: tuple[tuple[str, tuple[tuple[tuple[float, int], ...], ...]], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,6 +127,7 @@ class TopologyTable:
     m_coef: np.ndarray                    # (M,) prefactor of the matched term
     m_shape: np.ndarray                   # (M,) topology-shape id of the matched term
     m_coords: np.ndarray                  # (M, C) particle index per map column; -1 pad
+    m_cond_bits: np.ndarray               # (M,) uint64: condition elements matched (bit j)
 
     @property
     def n_rows(self) -> int:
@@ -221,10 +225,33 @@ def _elements(constraint: Any) -> list[tuple[float, Element]] | None:
 
 @dataclass(frozen=True, eq=False)
 class _ConstraintClass:
-    """Txnames sharing one constraint (and MET final states)."""
+    """Txnames sharing one constraint and condition (and MET final states); ``cond_elements`` are
+    the distinct elements of the conditions, ``conditions`` refer to them by index."""
 
     terms: tuple[tuple[float, Element], ...]
+    cond_elements: tuple[Element, ...]
+    conditions: tuple[tuple[str, tuple[tuple[tuple[float, int], ...], ...]], ...]
     txnames: list[int]
+
+
+def _condition_elements(conditions) -> tuple[tuple[Element, ...], tuple]:
+    """Distinct elements of parsed conditions and the conditions in terms of their indices
+    (conditions in graph syntax, or with an argument without a bracket form, are left out)."""
+    elements: list[Element] = []
+    out = []
+    for cond in conditions:
+        args = []
+        for arg in cond.args:
+            terms = _elements(arg)
+            if terms is None:
+                break
+            for _, element in terms:
+                if element not in elements:
+                    elements.append(element)
+            args.append(tuple((coef, elements.index(element)) for coef, element in terms))
+        else:
+            out.append((cond.kind, tuple(args)))
+    return tuple(elements), tuple(out)
 
 
 def _txname_refs(db: Database, arrays) -> tuple[list[TxnameRef], list[Any]]:
@@ -255,8 +282,13 @@ def build_table(space: ProtomodelSpace, compiled, *, minmassgap: float = MINMASS
         terms = _elements(tx.constraint)
         if not terms or any(min(e.n_vertices) == 0 for _, e in terms):
             continue
-        key = str(tx.constraint)
-        classes.setdefault(key, _ConstraintClass(tuple(terms), [])).txnames.append(t)
+        key = f"{tx.constraint} | {tx.condition_text}"
+        if key not in classes:
+            classes[key] = _ConstraintClass(tuple(terms), *_condition_elements(tx.condition), [])
+        classes[key].txnames.append(t)
+    for cls in classes.values():
+        for t in cls.txnames:
+            refs[t] = replace(refs[t], conditions=cls.conditions)
     max_vertices = max(max(e.n_vertices) for c in classes.values() for _, e in c.terms)
 
     if len(space.particles) > 64:
@@ -345,6 +377,12 @@ def map_positions(tx) -> tuple[tuple[int, int], ...] | None:
     return tuple(where[c.node] for c in layout)
 
 
+def _element_matches(element: Element, fa: BranchForm, fb: BranchForm) -> bool:
+    w0, w1 = element.branches
+    return ((_branch_matches(w0, fa.vertices) and _branch_matches(w1, fb.vertices))
+            or (_branch_matches(w1, fa.vertices) and _branch_matches(w0, fb.vertices)))
+
+
 def _consistent(fa: BranchForm, fb: BranchForm, max_compressions: int) -> bool:
     """Both branches belong to one compressed element: within the compression budget, and
     invisible compression applied to both branches or to neither."""
@@ -385,9 +423,10 @@ def _assemble(space, db, refs, records, class_list, rows, forms, graph, channels
             coef, element = cls.terms[ti]
             shape = shapes.setdefault(tuple(tuple(len(v) for v in br) for br in element.branches), len(shapes))
             sides = (fb.nodes, fa.nodes) if swap else (fa.nodes, fb.nodes)
+            cond_bits = sum(1 << j for j, e in enumerate(cls.cond_elements) if _element_matches(e, fa, fb))
             for t in cls.txnames:
                 coords = tuple(pindex[abs(sides[br][pos])] for br, pos in layouts[t])
-                row_matches.append((t, coef, shape, coords))
+                row_matches.append((t, coef, shape, coords, cond_bits))
         matches_per_row.append(row_matches)
 
     n = len(keys)
@@ -424,7 +463,8 @@ def _assemble(space, db, refs, records, class_list, rows, forms, graph, channels
         m_txname=np.array([m[0] for m in flat], dtype=np.int32),
         m_coef=np.array([m[1] for m in flat], dtype=float),
         m_shape=np.array([m[2] for m in flat], dtype=np.int16),
-        m_coords=m_coords)
+        m_coords=m_coords,
+        m_cond_bits=np.array([m[4] for m in flat], dtype=np.uint64))
 
 
 # ---------------------------------------------------------------------------------------------

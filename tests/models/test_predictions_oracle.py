@@ -181,6 +181,8 @@ def test_agreement_with_smodels(name, predictor, oracle_models):
     print(f"{name}: SModelS {len(theirs)}, found {len(found)}, within 2% {len(found) - len(raw)} "
           f"(after the re-run correction {len(found) - len(still)}), missing {len(missing)}, extra {len(extra)}")
     assert not missing and not extra
+    for k in found:
+        assert mine[k].max_condition == pytest.approx(theirs[k]["max_condition"], abs=1e-3), k
     assert len(found) >= 0.95 * len(theirs)
     assert len(found) - len(still) >= 0.95 * len(found)
 
@@ -385,6 +387,16 @@ EW_SMODELS = {
     ('ATLAS-SUSY-2013-11', 'Zjets', ('TSlepSlep',)): [(0.000134034865, 0.0006668401243781094)],
 }
 
+# SModelS' max_condition (getmaxCondition) of the EW predictions that have a nonzero one, by
+# increasing xsec_fb; all others are 0 (TSlepSlep: Cgtr(mu+ mu-, e+ e-), Csim of the flavours).
+EW_MAX_CONDITION = {
+    ('ATLAS-SUSY-2013-11', None, ('TSlepSlep',)): [0.0062111801242236905],
+    ('ATLAS-SUSY-2018-32', None, ('TSlepSlep',)): [1.0, 0.0],
+    ('CMS-SUS-13-006', None, ('TSlepSlep',)): [0.0062111801242236905],
+    ('ATLAS-SUSY-2013-11', 'WWb-SF', ('TSlepSlep',)): [0.027597948673281913],
+    ('ATLAS-SUSY-2013-11', 'WWa-SF', ('TSlepSlep',)): [0.03738234864569102],
+}
+
 
 @pytest.mark.parametrize("model, folders, reference", [
     (CLUSTERS, {(a, "upperLimit") for a in CLUSTERS_ANALYSES}, CLUSTERS_SMODELS),
@@ -403,3 +415,16 @@ def test_models_against_smodels_rerun(db124_compiled, model, folders, reference)
         assert len(got) == len(expected), key
         for (x, r), (x0, r0) in zip(got, expected):
             assert x == pytest.approx(x0, rel=1e-4) and r == pytest.approx(r0, rel=1e-4), key
+
+
+def test_max_condition_against_smodels_rerun(db124_compiled):
+    space = restrict_space(default_space(), [int(p) for p in EW["masses"]])
+    predictor = Predictor(load_table(space, db124_compiled), db124_compiled, space)
+    mine: dict[tuple, list] = {}
+    for p in predictor.predict(protomodel_from_dict(EW, space)):
+        if (p.analysis, p.datatype) in EW_FOLDERS:
+            mine.setdefault((p.analysis, p.dataset, p.txnames), []).append((p.xsec_fb, p.max_condition))
+    assert sum(c > 0 for v in mine.values() for _, c in v) == sum(c > 0 for v in EW_MAX_CONDITION.values() for c in v)
+    for key, values in mine.items():
+        expected = EW_MAX_CONDITION.get(key, [0.0] * len(values))
+        assert [c for _, c in sorted(values)] == pytest.approx(expected, rel=1e-3, abs=1e-12), key
