@@ -11,16 +11,18 @@ from typing import Any
 
 
 def evaluate_file(model_path: str | Path, database: str | Path | None = None, *, space_path: str | Path | None = None,
-                  full_table: bool = False, sigmacut: float | None = None,
-                  minmassgap: float | None = None) -> dict[str, Any]:
+                  full_table: bool = False, sigmacut: float | None = None, minmassgap: float | None = None,
+                  best_dataset: bool = False) -> dict[str, Any]:
     """Predictions of the protomodel in `model_path` on `database` as the ``--json`` document.
 
     By default the topology table is built (and cached) for the sub-space of the model's particles,
     which gives the same predictions as the full space's table, in seconds instead of a minute.
+    ``best_dataset`` keeps one signal region per EM analysis, the best expected (SModelS'
+    ``useBestDataset=True``, the critic set of the protomodels code).
     """
     from tdmcmc.models.database.compiled import load_compiled
     from tdmcmc.models.protomodel.model import read_protomodel
-    from tdmcmc.models.protomodel.predictions import MapInterpolators, Predictor
+    from tdmcmc.models.protomodel.predictions import MapInterpolators, Predictor, best_expected
     from tdmcmc.models.protomodel.space import default_space, load_space
     from tdmcmc.models.protomodel.topologies import MINMASSGAP_GEV, SIGMACUT_FB, load_table, restrict_space
 
@@ -31,7 +33,10 @@ def evaluate_file(model_path: str | Path, database: str | Path | None = None, *,
     table = load_table(sub, compiled, minmassgap=MINMASSGAP_GEV if minmassgap is None else minmassgap,
                        sigmacut=SIGMACUT_FB if sigmacut is None else sigmacut)
     predictor = Predictor(table, compiled, sub, MapInterpolators(compiled, cache=True))
-    predictions = sorted(predictor.predict(model), key=lambda p: -(p.r_obs or 0.0))
+    predictions = predictor.predict(model)
+    if best_dataset:
+        predictions = best_expected(predictions)
+    predictions = sorted(predictions, key=lambda p: -(p.r_obs or 0.0))
     db = compiled.database
     produced = set(table.channels)
     ignored = sorted({x.pair for x in model.xsecs or () if x.pair not in produced})
@@ -41,6 +46,7 @@ def evaluate_file(model_path: str | Path, database: str | Path | None = None, *,
         "database": {"path": str(db.path), "version": db.version, "content_hash": db.content_hash},
         "settings": {"sigmacut_fb": table.sigmacut, "minmassgap_GeV": table.minmassgap,
                      "max_compressions": table.max_compressions, "max_mass_dist": predictor.max_mass_dist,
+                     "best_dataset": best_dataset,
                      "xsecs": "injected" if model.xsecs is not None else "fitted"},
         "ignored_xsecs": [list(pair) for pair in ignored],  # injected pairs the space does not produce
         "predictions": [p.to_dict() for p in predictions],
@@ -74,7 +80,7 @@ def _format(doc: dict[str, Any]) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     doc = evaluate_file(args.model, args.database, space_path=args.space, full_table=args.full_table,
-                        sigmacut=args.sigmacut, minmassgap=args.minmassgap)
+                        sigmacut=args.sigmacut, minmassgap=args.minmassgap, best_dataset=args.best_dataset)
     print(json.dumps(doc, indent=1) if args.json else _format(doc))
     return 0
 
@@ -106,6 +112,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "the model's particles only")
     ev.add_argument("--sigmacut", type=float, help="minimal sigma x BR of an element in fb (default 0.02)")
     ev.add_argument("--minmassgap", type=float, help="mass compression threshold in GeV (default 10)")
+    ev.add_argument("--best-dataset", action="store_true",
+                    help="one signal region per efficiency-map analysis: the best expected (SModelS useBestDataset)")
     ev.set_defaults(func=_evaluate)
 
     ex = sub.add_parser("export-slha", help="write a protomodel as SLHA with XSECTION blocks",

@@ -57,6 +57,18 @@ def test_evaluate_json_on_demo_database(tmp_path, capsys):
     assert code == 0 and len(text.strip().splitlines()) == len(preds) + 2
 
 
+def test_best_dataset_keeps_one_signal_region_per_analysis(tmp_path, capsys):
+    _, full, _ = _run(capsys, "evaluate", str(_write(tmp_path, SQUARK)), "--json")
+    _, best, _ = _run(capsys, "evaluate", str(_write(tmp_path, SQUARK)), "--json", "--best-dataset")
+    full, best = json.loads(full)["predictions"], json.loads(best)["predictions"]
+    em = [p for p in best if p["datatype"] == "efficiencyMap"]
+    assert len({p["analysis"] for p in em}) == len(em) >= 1
+    for p in em:  # the largest expected r of its analysis
+        r_exp = [q["r_exp"] for q in full if q["analysis"] == p["analysis"] and q["datatype"] == "efficiencyMap"]
+        assert p["r_exp"] == max(r_exp)
+    assert [p for p in best if p["datatype"] == "upperLimit"] == [p for p in full if p["datatype"] == "upperLimit"]
+
+
 def test_toml_input_gives_the_same_predictions(tmp_path, capsys):
     space = default_space()
     model = read_protomodel(_write(tmp_path, SQUARK), space)
