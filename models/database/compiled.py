@@ -23,8 +23,16 @@ import numpy as np
 from tdmcmc.models.database.reader import PROGRESS, read_database
 from tdmcmc.models.database.records import EFFICIENCY_MAP, Database
 
-# Bump when records, arrays or parsing rules change: old cache entries are then ignored.
-FORMAT_VERSION = "1"
+# Part of every cache key: the reader's own source, so any change to parsing, records or arrays
+# makes old entries unreachable (a stale pickle could otherwise hold objects of an older layout).
+_READER_MODULES = ("axes", "compiled", "constraints", "maps", "reader", "records", "textfile", "units", "values")
+
+
+def _reader_version() -> str:
+    h = hashlib.blake2b(digest_size=6)
+    for name in _READER_MODULES:
+        h.update((Path(__file__).parent / f"{name}.py").read_bytes())
+    return h.hexdigest()
 
 
 def cache_dir() -> Path:
@@ -178,7 +186,7 @@ def load_compiled(root: Path | str, *, skip_invalid: bool = False, use_cache: bo
     if not root.is_dir():
         read_database(root)  # raises the reader's error for a missing folder
     chash = cached_content_hash(root, where)
-    entry = where / "db" / f"{chash}-v{FORMAT_VERSION}{'-skip' if skip_invalid else ''}.pkl"
+    entry = where / "db" / f"{chash}-{_reader_version()}{'-skip' if skip_invalid else ''}.pkl"
     try:
         with open(entry, "rb") as fh:
             compiled = pickle.load(fh)
