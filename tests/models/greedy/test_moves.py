@@ -3,7 +3,6 @@ is never left, and the deterministic prune / merge / renormalisation steps (§2.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from scipy.stats import norm
