@@ -5,10 +5,10 @@ then rename) so an interruption while writing leaves the previous checkpoint int
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
+from tdmcmc.disk_cache import save_pickle
 from tdmcmc.errors import UserError
 
 _FORMAT = 1
@@ -20,10 +20,7 @@ def checkpoint_path(output: str | Path) -> Path:
 
 
 def save_checkpoint(run, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump({"format": _FORMAT, "run": run}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    save_pickle(path, {"format": _FORMAT, "run": run})
 
 
 def load_checkpoint(path: Path, config=None):

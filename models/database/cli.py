@@ -61,7 +61,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from tdmcmc.models.database.compiled import cache_dir
+    from tdmcmc.disk_cache import cache_dir
 
     start = time.perf_counter()
     compiled = _load(args)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tdmcmc.models.database.reader import PROGRESS, read_database
+from tdmcmc.disk_cache import atomic_write, cache_dir, load_pickle, save_pickle
 from tdmcmc.models.database.records import EFFICIENCY_MAP, Database
 
 # Part of every cache key: the reader's own source, so any change to parsing, records or arrays
@@ -33,13 +32,6 @@ def _reader_version() -> str:
     for name in _READER_MODULES:
         h.update((Path(__file__).parent / f"{name}.py").read_bytes())
     return h.hexdigest()
-
-
-def cache_dir() -> Path:
-    """``$TDMCMC_CACHE_DIR``, else ``$XDG_CACHE_HOME/tdmcmc``, else ``~/.cache/tdmcmc``."""
-    if "TDMCMC_CACHE_DIR" in os.environ:
-        return Path(os.environ["TDMCMC_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tdmcmc"
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,20 +150,8 @@ def cached_content_hash(root: Path, where: Path) -> str:
     except (OSError, ValueError, KeyError):
         pass
     chash = content_hash(root, manifest)
-    _atomic_write(memo, json.dumps({"root": str(root), "manifest": digest, "content_hash": chash}).encode())
+    atomic_write(memo, json.dumps({"root": str(root), "manifest": digest, "content_hash": chash}).encode())
     return chash
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_compiled(root: Path | str, *, skip_invalid: bool = False, use_cache: bool = True,
@@ -187,16 +167,11 @@ def load_compiled(root: Path | str, *, skip_invalid: bool = False, use_cache: bo
         read_database(root)  # raises the reader's error for a missing folder
     chash = cached_content_hash(root, where)
     entry = where / "db" / f"{chash}-{_reader_version()}{'-skip' if skip_invalid else ''}.pkl"
-    try:
-        with open(entry, "rb") as fh:
-            compiled = pickle.load(fh)
-        if isinstance(compiled, CompiledDatabase):
-            return compiled
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        pass  # missing or stale entry: rebuild below
-    db = read_database(root, skip_invalid=skip_invalid, content_hash=chash, progress=progress)
-    compiled = CompiledDatabase(db, compile_arrays(db))
-    _atomic_write(entry, pickle.dumps(compiled, protocol=pickle.HIGHEST_PROTOCOL))
+    compiled = load_pickle(entry, CompiledDatabase)
+    if compiled is None:
+        db = read_database(root, skip_invalid=skip_invalid, content_hash=chash, progress=progress)
+        compiled = CompiledDatabase(db, compile_arrays(db))
+        save_pickle(entry, compiled)
     return compiled
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tdmcmc.errors import UserError
-from tdmcmc.models.database.compiled import cache_dir
+from tdmcmc.disk_cache import cache_dir
 
 _RELEASE_ARCHIVE = "https://github.com/SModelS/smodels-database-release/archive/refs/tags/{tag}.tar.gz"
 # name -> git tag of the release repository (the tags are not named uniformly).

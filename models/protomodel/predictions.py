@@ -26,9 +26,6 @@ Lifetime reweighting is not applied (every decay is prompt and the LSP stable: f
 from __future__ import annotations
 
 import hashlib
-import os
-import pickle
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tdmcmc.errors import UserError
+from tdmcmc.disk_cache import cache_dir, load_pickle, save_pickle
 
 from . import interpolation
 from .interpolation import DegenerateMapError, GridInterpolator, coords_key, map_layouts
@@ -129,18 +127,16 @@ class MapInterpolators:
                              np.ascontiguousarray(values).tobytes()):
                     digest.update(repr(part).encode() if not isinstance(part, bytes) else part)
                 path = self._cache / f"{digest.hexdigest()}.pkl"
-                try:
-                    with open(path, "rb") as fh:
-                        self._built[g] = pickle.load(fh)
-                    return self._built[g]
-                except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-                    pass
+                cached = load_pickle(path, GridInterpolator)
+                if cached is not None:
+                    self._built[g] = cached
+                    return cached
             try:
                 self._built[g] = GridInterpolator(coords, values, layout)
             except DegenerateMapError:
-                self._built[g] = None
-            if path is not None:
-                _atomic_pickle(path, self._built[g])
+                self._built[g] = None  # fails fast again next time; not worth caching
+            if path is not None and self._built[g] is not None:
+                save_pickle(path, self._built[g])
         return self._built[g]
 
     def evaluate(self, map_rows: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -591,15 +587,7 @@ def _first_of_max(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def _interpolator_cache_dir() -> Path:
-    from tdmcmc.models.database.compiled import cache_dir
-
     source = Path(interpolation.__file__).read_bytes()
     return cache_dir() / "interpolators" / hashlib.blake2b(source, digest_size=8).hexdigest()
 
 
-def _atomic_pickle(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)

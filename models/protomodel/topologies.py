@@ -42,9 +42,6 @@ by element (CSR: ``match_start``), so a prediction is gathers, products and segm
 from __future__ import annotations
 
 import hashlib
-import os
-import pickle
-import tempfile
 from dataclasses import dataclass, replace
 from itertools import combinations, permutations
 from typing import Any, Sequence
@@ -52,6 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tdmcmc.errors import UserError
+from tdmcmc.disk_cache import cache_dir, load_pickle, save_pickle
 from tdmcmc.models.database.constraints import Constraint, Element, GraphConstraint, matches
 from tdmcmc.models.database.records import EFFICIENCY_MAP, Database
 
@@ -504,24 +502,13 @@ def load_table(space: ProtomodelSpace, compiled, *, minmassgap: float = MINMASSG
     if not use_cache:
         return build_table(space, compiled, minmassgap=minmassgap, sigmacut=sigmacut,
                            max_compressions=max_compressions)
-    from tdmcmc.models.database.compiled import cache_dir
-
     key = hashlib.blake2b(repr((TABLE_VERSION, _space_digest(space), compiled.database.content_hash,
                                 float(minmassgap), float(sigmacut), int(max_compressions))).encode(),
                           digest_size=20).hexdigest()
     path = cache_dir() / "topologies" / f"{key}.pkl"
-    try:
-        with open(path, "rb") as fh:
-            table = pickle.load(fh)
-        if isinstance(table, TopologyTable):
-            return table
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        pass
-    table = build_table(space, compiled, minmassgap=minmassgap, sigmacut=sigmacut,
-                        max_compressions=max_compressions)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        pickle.dump(table, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    table = load_pickle(path, TopologyTable)
+    if table is None:
+        table = build_table(space, compiled, minmassgap=minmassgap, sigmacut=sigmacut,
+                            max_compressions=max_compressions)
+        save_pickle(path, table)
     return table

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from tdmcmc.cli import main
-from tdmcmc.models.database.compiled import cache_dir, load_compiled
+from tdmcmc.disk_cache import cache_dir
+from tdmcmc.models.database.compiled import load_compiled
 from tdmcmc.models.database.fetch import fetch
 from tdmcmc.models.database.selection import select
 
