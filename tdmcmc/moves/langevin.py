@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tdmcmc.adaptation import MaskedMoments, StepSizeAdapter, to_batch
-from tdmcmc.moves.base import MetropolisMove, MoveContext, Proposal, StepInfo
+from tdmcmc.adaptation import to_batch
+from tdmcmc.moves.base import MoveContext, Proposal
+from tdmcmc.moves.scaled import ScaledMove
 from tdmcmc.randomness import RandomSource
 from tdmcmc.state import SlotLayout, State
 
 
-class Langevin(MetropolisMove):
+class Langevin(ScaledMove):
     """MALA with diagonal preconditioning; needs a target with ``grad``."""
 
     name = "mala"
@@ -33,15 +34,7 @@ class Langevin(MetropolisMove):
     def __init__(self, layout: SlotLayout, n_levels: int, slot_scale: np.ndarray,
                  global_scale: np.ndarray | None = None, step: float = 1.0,
                  target_accept: float = 0.574) -> None:
-        self.initial_slot_scale = np.broadcast_to(slot_scale, (layout.n_slots, layout.max_dim)).copy()
-        self.initial_global_scale = (
-            np.ones(layout.n_globals) if global_scale is None else np.asarray(global_scale, float)
-        )
-        self.slot_scale = np.repeat(self.initial_slot_scale[None], n_levels, axis=0)
-        self.global_scale = np.repeat(self.initial_global_scale[None], n_levels, axis=0)
-        self.step_size = StepSizeAdapter(np.full(n_levels, np.log(step)), target_accept)
-        self.slot_moments = MaskedMoments(n_levels, (layout.n_slots, layout.max_dim))
-        self.global_moments = MaskedMoments(n_levels, (layout.n_globals,))
+        super().__init__(layout, n_levels, slot_scale, global_scale, step, target_accept)
 
     def _drift(self, state: State, ctx: MoveContext, eps, s_scale, g_scale):
         gl_p, gl_g, gp_p, gp_g = ctx.target.grad(state.active, state.params, state.globals)
@@ -55,7 +48,7 @@ class Langevin(MetropolisMove):
         layout = ctx.layout
         z_p = src.normal((layout.n_slots, layout.max_dim))
         z_g = src.normal((layout.n_globals,))
-        free = state.active[:, :, None] & layout.param_mask[None]
+        free = self.free_mask(state, ctx)
         d = free.sum(axis=(1, 2)) + layout.n_globals
         eps = self.step_size.step(ctx.n_chains) * np.maximum(d, 1) ** (-1.0 / 6.0)
         s_scale = to_batch(self.slot_scale, ctx.n_chains)
@@ -74,11 +67,3 @@ class Langevin(MetropolisMove):
         )
         log_q = np.where((d > 0) & np.isfinite(proposed.log_prior), log_q, -np.inf)
         return Proposal(proposed, log_q)
-
-    def adapt(self, state: State, info: StepInfo, ctx: MoveContext) -> None:
-        self.step_size.update(info.accept_prob, ctx.n_chains)
-        free = state.active[:, :, None] & ctx.layout.param_mask[None]
-        self.slot_moments.update(state.params, free, ctx.n_chains)
-        self.global_moments.update(state.globals, np.ones_like(state.globals, bool), ctx.n_chains)
-        self.slot_scale = self.slot_moments.std(self.initial_slot_scale[None])
-        self.global_scale = self.global_moments.std(self.initial_global_scale[None])

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tdmcmc.adaptation import MaskedMoments, StepSizeAdapter, to_batch
-from tdmcmc.moves.base import MetropolisMove, MoveContext, Proposal, StepInfo
+from tdmcmc.adaptation import to_batch
+from tdmcmc.moves.base import MoveContext, Proposal
+from tdmcmc.moves.scaled import ScaledMove
 from tdmcmc.randomness import RandomSource
 from tdmcmc.state import SlotLayout, State
 
 
-class RandomWalk(MetropolisMove):
+class RandomWalk(ScaledMove):
     """Adaptive diagonal random-walk Metropolis on the free coordinates."""
 
     name = "random_walk"
@@ -38,19 +39,8 @@ class RandomWalk(MetropolisMove):
         target_accept: float = 0.234,
         dimension_scaling: bool = True,
     ) -> None:
+        super().__init__(layout, n_levels, slot_scale, global_scale, step, target_accept)
         self.dimension_scaling = dimension_scaling
-        self.initial_slot_scale = np.broadcast_to(slot_scale, (layout.n_slots, layout.max_dim)).copy()
-        self.initial_global_scale = (
-            np.ones(layout.n_globals) if global_scale is None else np.asarray(global_scale, float)
-        )
-        self.slot_scale = np.repeat(self.initial_slot_scale[None], n_levels, axis=0)
-        self.global_scale = np.repeat(self.initial_global_scale[None], n_levels, axis=0)
-        self.step_size = StepSizeAdapter(np.full(n_levels, np.log(step)), target_accept)
-        self.slot_moments = MaskedMoments(n_levels, (layout.n_slots, layout.max_dim))
-        self.global_moments = MaskedMoments(n_levels, (layout.n_globals,))
-
-    def free_mask(self, state: State, ctx: MoveContext) -> np.ndarray:
-        return state.active[:, :, None] & ctx.layout.param_mask[None]
 
     def propose(self, state: State, ctx: MoveContext, src: RandomSource) -> Proposal:
         layout = ctx.layout
@@ -67,10 +57,3 @@ class RandomWalk(MetropolisMove):
         globals_ = state.globals + factor[:, None] * global_scale * z_globals
         log_q = np.where(d > 0, 0.0, -np.inf)
         return Proposal(ctx.evaluate(state.active, params, globals_), log_q)
-
-    def adapt(self, state: State, info: StepInfo, ctx: MoveContext) -> None:
-        self.step_size.update(info.accept_prob, ctx.n_chains)
-        self.slot_moments.update(state.params, self.free_mask(state, ctx), ctx.n_chains)
-        self.global_moments.update(state.globals, np.ones_like(state.globals, bool), ctx.n_chains)
-        self.slot_scale = self.slot_moments.std(self.initial_slot_scale[None])
-        self.global_scale = self.global_moments.std(self.initial_global_scale[None])
