@@ -1,4 +1,5 @@
-"""``tdmcmc summary``, ``tdmcmc diagnose`` and ``tdmcmc report`` on a run file (netCDF or zarr)."""
+"""``tdmcmc summary``, ``tdmcmc diagnose``, ``tdmcmc report`` on a run file (netCDF or zarr), and
+``tdmcmc compare`` of a run with a greedy walk."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``summary``, ``diagnose`` and ``report`` subcommands."""
+    """Add the ``summary``, ``diagnose``, ``report`` and ``compare`` subcommands."""
     p = subparsers.add_parser(
         "summary",
         help="posterior summary tables of a run",
@@ -42,6 +43,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o", "--output", type=Path, required=True, metavar="DIR", help="folder to write (created if absent)"
     )
     p.set_defaults(func=run_report)
+
+    p = subparsers.add_parser(
+        "compare",
+        help="a sampler run side by side with a greedy walk",
+        description="Best K against CPU seconds for both, particle-set and inclusion frequencies "
+        "(posterior vs greedy hiscores and accepted states), and the greedy hiscores placed in the "
+        "posterior (set probability and rank, K and mass quantiles). See docs/compare.md.",
+    )
+    p.add_argument("run", type=Path, metavar="RUN.nc", help="run file written by `tdmcmc sample`")
+    p.add_argument("greedy", type=Path, metavar="GREEDY.json", help="output of `tdmcmc greedy`")
+    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="also write DIR/index.html and PNG figures")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON (NaN as null)")
+    p.add_argument("--hiscores", type=int, default=1, help="hiscore entries placed in the posterior (default 1)")
+    p.add_argument("--max-sets", type=int, default=15, help="particle sets listed per column (default 15)")
+    p.add_argument(
+        "--min-set-draws",
+        type=int,
+        default=100,
+        help="mass intervals conditional on the hiscore's particle set when it has this many draws, "
+        "else on each particle being active (default 100)",
+    )
+    p.set_defaults(func=run_compare)
 
 
 def _plural(n: int, word: str) -> str:
@@ -88,4 +111,30 @@ def run_report(args: argparse.Namespace) -> int:
 
     index = write_report(open_run(args.run), args.output, title=f"tdmcmc report: {args.run.name}")
     print(index)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from tdmcmc.diagnostics.compare import compare, format_comparison, read_greedy
+    from tdmcmc.diagnostics.run_file import open_run
+
+    run = open_run(args.run)
+    comparison = compare(
+        run,
+        read_greedy(args.greedy),
+        run_name=str(args.run),
+        max_sets=args.max_sets,
+        n_hiscores=args.hiscores,
+        min_set_draws=args.min_set_draws,
+    )
+    if args.json:
+        print(json.dumps(comparison.to_dict(), indent=1, allow_nan=False))
+    else:
+        print(format_comparison(comparison))
+    if args.output is not None:
+        from tdmcmc.diagnostics.compare_plots import write_compare_report
+
+        index = write_compare_report(run, comparison, args.output)
+        if not args.json:
+            print(f"wrote {index}")
     return 0

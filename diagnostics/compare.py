@@ -120,6 +120,13 @@ def set_label(names: set[str] | frozenset[str], slot_names: tuple[str, ...]) -> 
     return "+".join([label] + extra) if extra and pattern.any() else ("+".join(extra) if extra else label)
 
 
+def set_draws(run: Run, label: str) -> np.ndarray:
+    """Bool (chain, draw): the draws whose active particles are the set ``label``."""
+    models = index_models(run.active)
+    labels = models.labels(run.slot_names)
+    return models.index == labels.index(label) if label in labels else np.zeros(run.active.shape[:2], bool)
+
+
 def quantile_of(value: float, draws: np.ndarray) -> float:
     """(#{x < v} + ½ #{x = v}) / n over the finite draws; NaN if none."""
     x = draws[np.isfinite(draws)]
@@ -135,7 +142,8 @@ def greedy_best_k(greedy: GreedyRun) -> pd.DataFrame:
     """Per step: summed walker CPU seconds at that step and the best proposal K over all walkers so far."""
     steps = np.arange(1, greedy.n_steps + 1)
     best = np.fmax.reduce(np.fmax.accumulate(greedy.K_proposed, axis=1), axis=0)
-    return pd.DataFrame({"step": steps, "cpu_seconds": greedy.cpu_seconds.sum() * steps / greedy.n_steps, "best_K": best})
+    cpu = greedy.cpu_seconds.sum() * steps / greedy.n_steps
+    return pd.DataFrame({"step": steps, "cpu_seconds": cpu, "best_K": best})
 
 
 def sampler_timing(attrs: dict) -> tuple[float, float, str]:
@@ -223,7 +231,8 @@ def content_frames(run: Run, greedy: GreedyRun, max_sets: int = 15) -> dict[str,
         "rank": pd.array([rank.get(s) for s in shown] + [None], dtype="Int64"),
         "posterior": column(post), "greedy_hiscores": column(hs), "greedy_accepted": column(acc),
     })
-    sets = sets[(sets["set"] != OTHER) | (sets[["posterior", "greedy_hiscores", "greedy_accepted"]].fillna(0).sum(axis=1) > 1e-12)]
+    columns = ["posterior", "greedy_hiscores", "greedy_accepted"]
+    sets = sets[(sets["set"] != OTHER) | (sets[columns].fillna(0).sum(axis=1) > 1e-12)]
 
     greedy_names = sorted({n for s in hs_sets + acc_sets for n in s} - set(run.slot_names))
     particles = list(run.slot_names) + greedy_names
@@ -234,7 +243,7 @@ def content_frames(run: Run, greedy: GreedyRun, max_sets: int = 15) -> dict[str,
         "greedy_hiscores": [np.mean([p in s for s in hs_sets]) if hs_sets else np.nan for p in particles],
         "greedy_accepted": [np.mean([p in s for s in acc_sets]) if acc_sets else np.nan for p in particles],
     })
-    inclusion = inclusion[inclusion[["posterior", "greedy_hiscores", "greedy_accepted"]].fillna(0).sum(axis=1) > 0]
+    inclusion = inclusion[inclusion[columns].fillna(0).sum(axis=1) > 0]
 
     n_post = run.active.sum(axis=2).ravel()
     n_hs = np.array([len(s) for s in hs_sets])
@@ -257,10 +266,10 @@ class Placement:
     """One greedy hiscore entry placed in the sampler's posterior.
 
     ``p_set`` ± ``p_set_mcse``: posterior probability of its particle set (``rank`` among the
-    ``n_sets`` visited sets, None when never visited); ``K_quantile``: quantile of its K among all
-    posterior K draws (``K_quantile_set``: among the draws of its set); ``particles``: per particle its
-    greedy mass (GeV), the conditioning used (``set``, ``active`` or ``absent``), the number of draws
-    and the posterior mass quantiles and the greedy mass's quantile."""
+    ``n_sets`` visited sets, None when never visited; ``n_set_draws`` draws of it); ``K_quantile``:
+    quantile of its K among all posterior K draws (``K_quantile_set``: among the draws of its set);
+    ``particles``: per particle its greedy mass (GeV), the conditioning used (``set``, ``active`` or
+    ``absent``), the number of draws, the posterior mass quantiles (GeV) and the greedy mass's quantile."""
 
     entry: int
     label: str
@@ -270,7 +279,7 @@ class Placement:
     p_set_mcse: float
     rank: int | None
     n_sets: int
-    set_draws: int
+    n_set_draws: int
     K_quantile: float
     K_quantile_set: float
     K_posterior: dict[str, float]
@@ -287,9 +296,8 @@ def place_hiscore(run: Run, entry: dict, index: int = 0, min_set_draws: int = 10
     name = particle_namer(run.slot_names)
     masses = {name(int(p)): float(m) for p, m in entry["masses"].items()}
     label = set_label(set(masses), run.slot_names)
-    models = index_models(run.active)
-    labels = models.labels(run.slot_names)
-    in_set = (models.index == labels.index(label)) if label in labels else np.zeros(run.active.shape[:2], bool)
+    labels = index_models(run.active).labels(run.slot_names)
+    in_set = set_draws(run, label)
     n_set = int(in_set.sum())
     use_set = n_set >= min_set_draws
     stats = indicator_stats(in_set)
@@ -313,10 +321,10 @@ def place_hiscore(run: Run, entry: dict, index: int = 0, min_set_draws: int = 10
     return Placement(
         entry=index, label=label, K=float(entry["K"]), Z=float(entry["Z"]),
         p_set=stats["mean"], p_set_mcse=stats["mcse"], rank=labels.index(label) + 1 if label in labels else None,
-        n_sets=len(labels), set_draws=n_set,
+        n_sets=len(labels), n_set_draws=n_set,
         K_quantile=quantile_of(entry["K"], k), K_quantile_set=quantile_of(entry["K"], k[in_set]),
-        K_posterior=dict(zip(QUANTILES, np.quantile(finite_k, list(QUANTILES.values())))) | {"max": float(finite_k.max())}
-        if finite_k.size else {},
+        K_posterior=(dict(zip(QUANTILES, np.quantile(finite_k, list(QUANTILES.values()))))
+                     | {"max": float(finite_k.max())}) if finite_k.size else {},
         particles=pd.DataFrame(rows),
     )
 
@@ -410,12 +418,13 @@ def format_comparison(c: Comparison) -> str:
     ]
     for p in c.placements:
         rank = "never visited" if p.rank is None else f"rank {p.rank} of {p.n_sets}"
-        cond = (f"the set ({p.set_draws} draws)" if (p.particles["condition"] == "set").any()
+        cond = (f"the set ({p.n_set_draws} draws)" if (p.particles["condition"] == "set").any()
                 else "each particle being active (set has too few draws)")
         parts += [
             "", f"Greedy hiscore #{p.entry + 1} (K = {p.K:.3f}, Z = {p.Z:.3f}) in the posterior: set {p.label}",
             f"  P(set) = {p.p_set:.4g} ± {p.p_set_mcse:.2g} (MCSE), {rank}",
-            f"  K quantile among all posterior draws {p.K_quantile:.3f}, among draws of its set {p.K_quantile_set:.3f}; "
+            f"  K quantile among all posterior draws {p.K_quantile:.3f}, "
+            f"among draws of its set {p.K_quantile_set:.3f}; "
             f"posterior K median {p.K_posterior.get('median', np.nan):.3f}, max {p.K_posterior.get('max', np.nan):.3f}",
             f"  masses [GeV]: posterior quantiles conditional on {cond}; 'quantile' = where the greedy mass falls",
             _text(p.particles),
