@@ -339,6 +339,7 @@ class Comparison:
     run_name: str
     greedy_name: str
     time_kind: str
+    sampler_tune_seconds: float
     greedy_curve: pd.DataFrame
     sampler_curve: pd.DataFrame
     best_k: pd.DataFrame
@@ -357,6 +358,7 @@ class Comparison:
 
         return _json_ready({
             "run": self.run_name, "greedy": self.greedy_name, "time_kind": self.time_kind,
+            "sampler_tune_seconds": self.sampler_tune_seconds,
             "greedy_walkers": self.greedy_walkers, "greedy_steps": self.greedy_steps,
             "run_chains": self.run_chains, "run_draws": self.run_draws,
             "greedy_best_K": records(change_points(self.greedy_curve)),
@@ -374,7 +376,7 @@ class Comparison:
 def compare(run: Run, greedy: GreedyRun, *, run_name: str = "run", max_sets: int = 15, n_hiscores: int = 1,
             min_set_draws: int = 100) -> Comparison:
     """Compare a sampler run with a greedy walk; ``n_hiscores`` best hiscore entries are placed."""
-    _, _, kind = sampler_timing(run.attrs)
+    tune, _, kind = sampler_timing(run.attrs)
     warnings = []
     if kind == "wall":
         warnings.append("the run has no CPU timings (sampling_cpu_seconds); its time axis is wall seconds")
@@ -386,7 +388,7 @@ def compare(run: Run, greedy: GreedyRun, *, run_name: str = "run", max_sets: int
                         "among accepted states (sizes only)")
     gc, sc = greedy_best_k(greedy), sampler_best_k(run)
     return Comparison(
-        run_name=run_name, greedy_name=str(greedy.path), time_kind=kind,
+        run_name=run_name, greedy_name=str(greedy.path), time_kind=kind, sampler_tune_seconds=tune,
         greedy_curve=gc, sampler_curve=sc, best_k=best_k_table(gc, sc),
         contents=content_frames(run, greedy, max_sets=max_sets),
         placements=[place_hiscore(run, e, i, min_set_draws) for i, e in enumerate(greedy.hiscores[:n_hiscores])],
@@ -398,6 +400,10 @@ def compare(run: Run, greedy: GreedyRun, *, run_name: str = "run", max_sets: int
 def _text(frame: pd.DataFrame) -> str:
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         return frame.to_string(index=False) if len(frame) else "(none)"
+
+
+def _fmt(x: float, spec: str) -> str:
+    return format(x, spec) if np.isfinite(x) else "n/a"
 
 
 def format_comparison(c: Comparison) -> str:
@@ -422,10 +428,10 @@ def format_comparison(c: Comparison) -> str:
                 else "each particle being active (set has too few draws)")
         parts += [
             "", f"Greedy hiscore #{p.entry + 1} (K = {p.K:.3f}, Z = {p.Z:.3f}) in the posterior: set {p.label}",
-            f"  P(set) = {p.p_set:.4g} ± {p.p_set_mcse:.2g} (MCSE), {rank}",
-            f"  K quantile among all posterior draws {p.K_quantile:.3f}, "
-            f"among draws of its set {p.K_quantile_set:.3f}; "
-            f"posterior K median {p.K_posterior.get('median', np.nan):.3f}, max {p.K_posterior.get('max', np.nan):.3f}",
+            f"  P(set) = {p.p_set:.4g} ± {_fmt(p.p_set_mcse, '.2g')} (MCSE), {rank}",
+            f"  K quantile among all posterior draws {_fmt(p.K_quantile, '.3f')}, "
+            f"among draws of its set {_fmt(p.K_quantile_set, '.3f')}; "
+            f"posterior K median {_fmt(p.K_posterior.get('median', np.nan), '.3f')}, max {_fmt(p.K_posterior.get('max', np.nan), '.3f')}",
             f"  masses [GeV]: posterior quantiles conditional on {cond}; 'quantile' = where the greedy mass falls",
             _text(p.particles),
         ]

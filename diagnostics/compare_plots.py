@@ -28,6 +28,8 @@ def best_k(c: Comparison) -> Figure:
         if x.size:
             ax.step(x, k, where="post", color=color, lw=1.8, label=f"{label}: {k[-1]:.2f}")
             ax.plot(x[-1], k[-1], "o", color=color)
+    if c.sampler_tune_seconds > 0:
+        ax.axvspan(0, c.sampler_tune_seconds, color="C0", alpha=0.08, label="sampler tuning (draws not stored)")
     ax.set_xlabel(f"{c.time_kind} seconds")
     ax.set_ylabel("best K so far")
     ax.set_xlim(left=0)
