@@ -114,10 +114,8 @@ def particle_namer(slot_names: tuple[str, ...]) -> Callable[[int], str]:
 
 def set_label(names: set[str] | frozenset[str], slot_names: tuple[str, ...]) -> str:
     """The run's model label of a particle set (slot order; particles outside the run appended, sorted)."""
-    pattern = np.array([n in names for n in slot_names])
-    extra = sorted(set(names) - set(slot_names))
-    label = model_label(pattern, slot_names)
-    return "+".join([label] + extra) if extra and pattern.any() else ("+".join(extra) if extra else label)
+    ordered = [n for n in slot_names if n in names] + sorted(set(names) - set(slot_names))
+    return "+".join(ordered) if ordered else model_label(np.zeros(len(slot_names), bool), slot_names)
 
 
 def set_draws(run: Run, label: str) -> np.ndarray:
