@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tdmcmc.diagnostics.diagnose import _json_ready
+from tdmcmc.diagnostics.diagnose import json_ready
 from tdmcmc.diagnostics.model_probabilities import index_models, indicator_stats, model_label
 from tdmcmc.diagnostics.run_file import Run
 from tdmcmc.diagnostics.summary import QUANTILES
@@ -354,7 +354,7 @@ class Comparison:
         def records(frame: pd.DataFrame) -> list[dict]:
             return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
-        return _json_ready({
+        return json_ready({
             "run": self.run_name, "greedy": self.greedy_name, "time_kind": self.time_kind,
             "sampler_tune_seconds": self.sampler_tune_seconds,
             "greedy_walkers": self.greedy_walkers, "greedy_steps": self.greedy_steps,

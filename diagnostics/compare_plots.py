@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from tdmcmc.diagnostics import plots
 from tdmcmc.diagnostics.compare import Comparison, Placement, set_draws
-from tdmcmc.diagnostics.report import _STYLE, _figure, _table
+from tdmcmc.diagnostics.report import PAGE_STYLE, html_figure, html_table
 from tdmcmc.diagnostics.run_file import Run
 
 _COLUMNS = {"posterior": ("sampler posterior", "C0"), "greedy_hiscores": ("greedy hiscores", "C3"),
@@ -120,19 +120,19 @@ def write_compare_report(run: Run, c: Comparison, out: str | Path) -> Path:
         plots.save(fig, out / file)
     sections = [f"<h1>{html.escape(f'{c.run_name} vs greedy {Path(c.greedy_name).name}')}</h1>"]
     sections += [f"<div class='warn'>{html.escape(w)}</div>" for w in c.warnings]
-    sections += [_figure(file, caption) for file, _, caption in figs]
-    sections += [f"<h2>Best K against {c.time_kind} seconds</h2>", _table(c.best_k),
-                 "<h2>Particle sets</h2>", _table(c.contents["sets"]),
-                 "<h2>Inclusion per particle</h2>", _table(c.contents["inclusion"]),
-                 "<h2>Number of particles</h2>", _table(c.contents["sizes"])]
+    sections += [html_figure(file, caption) for file, _, caption in figs]
+    sections += [f"<h2>Best K against {c.time_kind} seconds</h2>", html_table(c.best_k),
+                 "<h2>Particle sets</h2>", html_table(c.contents["sets"]),
+                 "<h2>Inclusion per particle</h2>", html_table(c.contents["inclusion"]),
+                 "<h2>Number of particles</h2>", html_table(c.contents["sizes"])]
     for p in c.placements:
         rank = "never visited" if p.rank is None else f"rank {p.rank} of {p.n_sets}"
         sections += [f"<h2>Greedy hiscore #{p.entry + 1} in the posterior</h2>",
                      f"<p>set {html.escape(p.label)}: P = {p.p_set:.4g} ± {p.p_set_mcse:.2g}, {rank}; "
                      f"K = {p.K:.3f} at posterior quantile {p.K_quantile:.3f}</p>",
-                     _table(p.particles)]
+                     html_table(p.particles)]
     index = out / "index.html"
-    head = f"<meta charset='utf-8'><title>tdmcmc compare</title><style>{_STYLE}</style>"
+    head = f"<meta charset='utf-8'><title>tdmcmc compare</title><style>{PAGE_STYLE}</style>"
     index.write_text(f"<!DOCTYPE html><html><head>{head}</head><body>{''.join(sections)}</body></html>",
                      encoding="utf-8")
     return index

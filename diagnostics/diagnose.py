@@ -51,14 +51,15 @@ class Diagnosis:
             "brooks_giudici": self.brooks_giudici,
             "models": {"heck_ess": self.models.heck_ess, "n_models": self.models.n_models, "table": self.models.rows},
         }
-        return _json_ready(out)
+        return json_ready(out)
 
 
-def _json_ready(obj):
+def json_ready(obj):
+    """`obj` with NaN and numpy scalars turned into JSON values (NaN -> null)."""
     if isinstance(obj, dict):
-        return {str(k): _json_ready(v) for k, v in obj.items()}
+        return {str(k): json_ready(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_ready(v) for v in obj]
+        return [json_ready(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

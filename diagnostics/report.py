@@ -21,7 +21,7 @@ from tdmcmc.diagnostics.summary import inclusion_frame, model_frame, parameter_f
 
 _SHOWN = 8  # warnings listed before the rest are folded away
 
-_STYLE = """
+PAGE_STYLE = """
 body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
@@ -33,7 +33,7 @@ figcaption { font-size: 0.9em; color: #444; }
 """
 
 
-def _table(frame: pd.DataFrame) -> str:
+def html_table(frame: pd.DataFrame) -> str:
     nullable_int = [c for c in frame.columns if isinstance(frame[c].dtype, pd.Int64Dtype)]
     frame = frame.astype({c: object for c in nullable_int})
     for c in nullable_int:
@@ -138,7 +138,7 @@ def _overview(run: Run, dx: Diagnosis) -> list[str]:
     ]
 
 
-def _figure(file: str, caption: str) -> str:
+def html_figure(file: str, caption: str) -> str:
     text = html.escape(caption)
     return f"<figure><img src='{file}' alt='{text}'><figcaption>{text}</figcaption></figure>"
 
@@ -158,23 +158,23 @@ def write_report(run: Run, out: str | Path, title: str = "tdmcmc run report") ->
     diag = _diagnostic_frames(run, dx)
     sampler = sampler_frame(run)
     sections = [
-        ("h2", "Figures", "".join(_figure(file, caption) for file, caption in figures)),
-        ("h2", "Posterior model probabilities", _table(frames["models"])),
-        ("h2", "Inclusion probabilities", _table(frames["inclusion"])),
-        ("h2", f"Number of active {run.slot_dim}s", _table(frames["size"])),
-        ("h2", f"Parameters given the {run.slot_dim} is present", _table(frames["parameters"])),
+        ("h2", "Figures", "".join(html_figure(file, caption) for file, caption in figures)),
+        ("h2", "Posterior model probabilities", html_table(frames["models"])),
+        ("h2", "Inclusion probabilities", html_table(frames["inclusion"])),
+        ("h2", f"Number of active {run.slot_dim}s", html_table(frames["size"])),
+        ("h2", f"Parameters given the {run.slot_dim} is present", html_table(frames["parameters"])),
         ("h2", "Convergence diagnostics", ""),
-        ("h3", f"Per {run.slot_dim}", _table(diag["slots"])),
-        ("h3", "Scalar quantities", _table(diag["scalars"])),
-        ("h3", "Brooks–Giudici", _table(diag["brooks_giudici"]) if len(diag["brooks_giudici"]) else ""),
-        ("h3", "Acceptance rates (mean over draws)", _table(sampler) if len(sampler) else ""),
+        ("h3", f"Per {run.slot_dim}", html_table(diag["slots"])),
+        ("h3", "Scalar quantities", html_table(diag["scalars"])),
+        ("h3", "Brooks–Giudici", html_table(diag["brooks_giudici"]) if len(diag["brooks_giudici"]) else ""),
+        ("h3", "Acceptance rates (mean over draws)", html_table(sampler) if len(sampler) else ""),
         ("h2", "Run attributes", _attributes(run)),
     ]
     body = [f"<h1>{html.escape(title)}</h1>", *_overview(run, dx)]
     body += [
         f"<{tag}>{html.escape(head)}</{tag}>{content}" for tag, head, content in sections if content or tag == "h2"
     ]
-    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style>"
+    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{PAGE_STYLE}</style>"
     index = out / "index.html"
     index.write_text(f"<!DOCTYPE html><html><head>{head}</head><body>{''.join(body)}</body></html>", encoding="utf-8")
     return index

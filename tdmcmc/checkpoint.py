@@ -11,7 +11,7 @@ from pathlib import Path
 from tdmcmc.disk_cache import save_pickle
 from tdmcmc.errors import UserError
 
-_FORMAT = 1
+_FORMAT = 2  # 2: runs carry CPU seconds
 
 
 def checkpoint_path(output: str | Path) -> Path:

@@ -81,6 +81,8 @@ def run_attributes(run) -> dict[str, str | int | float]:
         "moves": json.dumps(run.move_names),
         "tune_seconds": run.seconds["tune"],
         "sampling_seconds": run.seconds["draws"],
+        "tune_cpu_seconds": run.cpu_seconds["tune"],
+        "sampling_cpu_seconds": run.cpu_seconds["draws"],
         "final_temperatures": json.dumps(run.ladder.temperatures.tolist()),
     }
 

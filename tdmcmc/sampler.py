@@ -101,6 +101,7 @@ class Run:
     trace: Trace
     iteration: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {"tune": 0.0, "draws": 0.0})
+    cpu_seconds: dict[str, float] = field(default_factory=lambda: {"tune": 0.0, "draws": 0.0})
 
     @property
     def total(self) -> int:
@@ -213,7 +214,7 @@ def advance(run: Run, target: Target, stop_at: int | None = None,
     ctx = MoveContext(target, run.pseudo, run.ladder.betas(cfg.chains), cfg.chains)
     refit_at = {cfg.tune // 2, cfg.tune} if run.pseudo_fit is not None else set()
     while run.iteration < end:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ctx.tuning = run.iteration < cfg.tune
         rates = _sweep(run, ctx)
         if ctx.tuning and run.pseudo_fit is not None:
@@ -223,7 +224,9 @@ def advance(run: Run, target: Target, stop_at: int | None = None,
             _refit_pseudo_prior(run, ctx, target)
         if not ctx.tuning:
             _record(run, rates, run.iteration - cfg.tune - 1)
-        run.seconds["tune" if ctx.tuning else "draws"] += time.perf_counter() - t0
+        phase = "tune" if ctx.tuning else "draws"
+        run.seconds[phase] += time.perf_counter() - t0
+        run.cpu_seconds[phase] += time.process_time() - c0
         if progress is not None:
             progress.update(run.iteration)
         if checkpoint is not None and cfg.checkpoint_every and run.iteration % cfg.checkpoint_every == 0:

@@ -50,6 +50,7 @@ def run_walker(database: str, matrix: str | None, seed: int, walker_id: int, ste
     return {"walker": walker_id, "seed": seed,
             "K": [r.K for r in records], "K_proposed": [r.K_proposed for r in records],
             "accepted": [r.accepted for r in records], "n_particles": [r.n_particles for r in records],
+            "particles": [list(r.particles) for r in records],
             "best_K": max((r.K_proposed for r in records if r.K_proposed is not None), default=None),
             "hiscores": walker.hiscores.entries,
             "cpu_seconds": time.process_time() - cpu0, "wall_seconds": time.perf_counter() - wall0}

@@ -110,6 +110,7 @@ class StepRecord:
     K_proposed: float | None
     accepted: bool
     n_particles: int
+    particles: tuple[int, ...] = ()  # PDG ids of the state kept, sorted
 
 
 class Manipulator:
@@ -587,4 +588,4 @@ class Walker:
 
     def _record(self, k_proposed: float | None, accepted: bool) -> StepRecord:
         return StepRecord(K=self.state.K, K_proposed=k_proposed, accepted=accepted,
-                          n_particles=len(self.state.masses))
+                          n_particles=len(self.state.masses), particles=tuple(sorted(self.state.masses)))
