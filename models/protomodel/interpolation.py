@@ -94,10 +94,10 @@ the column order, and test the resulting values against SModelS 3.2.1 itself (sa
 OpenBLAS as our venv). Point location: 138 of the 383 triangulations of 1.2.4 contain flat
 (zero-volume) simplices; next to them the containing simplex is not unique, the interpolant can
 jump across a face, and scipy's answer depends on where its walk starts (the previous point of a
-batch; simplex 0 for SModelS' one-point calls). There we locate points near faces (weight <
-2 sqrt(tol)) or outside one by one, as SModelS does, except points provably outside (farther from
-a hull facet than (d+1) * diameter * 2 sqrt(tol)). The Jacobian on a face is that of the simplex
-found.
+batch; simplex 0 for SModelS' one-point calls). So every point is located as by a one-point
+call: :mod:`.point_location` runs a compiled port of scipy's walk from simplex 0 (same answer as
+scipy for every point, tested), with a grid index that speeds up scipy's brute-force fallback
+without changing its answer. The Jacobian on a face is that of the simplex found.
 """
 
 from __future__ import annotations
@@ -110,10 +110,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import svd
-from scipy.spatial import ConvexHull, Delaunay
+from scipy.spatial import Delaunay
 from threadpoolctl import threadpool_limits
 
 from tdmcmc.models.database.maps import Coordinate
+
+from .point_location import PointLocator
 
 # Constants of SModelS 3.2.1 (see the module docstring for where each comes from).
 SIMPLEX_TOL = 1e-6
@@ -122,9 +124,6 @@ ACCEPT_ERRORS_UPTO = 0.05
 ZERO_VALUE = 100.0 * sys.float_info.epsilon
 WIDTH_MIN, WIDTH_MAX = 1e-30, 1e50  # GeV
 SVD_MAX_POINTS = 2000
-# Barycentric margin within which a batched scipy walk may pick another simplex than SModelS'
-# one-point call in a triangulation with flat simplices (scipy's fallback leeway is sqrt(tol)).
-WALK_MARGIN = 2.0 * math.sqrt(SIMPLEX_TOL)
 
 
 class DegenerateMapError(ValueError):
@@ -228,14 +227,7 @@ class GridInterpolator:
             self.simplices = self._tri.simplices.astype(np.int64)
             with threadpool_limits(limits=1, user_api="blas"):
                 self._transform = self._tri.transform
-            self._walk_dependent = bool(np.isnan(self._transform).any())
-            if self._walk_dependent:
-                # A point farther than this outside a hull facet has a barycentric coordinate below
-                # -2 sqrt(tol) in every simplex (|c_i| >= distance / ((d+1) diameter)), so neither
-                # scipy's tolerance nor its sqrt(tol) leeway can accept it: outside, no scan needed.
-                self._hull = ConvexHull(mp[:, :d]).equations
-                diameter = float(np.linalg.norm(np.ptp(mp[:, :d], axis=0)))
-                self._outside_margin = (d + 1) * diameter * WALK_MARGIN
+            self._walk_dependent = bool(np.isnan(self._transform).any())  # has flat simplices
         else:
             self._walk_dependent = False
             self._tri = None
@@ -268,17 +260,6 @@ class GridInterpolator:
         x, _ = self._flat(np.atleast_2d(np.asarray(points, dtype=np.float64)))
         return _rows_times(x - self.delta_x, self.rotation)
 
-    def _find(self, qp: np.ndarray) -> np.ndarray:
-        if self._tri is not None:
-            return self._tri.find_simplex(qp, tol=SIMPLEX_TOL).astype(np.int64)
-        x = qp[:, 0]
-        n_simplex = len(self.simplices)
-        s = np.searchsorted(self._line, x, side="left") - 1
-        below = (s == -1) & (np.abs(x - self._line[0]) < SIMPLEX_TOL)
-        above = (s == n_simplex) & (np.abs(x - self._line[-1]) < SIMPLEX_TOL)
-        s = np.where(below, 0, np.where(above, n_simplex - 1, s))
-        return np.where((s < 0) | (s >= n_simplex) | np.isnan(x), -1, s)
-
     def _weights(self, qp: np.ndarray, simplex: np.ndarray) -> np.ndarray:
         d = self.dimensionality
         t = self._transform[np.where(simplex >= 0, simplex, 0)]
@@ -289,21 +270,9 @@ class GridInterpolator:
 
     def _find_as_smodels(self, qp: np.ndarray) -> np.ndarray:
         """Simplex per projected point (-1 outside), the one SModelS' one-point call finds."""
-        simplex = self._find(qp)
-        if self._walk_dependent and len(qp) > 1:
-            # scipy's batched walk starts where the previous point ended, SModelS locates one point
-            # per call. Next to flat simplices the containing simplex is not unique and the two
-            # sides of a face can disagree, so points there (or outside, unless far outside) are
-            # located again one by one, as SModelS does.
-            with np.errstate(invalid="ignore"):
-                redo = np.flatnonzero(~(np.min(self._weights(qp, simplex), axis=1) >= WALK_MARGIN))
-            if redo.size:
-                near = (np.max(qp[redo] @ self._hull[:, :-1].T + self._hull[:, -1], axis=1)
-                        <= self._outside_margin)  # False for NaN probes too
-                simplex[redo[~near]] = -1
-                redo = redo[near]
-                simplex[redo] = [self._tri.find_simplex(qp[i], tol=SIMPLEX_TOL) for i in redo]
-        return simplex
+        if getattr(self, "_locator", None) is None:
+            self._locator = PointLocator([self])
+        return self._locator.find(np.zeros(len(qp), dtype=np.int64), qp)
 
     def _locate_projected(self, qp: np.ndarray) -> Location:
         simplex = self._find_as_smodels(qp)
@@ -467,8 +436,8 @@ class BatchedInterpolator:
     ``points[i, :n_coords of that map]`` (further columns are ignored). Same results as
     ``DatabaseInterpolators.evaluate_map`` (tested). The coordinate transform, barycentric weights,
     values and Jacobians of all queries are single numpy passes over padded per-triangulation
-    arrays; only the point location is one scipy ``find_simplex`` call (C) per triangulation that
-    has queries. Off-plane queries get SModelS' extrapolation estimate in two more such passes
+    arrays, and the point location is one compiled call (:class:`.point_location.PointLocator`).
+    Off-plane queries get SModelS' extrapolation estimate in two more such passes
     (dim shifted probes, then the two probes along the estimated gradient).
     """
 
@@ -510,20 +479,15 @@ class BatchedInterpolator:
         self._transform = np.concatenate(transforms)
         self._simplices = np.concatenate(simplices)
         self._values = np.concatenate(values)
+        self._locator = PointLocator(groups)
 
     def _interpolate(self, grp: np.ndarray, col: np.ndarray, qp: np.ndarray):
         """``TxNameData.interpolate`` of map column `col` of triangulation `grp` at projected points
         qp (n, max_dim, zero beyond each map's dim): values (NaN outside), vertex values, simplex
         transforms, found and clamped masks."""
         n, dm = len(grp), self.max_dim
-        simplex = np.full(n, -1, dtype=np.int64)
-        if n:
-            by_group = np.argsort(grp, kind="stable")
-            for rows in np.split(by_group, np.flatnonzero(np.diff(grp[by_group])) + 1):
-                g = grp[rows[0]]
-                interp = self.interps.groups[g]
-                found = interp._find_as_smodels(qp[rows, :interp.dimensionality])
-                simplex[rows] = np.where(found >= 0, found + self._simplex_offset[g], -1)
+        local = self._locator.find(grp, qp)
+        simplex = np.where(local >= 0, local + self._simplex_offset[grp], -1)
         found = simplex >= 0
         s = np.where(found, simplex, 0)
         t = self._transform[s]

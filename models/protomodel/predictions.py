@@ -37,7 +37,8 @@ from tdmcmc.errors import UserError
 from tdmcmc.disk_cache import cache_dir, load_pickle, save_pickle
 
 from . import interpolation
-from .interpolation import DegenerateMapError, GridInterpolator, coords_key, map_layouts
+from .interpolation import (BatchedInterpolator, DatabaseInterpolators, DegenerateMapError, GridInterpolator,
+                            coords_key, map_layouts)
 from .model import Protomodel
 from .space import ProtomodelSpace
 from .topologies import TopologyTable
@@ -112,6 +113,8 @@ class MapInterpolators:
             self.map_group[rows] = g
             self.map_column[rows] = np.arange(len(rows))
         self._built: dict[int, GridInterpolator | None] = {}
+        self._batch_group = np.full(len(self.members), -2, dtype=np.int64)  # -2: not built yet
+        self._batched: BatchedInterpolator | None = None
         self._cache = _interpolator_cache_dir() if cache else None
 
     def group(self, g: int) -> GridInterpolator | None:
@@ -141,20 +144,35 @@ class MapInterpolators:
 
     def evaluate(self, map_rows: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Value of map ``map_rows[i]`` at ``points[i]`` (GeV), NaN where SModelS gives None or
-        where ``map_rows[i]`` is -1. One interpolator call per coordinate group."""
+        where ``map_rows[i]`` is -1. One vectorised pass over all groups (:class:`BatchedInterpolator`
+        over the groups built so far; it is rebuilt, once, when a call needs a new group)."""
         out = np.full(len(map_rows), np.nan)
         valid = np.flatnonzero(map_rows >= 0)
         if not len(valid):
             return out
         groups = self.map_group[map_rows[valid]]
-        order = np.argsort(groups, kind="stable")
-        bounds = np.flatnonzero(np.diff(groups[order])) + 1
-        for sel in np.split(valid[order], bounds):
-            interp = self.group(int(self.map_group[map_rows[sel[0]]]))
-            if interp is not None:
-                values = interp(points[sel, :interp.n_coords])
-                out[sel] = values[np.arange(len(sel)), self.map_column[map_rows[sel]]]
+        missing = np.unique(groups[self._batch_group[groups] == -2])
+        if len(missing):
+            for g in missing:
+                self.group(int(g))
+            self._rebatch()
+        sel = valid[self._batch_group[groups] >= 0]  # -1: SModelS cannot triangulate the map either
+        if len(sel) and self._batched is not None:
+            out[sel] = self._batched.evaluate(map_rows[sel], points[sel]).values
         return out
+
+    def _rebatch(self) -> None:
+        """One :class:`BatchedInterpolator` over every group built so far."""
+        built = [g for g in sorted(self._built) if self._built[g] is not None]
+        self._batch_group[:] = -2
+        self._batch_group[[g for g, v in self._built.items() if v is None]] = -1
+        self._batch_group[built] = np.arange(len(built))
+        if not built:
+            self._batched = None
+            return
+        row_group = self._batch_group[self.map_group]
+        self._batched = BatchedInterpolator(DatabaseInterpolators(
+            tuple(self._built[g] for g in built), np.where(row_group >= 0, row_group, -1), self.map_column, {}))
 
 
 class Predictor:
