@@ -134,17 +134,11 @@ class NumpyPaperObjective:
 
     def score(self, model: Protomodel) -> PaperScore:
         """The :class:`PaperScore` of one protomodel."""
-        from tdmcmc.models.likelihood.prior import paper_log_prior
-        from tdmcmc.models.protomodel.xsec import cross_sections
-
         arrays = self.predictor.model_arrays(model)
         predictions = self.predictor.predict(arrays)
         r_max = self._critic(predictions)
         mu_max = MU_MAX_SAFETY * self.r_threshold / r_max if r_max > 0 else np.inf
-        xsec13 = cross_sections(self.space, model.masses, model.kappas, 13)
-        log_prior, counts = paper_log_prior(model.masses, model.decays, self._class_kappas(model),
-                                            self._class_xsecs(xsec13), clustering=self.kappa_clustering,
-                                            lsp=self.space.lsp)
+        log_prior, counts = paper_prior(self.space, model, self.kappa_clustering)
         selected = self._combiner_set(predictions)
         base = dict(mu_max=mu_max, r_max=r_max, log_prior=log_prior, prior_counts=counts,
                     n_predictions=len(predictions))
@@ -269,18 +263,20 @@ class NumpyPaperObjective:
         bits = int(np.bitwise_or.reduce(t.el_particles[rows[local[ok]]].astype(np.uint64)))
         return frozenset(int(p) for i, p in enumerate(t.particles) if bits >> i & 1)
 
-    def _class_kappas(self, model: Protomodel) -> dict[tuple[int, int], float]:
-        """κ per shared κ key of the production channels whose particles are present."""
-        from tdmcmc.models.protomodel.xsec import kappa_lookup
 
-        kappa = kappa_lookup(self.space, model.kappas)
-        return {key: kappa.get(key, 1.0) for key, channels in self.space.kappa_classes().items()
-                if all(abs(p) in model.masses for p in channels[0].pair)}
+def paper_prior(space, model: Protomodel, clustering: str = "bins") -> tuple[float, dict[str, float]]:
+    """ln π_paper (expo1) of one protomodel and its counts; n_SSM counts κ of the channels whose
+    particles are present, with their fitted 13-TeV σ (κ applied, summed over a κ class, fb)."""
+    from tdmcmc.models.likelihood.prior import paper_log_prior
+    from tdmcmc.models.protomodel.xsec import cross_sections, kappa_lookup
 
-    def _class_xsecs(self, xsec13: dict[tuple[int, int], float]) -> dict[tuple[int, int], float]:
-        """13-TeV σ (κ applied, fb) summed over the channels sharing a κ key."""
-        out: dict[tuple[int, int], float] = {}
-        for channel in self.space.productions:
-            if channel.key in xsec13:
-                out[channel.kappa_key] = out.get(channel.kappa_key, 0.0) + xsec13[channel.key]
-        return out
+    xsec13 = cross_sections(space, model.masses, model.kappas, 13)
+    kappa = kappa_lookup(space, model.kappas)
+    class_kappas = {key: kappa.get(key, 1.0) for key, channels in space.kappa_classes().items()
+                    if all(abs(p) in model.masses for p in channels[0].pair)}
+    class_xsecs: dict[tuple[int, int], float] = {}
+    for channel in space.productions:
+        if channel.key in xsec13:
+            class_xsecs[channel.kappa_key] = class_xsecs.get(channel.kappa_key, 0.0) + xsec13[channel.key]
+    return paper_log_prior(model.masses, model.decays, class_kappas, class_xsecs, clustering=clustering,
+                           lsp=space.lsp)

@@ -9,6 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from tdmcmc.errors import UserError
+from tdmcmc.models.likelihood.counting import EM_VARIANTS
+from tdmcmc.models.likelihood.limits import UL_VARIANTS
+
 
 def evaluate_file(model_path: str | Path, database: str | Path | None = None, *, space_path: str | Path | None = None,
                   full_table: bool = False, sigmacut: float | None = None, minmassgap: float | None = None,
@@ -53,6 +59,64 @@ def evaluate_file(model_path: str | Path, database: str | Path | None = None, *,
     }
 
 
+def evaluate_target(model_path: str | Path, database: str | Path | None = None, *, target: str = "paper",
+                    space_path: str | Path | None = None, em_likelihood: str = "2020", ul_likelihood: str = "2020",
+                    r_threshold: float = 1.3, combination_matrix: str | Path | None = None) -> dict[str, Any]:
+    """The ``--target paper`` document: K, Z, μ̂, μ_max, r_max, the best combination and, per
+    prediction, −ln L at μ = 0 and 1 (``nll_mu0``, ``nll_mu1``; None without a likelihood).
+
+    Uses the topology table of the model's particles (:func:`restrict_space`), like :func:`evaluate_file`.
+    """
+    from tdmcmc.models.likelihood.options import LikelihoodChoice
+    from tdmcmc.models.protomodel.model import read_protomodel
+    from tdmcmc.models.protomodel.space import default_space, load_space
+    from tdmcmc.models.protomodel.target import LikelihoodTarget
+    from tdmcmc.models.protomodel.topologies import restrict_space
+
+    if target != "paper":
+        raise UserError(f"--target {target}: only 'paper' is implemented by evaluate so far")
+    space = load_space(space_path) if space_path else default_space()
+    model = read_protomodel(model_path, space)
+    db = Path(database) if database else _default_database()
+    tgt = LikelihoodTarget(db, combination_matrix, space=restrict_space(space, list(model.masses)),
+                           likelihood=LikelihoodChoice(em=em_likelihood, ul=ul_likelihood), r_threshold=r_threshold)
+    values, preds, inputs = tgt.evaluate([model])
+    flat = tgt.predictor.to_predictions(preds, 1)[0]
+    order = np.lexsort((preds.txname, preds.dataset))           # the order of to_predictions
+    position = {int(i): k for k, i in enumerate(order)}
+    has = tgt.has_likelihood(preds)
+    rows = []
+    for k, i in enumerate(order):
+        row = flat[k].to_dict()
+        row["nll_mu0"] = float(values.nll_mu0[i]) if has[i] else None
+        row["nll_mu1"] = float(values.nll_mu1[i]) if has[i] else None
+        rows.append(row)
+    members = [flat[position[i]] for i in tgt.best_combination(values, inputs, 0)]
+
+    def num(x) -> float | None:
+        return float(x) if np.isfinite(x) else None
+
+    c = tgt.compiled.database
+    return {"model": model.name, "model_file": str(model_path), "target": target,
+            "database": {"path": str(c.path), "version": c.version, "content_hash": c.content_hash},
+            "settings": {"em_likelihood": em_likelihood, "ul_likelihood": ul_likelihood, "r_threshold": r_threshold,
+                         "sr_selection": tgt.sr_selection, "combination": "max over maximal cliques (paper)",
+                         "combination_matrix": None if _matrix_path(db, combination_matrix) is None
+                         else str(_matrix_path(db, combination_matrix)),
+                         "xsecs": "injected" if model.xsecs is not None else "fitted"},
+            "K": num(values.K[0]), "Z": num(values.Z[0]), "mu_hat": float(values.mu_hat[0]),
+            "mu_max": num(values.mu_max[0]), "r_max": float(values.r_max[0]), "log_prior": float(values.log_prior[0]),
+            "best_combination": [{"analysis": p.analysis, "dataset": p.dataset, "txnames": list(p.txnames)}
+                                 for p in members],
+            "predictions": sorted(rows, key=lambda r: -(r["r_obs"] or 0.0))}
+
+
+def _matrix_path(database: Path, combination_matrix: str | Path | None) -> Path | None:
+    from tdmcmc.models.greedy.objective import default_combination_matrix
+
+    return Path(combination_matrix) if combination_matrix else default_combination_matrix(database)
+
+
 def _default_database() -> Path:
     from tdmcmc.models.database.synthetic import demo_database_path
 
@@ -79,10 +143,26 @@ def _format(doc: dict[str, Any]) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.target:
+        doc = evaluate_target(args.model, args.database, target=args.target, space_path=args.space,
+                              em_likelihood=args.em_likelihood or "2020", ul_likelihood=args.ul_likelihood or "2020",
+                              r_threshold=args.r_threshold, combination_matrix=args.combination_matrix)
+        print(json.dumps(doc, indent=1) if args.json else _format_target(doc))
+        return 0
     doc = evaluate_file(args.model, args.database, space_path=args.space, full_table=args.full_table,
                         sigmacut=args.sigmacut, minmassgap=args.minmassgap, best_dataset=args.best_dataset)
     print(json.dumps(doc, indent=1) if args.json else _format(doc))
     return 0
+
+
+def _format_target(doc: dict[str, Any]) -> str:
+    def num(x: float | None) -> str:
+        return "None" if x is None else f"{x:.4g}"
+
+    combo = ", ".join(f"{c['analysis']}:{c['dataset'] or 'UL'}" for c in doc["best_combination"])
+    return (f"{doc['model']}: target {doc['target']}: K = {num(doc['K'])}, Z = {num(doc['Z'])}, "
+            f"mu_hat = {num(doc['mu_hat'])}, mu_max = {num(doc['mu_max'])}, r_max = {num(doc['r_max'])}\n"
+            f"best combination: {combo or '(none)'}")
 
 
 def _export_slha(args: argparse.Namespace) -> int:
@@ -114,6 +194,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--minmassgap", type=float, help="mass compression threshold in GeV (default 10)")
     ev.add_argument("--best-dataset", action="store_true",
                     help="one signal region per efficiency-map analysis: the best expected (SModelS useBestDataset)")
+    ev.add_argument("--target", choices=("paper",),
+                    help="also evaluate the likelihood target (paper: K = Z^2 + 2 ln pi, mu profiled on [0, mu_max])")
+    ev.add_argument("--em-likelihood", choices=EM_VARIANTS, default=None,
+                    help="EM signal-region likelihood with --target (default for paper: 2020)")
+    ev.add_argument("--ul-likelihood", choices=UL_VARIANTS, default=None,
+                    help="UL-map truncated Gaussian with --target (default for paper: 2020)")
+    ev.add_argument("--r-threshold", type=float, default=1.3, help="critic threshold r_thr (default 1.3)")
+    ev.add_argument("--combination-matrix",
+                    help="combination allow-lists (default: <database>/../raw/protomodels/combination-matrix)")
     ev.set_defaults(func=_evaluate)
 
     ex = sub.add_parser("export-slha", help="write a protomodel as SLHA with XSECTION blocks",

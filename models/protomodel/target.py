@@ -1,0 +1,367 @@
+"""The likelihood of protomodels as one compiled PyTensor function, batched over chains.
+
+Stages (docs/likelihood-graph.md):
+
+1. predictions, numpy (:meth:`Predictor.evaluate_batch`, all protomodels of the batch at once);
+2. per database result, in numpy from the flat predictions: the one prediction that enters the
+   likelihood (SR selection ``paper``: the largest UL_obs/UL_exp, or ``best-expected``: the largest
+   r_exp; one per analysis id, so UL and EM versions compete) and the critic's r (UL predictions,
+   and the best-expected SR of EM results; 23 without an UL, as the original);
+   these are dense (B, n_results) :class:`ResultInputs`;
+3. one compiled graph on those arrays: r_max, μ_max, the per-result contributions
+   ln L_i(μ s_i) − ln L_i(0) (:mod:`tdmcmc.models.likelihood`, either variant), the paper's max over
+   maximal cliques of the predicted results (:meth:`Combiner.paper_max`) profiled in μ
+   (:func:`profile_mu`), Z, K = Z² + 2 ln π_paper; and per prediction −ln L at μ = 0 and 1.
+
+Gradients of the graph with respect to its inputs (signals, critic r, ...) are exact; the chain to
+masses/BRs/κ through stage 1 is not part of this module (see the docs).
+
+The max over cliques and the max over μ commute, so max_c max_μ ln R_c(μ) (the paper: profile μ
+per clique, then take the best clique) equals max_μ max_c ln R_c(μ), which is what is computed.
+The μ profile then runs on a maximum of log-concave functions, not log-concave itself: the grid
+(``n_grid`` points) plus golden section can miss a second local maximum narrower than a grid cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tdmcmc.models.greedy.objective import (MISSING_R, MU_MAX_SAFETY, MU_MAX_UNBOUNDED, R_THRESHOLD, PaperScore,
+                                            default_combination_matrix, paper_prior)
+from tdmcmc.models.likelihood.options import PAPER, LikelihoodChoice
+from tdmcmc.models.protomodel.model import Protomodel
+from tdmcmc.models.protomodel.predictions import PredictionArrays
+
+SR_SELECTIONS = ("paper", "best-expected")
+_GRAPH_OUTPUTS = ("K", "Z", "mu_hat", "mu_max", "r_max", "log_prior", "contributions")
+N_GRID = 64
+
+
+@dataclass(frozen=True)
+class ResultInputs:
+    """Dense per-result inputs of the compiled graph, shape (B, n_results), database result order.
+
+    ``selected``: 1 where the result has a prediction in the likelihood; ``signal`` the EM signal
+    events at μ = 1 or the UL σ×BR (fb); ``n, b, db`` the selected SR's counts (EM);
+    ``ul_obs, ul_exp`` (fb), ``lumi`` (fb⁻¹) (UL); ``critic_r`` the critic's largest r of the
+    result (0 without prediction); ``log_prior`` (B,) ln π_paper. Unused entries hold harmless
+    values (n = b = db = 1, limits 1) so every branch stays finite.
+    """
+
+    selected: np.ndarray
+    signal: np.ndarray
+    n: np.ndarray
+    b: np.ndarray
+    db: np.ndarray
+    ul_obs: np.ndarray
+    ul_exp: np.ndarray
+    lumi: np.ndarray
+    critic_r: np.ndarray
+    log_prior: np.ndarray
+    choice: np.ndarray          # (B, n_results) index of the chosen prediction (flat), -1 if none
+
+
+@dataclass(frozen=True)
+class TargetValues:
+    """Outputs of the compiled function for a batch (arrays of length B unless said otherwise).
+
+    ``K``, ``Z``: NaN when no two predicted results combine; ``contributions`` (B, n_results)
+    ln L_i(μ̂ s_i) − ln L_i(0); ``nll_mu0``, ``nll_mu1``: per flat prediction (NaN without a
+    likelihood)."""
+
+    K: np.ndarray
+    Z: np.ndarray
+    mu_hat: np.ndarray
+    mu_max: np.ndarray
+    r_max: np.ndarray
+    log_prior: np.ndarray
+    contributions: np.ndarray
+    nll_mu0: np.ndarray
+    nll_mu1: np.ndarray
+
+
+class LikelihoodTarget:
+    """The ``paper`` target on one database, compiled once, batched over protomodels.
+
+    :param database: SModelS database folder
+    :param combination_matrix: allow-lists; None: :func:`default_combination_matrix` (without one,
+        only results of different experiments or √s combine, with a warning)
+    :param likelihood: EM/UL likelihood variants (default: the paper's ``2020``)
+    :param r_threshold: the critic's r_thr (μ_max = 0.999 r_thr / r_max)
+    :param sr_selection: one of :data:`SR_SELECTIONS`
+    :param space: protomodel space (default: the paper's; a restricted space gives a small table)
+    """
+
+    def __init__(self, database: str | Path, combination_matrix: str | Path | None = None, *,
+                 likelihood: LikelihoodChoice = PAPER, r_threshold: float = R_THRESHOLD,
+                 sr_selection: str = "paper", kappa_clustering: str = "bins", space=None,
+                 compiled=None, n_grid: int = N_GRID, mode: Any = None):
+        import warnings
+
+        from tdmcmc.models.database.compiled import load_compiled
+        from tdmcmc.models.likelihood.cliques import build_combiner
+        from tdmcmc.models.likelihood.combinability import AllowLists, graph_for_database, read_allow_lists
+        from tdmcmc.models.protomodel.predictions import MapInterpolators, Predictor
+        from tdmcmc.models.protomodel.space import default_space
+        from tdmcmc.models.protomodel.topologies import load_table
+
+        if sr_selection not in SR_SELECTIONS:
+            raise ValueError(f"sr_selection: expected one of {SR_SELECTIONS}, got {sr_selection!r}")
+        self.space = space or default_space()
+        self.compiled = compiled or load_compiled(Path(database))
+        matrix = Path(combination_matrix) if combination_matrix else default_combination_matrix(Path(database))
+        if matrix is None:
+            warnings.warn(f"no combination matrix for {database}: only results of different experiments "
+                          "or sqrt(s) combine", stacklevel=2)
+        self.graph = graph_for_database(self.compiled.arrays, read_allow_lists(matrix) if matrix else AllowLists({}, {}))
+        self.combiner = build_combiner(self.graph)
+        self.table = load_table(self.space, self.compiled)
+        self.predictor = Predictor(self.table, self.compiled, self.space, MapInterpolators(self.compiled, cache=True))
+        self.likelihood, self.r_threshold = likelihood, r_threshold
+        self.sr_selection, self.kappa_clustering, self.n_grid = sr_selection, kappa_clustering, n_grid
+        a = self.compiled.arrays
+        _, self._analysis_code = np.unique(np.asarray(a.result_id, dtype=str), return_inverse=True)
+        d = a.dataset_result
+        self._em_ok = np.isfinite(a.observed_n) & np.isfinite(a.expected_bg) & (np.nan_to_num(a.bg_error) > 0)
+        self._dataset_em = np.asarray(a.result_is_em, bool)[d]
+        self._in_graph = self.graph.result_node >= 0
+        self._function = self._nll_function = None
+        self.mode = mode if mode is not None else _default_mode()
+
+    @property
+    def n_results(self) -> int:
+        return len(self.compiled.arrays.result_id)
+
+    # -- stage 2: per-result inputs --------------------------------------------------------------
+
+    def result_inputs(self, preds: PredictionArrays, models: Sequence[Protomodel]) -> ResultInputs:
+        """Dense per-result inputs from the flat predictions of a batch of `models`."""
+        a = self.compiled.arrays
+        n_b, n_r = len(models), self.n_results
+        ds = preds.dataset
+        res = a.dataset_result[ds]
+        em = self._dataset_em[ds]
+        xsec = preds.xsec_fb
+        obs, exp = preds.ul_obs_fb, preds.ul_exp_fb
+        r_obs = np.where(np.isfinite(obs), xsec / np.where(np.isfinite(obs), obs, 1.0), MISSING_R)
+        r_exp = np.where(np.isfinite(exp) & (np.nan_to_num(exp) > 0), xsec / np.where(exp > 0, exp, 1.0), np.nan)
+        order = np.lexsort((preds.txname, ds, preds.model))        # the per-model prediction order
+
+        # critic: every UL prediction; per EM result the best expected SR (r_obs where no r_exp)
+        critic = np.zeros((n_b, n_r))
+        np.maximum.at(critic, (preds.model[~em], res[~em]), r_obs[~em])
+        em_key = np.where(np.isnan(r_exp), r_obs, r_exp)
+        best_em = _first_max_per_key(order[em[order]], preds.model * n_r + res, em_key)
+        critic[preds.model[best_em], res[best_em]] = np.maximum(critic[preds.model[best_em], res[best_em]],
+                                                                r_obs[best_em])
+
+        # the likelihood set: one prediction per (model, analysis id)
+        ok = np.isfinite(obs) & (np.nan_to_num(exp) > 0) & self._in_graph[res] & (~em | self._em_ok[ds])
+        key = obs / np.where(ok, exp, 1.0) if self.sr_selection == "paper" else r_exp
+        chosen = _first_max_per_key(order[ok[order]], preds.model * n_r + self._analysis_code[res], key)
+        cm, cr = preds.model[chosen], res[chosen]
+        out = {k: np.ones((n_b, n_r)) for k in ("n", "b", "db", "ul_obs", "ul_exp", "lumi")}
+        selected, signal = np.zeros((n_b, n_r)), np.zeros((n_b, n_r))
+        choice = np.full((n_b, n_r), -1)
+        selected[cm, cr] = 1.0
+        choice[cm, cr] = chosen
+        lumi = a.result_lumi[cr]
+        signal[cm, cr] = np.where(em[chosen], xsec[chosen] * lumi, xsec[chosen])
+        cd = ds[chosen]
+        for name, values in (("n", a.observed_n[cd]), ("b", a.expected_bg[cd]), ("db", a.bg_error[cd]),
+                             ("ul_obs", obs[chosen]), ("ul_exp", exp[chosen]), ("lumi", lumi)):
+            valid = np.isfinite(values) & ((values >= 0) if name in ("n", "b") else (values > 0))
+            out[name][cm, cr] = np.where(valid, values, 1.0)
+        log_prior = np.array([paper_prior(self.space, m, self.kappa_clustering)[0] for m in models])
+        return ResultInputs(selected=selected, signal=signal, critic_r=critic, log_prior=log_prior,
+                            choice=choice, **out)
+
+    # -- stage 3: the compiled graph -------------------------------------------------------------
+
+    def graph_outputs(self, x: dict[str, Any]) -> dict[str, Any]:
+        """The symbolic outputs from symbolic inputs `x` (names of :class:`ResultInputs` plus the
+        flat per-prediction ``p_*`` arrays). Exposed so that gradients can be taken of any output."""
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.gradient import disconnected_grad
+
+        from tdmcmc.models.likelihood import PYTENSOR as xp
+        from tdmcmc.models.likelihood import profile_mu
+
+        is_em = np.asarray(self.compiled.arrays.result_is_em, bool)
+        nll = self._nll
+
+        def cols(name):                              # (B, 1, R): broadcast over a trailing μ axis
+            return x[name][:, None, :]
+
+        data = [cols(k) for k in ("signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi")]
+        nll0 = nll(0.0, *data, is_em[None, None, :])
+
+        def contributions(mu):                       # mu (B, k) -> (B, k, R)
+            return pt.switch(cols("selected") > 0, nll0 - nll(mu[:, :, None], *data, is_em[None, None, :]), 0.0)
+
+        predicted = cols("selected")
+        r_max = pt.max(x["critic_r"], axis=-1)
+        mu_max = pt.switch(r_max > 0, MU_MAX_SAFETY * self.r_threshold / pt.maximum(r_max, 1e-300), np.inf)
+        top = pt.minimum(mu_max, MU_MAX_UNBOUNDED)
+        # 1. the paper's max over cliques on a μ grid (one Combiner.paper_max for the whole grid)
+        grid = disconnected_grad(top)[:, None] * np.linspace(0.0, 1.0, self.n_grid)
+        on_grid = self.combiner.paper_max(contributions(grid), predicted)           # (B, n_grid)
+        combines = pt.gt(on_grid[:, 0], -np.inf)
+        best = pt.argmax(pt.switch(combines[:, None], on_grid, 0.0), axis=-1)
+        # 2. the members of the best clique there: the gradient of the first maximum is its
+        #    0/1 membership (Combiner's max passes the gradient to the first maximising clique only)
+        r_best = contributions(grid[pt.arange(grid.shape[0]), best][:, None])[:, 0, :]
+        chosen = pytensor.grad(pt.sum(pt.switch(combines, self.combiner.paper_max(r_best[:, None, :], predicted)[:, 0],
+                                                0.0)), r_best)
+        members = disconnected_grad(chosen)[:, None, :]
+        # 3. μ̂ of that clique: a sum of log-concave terms, profiled exactly
+        mu_hat, nll_min = profile_mu(lambda mu: -pt.sum(members * contributions(mu), axis=-1), top, xp=xp)
+        z = pt.sqrt(pt.maximum(0.0, -2.0 * nll_min))
+        k = z * z + 2.0 * x["log_prior"]
+        return {"K": pt.switch(combines, k, np.nan), "Z": pt.switch(combines, z, np.nan), "mu_hat": mu_hat,
+                "mu_max": mu_max, "r_max": r_max, "log_prior": x["log_prior"],
+                "contributions": contributions(mu_hat[:, None])[:, 0, :]}
+
+    def _nll(self, mu, signal, n, b, db, obs, exp, lumi, em_mask):
+        """−ln L of EM SRs (where `em_mask`) or UL results (elsewhere), the chosen variants."""
+        import pytensor.tensor as pt
+
+        from tdmcmc.models.likelihood import PYTENSOR, em_nll, ul_nll
+
+        e = em_nll(mu, signal, n, b, db, variant=self.likelihood.em, xp=PYTENSOR)
+        u = ul_nll(mu, signal, obs, exp, lumi, variant=self.likelihood.ul, xp=PYTENSOR)
+        return pt.switch(em_mask, e, u)
+
+    def symbolic_inputs(self) -> dict[str, Any]:
+        """The inputs of :meth:`graph_outputs`: (B, n_results) matrices named as the fields of
+        :class:`ResultInputs`, and ``log_prior`` (B,)."""
+        import pytensor.tensor as pt
+
+        names = ("selected", "signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi", "critic_r")
+        x = {k: pt.matrix(k, dtype="float64") for k in names}
+        x["log_prior"] = pt.vector("log_prior", dtype="float64")
+        return x
+
+    def function(self):
+        """The compiled target (built on first use): inputs of :meth:`symbolic_inputs` in order ->
+        outputs in :class:`TargetValues` order (without the per-prediction fields)."""
+        if self._function is None:
+            import pytensor
+
+            x = self.symbolic_inputs()
+            out = self.graph_outputs(x)
+            self._inputs = list(x)
+            self._function = pytensor.function(list(x.values()), [out[k] for k in _GRAPH_OUTPUTS],
+                                               mode=self.mode, on_unused_input="ignore")
+        return self._function
+
+    def nll_function(self):
+        """Compiled −ln L at μ = 0 and 1 of flat predictions (inputs ``p_*`` of
+        :meth:`prediction_inputs`); a separate small graph so that it compiles in seconds."""
+        if self._nll_function is None:
+            import pytensor
+            import pytensor.tensor as pt
+
+            x = {f"p_{k}": pt.vector(f"p_{k}", dtype="float64")
+                 for k in ("em", "signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi")}
+            data = [x[f"p_{k}"] for k in ("signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi")]
+            self._nll_inputs = list(x)
+            self._nll_function = pytensor.function(
+                list(x.values()), [self._nll(0.0, *data, x["p_em"] > 0), self._nll(1.0, *data, x["p_em"] > 0)],
+                mode=self.mode, on_unused_input="ignore")     # lumi: 2020 UL variant only
+        return self._nll_function
+
+    # -- evaluation --------------------------------------------------------------------------------
+
+    def evaluate(self, models: Sequence[Protomodel]) -> tuple[TargetValues, PredictionArrays, ResultInputs]:
+        """Target values of a batch, with the flat predictions and the per-result inputs."""
+        preds = self.predictor.evaluate_batch(models)
+        inputs = self.result_inputs(preds, models)
+        f = self.function()
+        out = f(*[getattr(inputs, k) for k in self._inputs])
+        return TargetValues(*out, *self.prediction_nll(preds)), preds, inputs
+
+    def prediction_nll(self, preds: PredictionArrays) -> tuple[np.ndarray, np.ndarray]:
+        """−ln L at μ = 0 and μ = 1 of every flat prediction (NaN without a likelihood)."""
+        g = self.nll_function()
+        flat = self.prediction_inputs(preds)
+        nll0, nll1 = g(*[flat[k] for k in self._nll_inputs])
+        has = self.has_likelihood(preds)
+        return np.where(has, nll0, np.nan), np.where(has, nll1, np.nan)
+
+    def prediction_inputs(self, preds: PredictionArrays) -> dict[str, np.ndarray]:
+        """Flat per-prediction likelihood inputs (``p_*``)."""
+        a = self.compiled.arrays
+        ds = preds.dataset
+        em = self._dataset_em[ds]
+        lumi = a.result_lumi[a.dataset_result[ds]]
+
+        def safe(v, low=0.0):       # stand-ins for absent values (those rows are masked out)
+            v = np.asarray(v, float)
+            return np.where(np.isfinite(v) & (v > low), v, 1.0)
+
+        return {"p_em": em * 1.0, "p_signal": np.where(em, preds.xsec_fb * lumi, preds.xsec_fb),
+                "p_n": safe(a.observed_n[ds], -1.0), "p_b": safe(a.expected_bg[ds], -1.0),
+                "p_db": safe(a.bg_error[ds]), "p_ul_obs": safe(preds.ul_obs_fb), "p_ul_exp": safe(preds.ul_exp_fb),
+                "p_lumi": lumi.astype(float)}
+
+    def has_likelihood(self, preds: PredictionArrays) -> np.ndarray:
+        """Per flat prediction: whether it has a likelihood (EM with counts, UL with expected UL)."""
+        ds = preds.dataset
+        em = self._dataset_em[ds]
+        return np.where(em, self._em_ok[ds], np.isfinite(preds.ul_exp_fb) & (np.nan_to_num(preds.ul_exp_fb) > 0))
+
+    def best_combination(self, values: TargetValues, inputs: ResultInputs, b: int) -> tuple[int, ...]:
+        """Flat prediction indices of model `b`'s best combination at μ̂ (the paper's per-step cliques)."""
+        if not np.isfinite(values.Z[b]):
+            return ()
+        _, members = self.combiner.paper_combination(values.contributions[b], inputs.selected[b] > 0)
+        return tuple(int(inputs.choice[b, j]) for _, j in members)
+
+    def __call__(self, models: Sequence[Protomodel]) -> list[PaperScore]:
+        """The :class:`~tdmcmc.models.greedy.objective.PaperObjective` protocol."""
+        values, preds, inputs = self.evaluate(models)
+        flat = self.predictor.to_predictions(preds, len(models))
+        order = [np.flatnonzero(preds.model == b)[np.lexsort((preds.txname[preds.model == b],
+                                                               preds.dataset[preds.model == b]))]
+                 for b in range(len(models))]
+        out = []
+        for b, model in enumerate(models):
+            position = {int(i): k for k, i in enumerate(order[b])}
+            members = [flat[b][position[i]] for i in self.best_combination(values, inputs, b)]
+            counts = paper_prior(self.space, model, self.kappa_clustering)[1]
+            finite = bool(np.isfinite(values.Z[b]))
+            out.append(PaperScore(
+                K=float(values.K[b]) if finite else None, Z=float(values.Z[b]) if finite else None,
+                mu_hat=float(values.mu_hat[b]) if finite else 0.0, mu_max=float(values.mu_max[b]),
+                r_max=float(values.r_max[b]), log_prior=float(values.log_prior[b]), prior_counts=counts,
+                best_combination=tuple(f"{p.analysis}:{p.dataset or 'UL'}" for p in members),
+                n_predictions=len(flat[b])))
+        return out
+
+
+def _default_mode():
+    """PyTensor's C virtual machine: the default (Numba) linker takes minutes to compile this graph
+    (its scan and the object-mode Op of the truncated Gaussian); the C linker compiles in seconds
+    and the graph is small enough that its speed is the same."""
+    from pytensor.compile.mode import Mode
+
+    return Mode(linker="cvm", optimizer="fast_run")
+
+
+def _first_max_per_key(candidates: np.ndarray, key: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Among `candidates` (indices, in priority order), one per distinct key[i]: the largest
+    value[i], the first candidate on ties."""
+    if not len(candidates):
+        return candidates
+    k, v = key[candidates], value[candidates]
+    order = np.lexsort((np.arange(len(candidates)), -v, k))
+    first = np.ones(len(order), bool)
+    first[1:] = k[order[1:]] != k[order[:-1]]
+    return candidates[order[first]]
