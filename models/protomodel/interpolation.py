@@ -6,14 +6,15 @@ Points are always given in the column order of the map's ``MapData.layout`` (mas
 GeV, exactly like ``grid.coords``); values come back in the map's units (fb for limits, plain
 numbers for efficiencies).
 
-``GridInterpolator(coords, values, layout=None)``
+``GridInterpolator(coords, values, layout=None, arithmetic=DEFAULT_ARITHMETIC)``
     One triangulation for one set of mass points. ``coords`` (n_points, n_coords) GeV, ``values``
     (n_points,) or (n_points, k): k maps that share the same points (e.g. the efficiency maps of one
     txname in every SR of an analysis, or observed and expected limits) share one simplex search
     and one set of barycentric weights. ``layout`` (the ``MapData.layout``) says which columns are
     widths and fixes SModelS' column order; None means "all masses, already in SModelS order".
-    Picklable. Attributes: ``n_coords``, ``k``, ``dimensionality`` (of the data after the rotation),
-    ``full_dimensionality``.
+    ``arithmetic``: which SModelS environment's rounding to reproduce (``ARITHMETICS``, see
+    "Numerical environments" below). Picklable. Attributes: ``n_coords``, ``k``,
+    ``dimensionality`` (of the data after the rotation), ``full_dimensionality``, ``arithmetic``.
 ``GridInterpolator.__call__(points (n, n_coords)) -> (n, k)``
     Interpolated values; NaN exactly where SModelS' ``TxNameData.getValueFor`` returns None.
 ``GridInterpolator.evaluate(points, jacobian=False) -> Evaluation``
@@ -23,14 +24,14 @@ numbers for efficiencies).
 ``GridInterpolator.locate(points) -> Location``
     ``simplex`` (n,) int (-1 outside), ``vertices`` (n, d+1) point indices, ``weights`` (n, d+1)
     barycentric weights, ``inside`` (n,) bool — in the rotated, projected space (no off-plane test).
-``build_database_interpolators(compiled, group=True) -> DatabaseInterpolators``
+``build_database_interpolators(compiled, group=True, arithmetic=DEFAULT_ARITHMETIC) -> DatabaseInterpolators``
     Interpolators for every map row of ``compiled.arrays`` (``map_coords[i]``/``map_values[i]``),
     maps with bit-identical coordinates (and layout) grouped into one ``GridInterpolator``.
     ``DatabaseInterpolators.groups`` (tuple of GridInterpolator), ``.map_group[i]`` and
     ``.map_column[i]`` (map row i is column ``map_column[i]`` of group ``map_group[i]``),
     ``.failed`` {map row: reason} for maps SModelS cannot triangulate either, and
-    ``.evaluate_map(i, points) -> (n,)``. ``build_interpolators(coords, values, layouts, group)``
-    does the same for plain lists of maps.
+    ``.evaluate_map(i, points) -> (n,)``. ``build_interpolators(coords, values, layouts, group,
+    arithmetic)`` does the same for plain lists of maps.
 ``BatchedInterpolator(database_interpolators)``
     The whole database at once (the prediction code should use this one):
     ``evaluate(map_rows (n,), points (n, c), jacobian=False) -> Evaluation`` with values (n,),
@@ -58,10 +59,10 @@ References are to ``smodels/experiment/txnameDataObj.py`` (class ``TxNameData``)
    the same order; v3 maps use the ``dataMap`` column order. Units removed in GeV. Widths go
    through ``expAuxiliaryFuncs.rescaleWidth``: w' = min(w, 1e50)/1e-30, x = w' if w' < 1e-10 else
    log(1 + w').
-2. ``computeV``: delta_x = column means of the data points (Python's ``sum``, compensated since
-   Python 3.12; we call the same ``sum`` to get the same bits); M = x - delta_x; V = right
-   singular vectors of ``scipy.linalg.svd(M[::ceil(n/2000)])`` (only every n-th point when n > 2000). Rotated points
-   Mp = M V. ``dimensionality`` = the largest number of coordinates with |Mp| > 1e-4 in any data
+2. ``computeV``: delta_x = column means of the data points (Python's ``sum``: plain left-to-right
+   up to Python 3.11, compensated since 3.12; see "Numerical environments"); M = x - delta_x;
+   V = right singular vectors of ``scipy.linalg.svd(M[::ceil(n/2000)])`` (only every n-th point
+   when n > 2000). Rotated points Mp = M V. ``dimensionality`` = the largest number of coordinates with |Mp| > 1e-4 in any data
    point (``countNonZeros``); the triangulation is ``scipy.spatial.Delaunay(Mp[:, :dim])`` for
    dim > 1, and ``Delaunay1D`` (sorted intervals) for dim == 1. dim == 0 (a single point, or all
    points equal) makes SModelS fail when the txname is built; we raise :class:`DegenerateMapError`.
@@ -87,17 +88,37 @@ References are to ``smodels/experiment/txnameDataObj.py`` (class ``TxNameData``)
 6. ``_returnProjectedValue``: NaN -> None; |value| < 100 * machine epsilon -> 0.
 
 Bit-exactness (needed: on regular grids many points are co-circular and qhull breaks those ties
-by the last bits of the rotated coordinates, so a matrix product instead of SModelS' row-by-row
-``np.dot`` gave other triangles and values 30 % off): we reproduce delta_x (Python ``sum``), V
-(same LAPACK call), Mp (row-wise products), the width rescaling (``log(1+w)``, not ``log1p``) and
-the column order, and test the resulting values against SModelS 3.2.1 itself (same numpy/scipy/
-OpenBLAS as our venv). Point location: 138 of the 383 triangulations of 1.2.4 contain flat
-(zero-volume) simplices; next to them the containing simplex is not unique, the interpolant can
-jump across a face, and scipy's answer depends on where its walk starts (the previous point of a
-batch; simplex 0 for SModelS' one-point calls). So every point is located as by a one-point
-call: :mod:`.point_location` runs a compiled port of scipy's walk from simplex 0 (same answer as
-scipy for every point, tested), with a grid index that speeds up scipy's brute-force fallback
-without changing its answer. The Jacobian on a face is that of the simplex found.
+by the last bits of the rotated coordinates, so other rounding gives other triangles and values
+5 % to 5x off): we reproduce delta_x, V (same LAPACK call), Mp (SModelS' row-by-row ``np.dot``),
+the width rescaling (``log(1+w)``, not ``log1p``) and the column order. Point location: 138 of the
+383 triangulations of 1.2.4 contain flat (zero-volume) simplices; next to them the containing
+simplex is not unique, the interpolant can jump across a face, and scipy's answer depends on where
+its walk starts (the previous point of a batch; simplex 0 for SModelS' one-point calls). There we
+locate points near faces (weight < 2 sqrt(tol)) or outside one by one, as SModelS does, except
+points provably outside (farther from a hull facet than (d+1) * diameter * 2 sqrt(tol)). The
+Jacobian on a face is that of the simplex found.
+
+Numerical environments (``arithmetic``)
+---------------------------------------
+The last bits of delta_x and Mp depend on the Python and numpy that run SModelS, so SModelS 3.2.1
+itself triangulates tie cells differently in different environments. ``ARITHMETICS``:
+
+- ``"py311-numpy2.4"`` (default): Python <= 3.11 (``sum`` adds left to right) and numpy 2.4 wheels
+  (OpenBLAS 0.3.31: ``np.dot(row, V)`` is the AVX2/FMA ``dgemv_n`` kernel, emulated exactly with
+  :func:`fused_multiply_add`, see :func:`_rows_times_numpy24`). What ``pip install smodels==3.2.1``
+  gives under the machine's default ``python3`` (3.11.7: numpy 2.4.6, scipy 1.17.1), and what the
+  oracle-reference outputs were made with: all 332 of their predictions agree to 1e-5 (with their
+  0.1 GeV masses), against 306 within 2 % with the other arithmetic.
+- ``"py312-numpy2.5"``: Python >= 3.12 (compensated ``sum``, called as such) and numpy 2.5 (row
+  products = one matrix-vector product per column, :func:`_rows_times_numpy25`), e.g. SModelS in
+  Python 3.12.1 with numpy 2.5.5 and scipy 1.18.1.
+
+Both are tested bit for bit (delta_x, rotated data points) and in value against SModelS 3.2.1 run in
+each environment (``tests/models/data/make_smodels_interpolation_fixture.py``); the py311 kernels
+also on all 726 distinct triangulations of the 1.2.4 and 3.0.0-extra databases. The emulated
+kernel follows OpenBLAS' blocking for any length (checked for 1-8 coordinates; the databases have
+2, 3, 4 and 6). Other environments (other OpenBLAS kernels, e.g. AVX-512 machines) may round
+differently again and then split some tie cells along the other diagonal.
 """
 
 from __future__ import annotations
@@ -168,16 +189,102 @@ class Evaluation:
     jacobian: np.ndarray | None = None
 
 
-def _rows_times(m: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """m @ v, bit-identical to SModelS' row-by-row ``np.dot(row, V)``: a matrix-matrix product
-    rounds differently, and qhull breaks the ties of co-circular grid points by those last bits.
-    One matrix-vector product per column of a row-major `m` gives the same bits (checked on all
-    2101 maps of the 1.2.4 and 3.0.0-extra databases) and is as fast as ``m @ v``."""
+def _rows_times_numpy25(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """m @ v, bit-identical to SModelS' row-by-row ``np.dot(row, V)`` under numpy 2.5: a matrix-
+    matrix product rounds differently, and qhull breaks the ties of co-circular grid points by those
+    last bits. One matrix-vector product per column of a row-major `m` gives the same bits (checked
+    on all 2101 maps of the 1.2.4 and 3.0.0-extra databases) and is as fast as ``m @ v``."""
     m = np.ascontiguousarray(m)
     out = np.empty((len(m), v.shape[1]))
     for j in range(v.shape[1]):
         out[:, j] = m @ v[:, j]
     return out
+
+
+_VELTKAMP = 134217729.0  # 2**27 + 1: splits a double into two 26-bit halves
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """s + e == a + b exactly, s = fl(a + b) (Knuth)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """p + e == a * b exactly, p = fl(a * b) (Dekker; no overflow for GeV-sized inputs)."""
+    p = a * b
+    ca, cb = _VELTKAMP * a, _VELTKAMP * b
+    ah, bh = ca - (ca - a), cb - (cb - b)
+    al, bl = a - ah, b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def fused_multiply_add(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """fl(a * b + c) with a single rounding, like the FMA instruction (numpy has no fma ufunc,
+    ``math.fma`` needs Python 3.13). Boldo & Melquiond (IEEE TC 57, 2008), Algorithm 5.4: exact
+    product, exact sum with c, the two low parts added with rounding to odd, then one rounding to
+    nearest. Exact for finite inputs without underflow (tested against rational arithmetic)."""
+    uh, ul = _two_product(a, b)
+    th, tl = _two_sum(c, uh)
+    s, e = _two_sum(tl, ul)
+    round_up = (e != 0) & ((s.view(np.int64) & 1) == 0)  # inexact and even: step to the odd neighbour
+    v = np.where(round_up, np.nextafter(s, np.where(e > 0, np.inf, -np.inf)), s)
+    return th + v
+
+
+def _rows_times_numpy24(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """m @ v, bit-identical to the row-by-row ``np.dot(row, V)`` of numpy 2.4 wheels (OpenBLAS
+    0.3.31, AVX2/FMA ``dgemv_n`` kernels; V C-contiguous as SModelS' ``Vt.T``). With n = len(row):
+    output columns j < 4 floor(n/4) come from the vector kernel: per block of four inputs b,
+    fma(x[b+2], V, x[b] V) + fma(x[b+3], V, x[b+1] V), blocks added in order, then the remaining
+    inputs as (x[i] V + x[i+1] V) and x[i] V; the other output columns are plain left-to-right sums
+    of the rounded products. Checked bit for bit against numpy 2.4.6 for n = 1..8 (random rows and
+    rotations) and on real maps (tests/models/data/make_smodels_interpolation_fixture.py)."""
+    m = np.asarray(m, dtype=np.float64)
+    n, k = v.shape
+    t = m[:, :, None] * v[None]  # (points, n, k) rounded products x[i] V[i, j]
+    out = np.empty((len(m), k))
+    n_blocks = n // 4 * 4
+    for j in range(k):
+        if j >= k // 4 * 4:
+            y = t[:, 0, j]
+            for i in range(1, n):
+                y = y + t[:, i, j]
+            out[:, j] = y
+            continue
+        y = None
+        for b in range(0, n_blocks, 4):
+            block = (fused_multiply_add(m[:, b + 2], v[b + 2, j], t[:, b, j])
+                     + fused_multiply_add(m[:, b + 3], v[b + 3, j], t[:, b + 1, j]))
+            y = block if y is None else y + block
+        rest = [t[:, n_blocks, j] + t[:, n_blocks + 1, j]] if n - n_blocks >= 2 else []
+        rest += [t[:, n - 1, j]] if (n - n_blocks) % 2 else []
+        for r in rest:
+            y = r if y is None else y + r
+        out[:, j] = y
+    return out
+
+
+def _column_means_py311(x: np.ndarray) -> np.ndarray:
+    """SModelS' ``sum(column) / n`` under Python <= 3.11: plain left-to-right float additions."""
+    return np.add.accumulate(x, axis=0)[-1] / len(x)
+
+
+def _column_means_py312(x: np.ndarray) -> np.ndarray:
+    """The same under Python >= 3.12, whose built-in ``sum`` of floats is compensated (Neumaier):
+    we call that ``sum`` to get the same bits."""
+    return np.array([sum(col) / len(x) for col in x.T.tolist()])
+
+
+# Numerical environments SModelS 3.2.1 may run in, differing in the last bits of the rotated
+# grid points and hence in the tie-breaking of co-circular points by qhull (module docstring):
+# name -> (column means, row-by-row product).
+ARITHMETICS = {
+    "py311-numpy2.4": (_column_means_py311, _rows_times_numpy24),
+    "py312-numpy2.5": (_column_means_py312, _rows_times_numpy25),
+}
+DEFAULT_ARITHMETIC = "py311-numpy2.4"  # the environment of the oracle-reference outputs
 
 
 class GridInterpolator:
@@ -187,13 +294,20 @@ class GridInterpolator:
         coords: (n_points, n_coords) masses/widths in GeV, columns as in ``layout``.
         values: (n_points,) or (n_points, k) values (fb or unitless).
         layout: the grid's ``MapData.layout`` (None: every column is a mass, in SModelS order).
+        arithmetic: the SModelS environment whose rounding (and so tie-breaking) to reproduce, a
+            key of ``ARITHMETICS``; the default is the oracle-reference's.
 
     Raises:
         DegenerateMapError: all points coincide after the transform (SModelS fails there too).
+        ValueError: unknown `arithmetic`.
     """
 
     def __init__(self, coords: np.ndarray, values: np.ndarray,
-                 layout: Sequence[Coordinate] | None = None) -> None:
+                 layout: Sequence[Coordinate] | None = None, arithmetic: str = DEFAULT_ARITHMETIC) -> None:
+        if arithmetic not in ARITHMETICS:
+            raise ValueError(f"arithmetic {arithmetic!r} is not one of {sorted(ARITHMETICS)}")
+        self.arithmetic = arithmetic
+        column_means, self._rows_times = ARITHMETICS[arithmetic]
         coords = np.asarray(coords, dtype=np.float64)
         values = np.asarray(values, dtype=np.float64)
         self._scalar = values.ndim == 1
@@ -207,8 +321,7 @@ class GridInterpolator:
         widths = [] if layout is None else [c.quantity == "width" for c in layout]
         self._is_width = np.array([widths[i] for i in self._order] if widths else [False] * self.n_coords)
         x, _ = self._flat(coords)
-        # Python's own sum (compensated since 3.12), as SModelS: np.mean would differ in the last bit.
-        self.delta_x = np.array([sum(col) / len(x) for col in x.T.tolist()])
+        self.delta_x = column_means(x)  # SModelS' Python sum: np.mean would differ in the last bit
         m = x - self.delta_x
         step = int(math.ceil(len(m) / SVD_MAX_POINTS))
         # SModelS calls svd(...) with full_matrices=True; the economic SVD returns the same V bits
@@ -216,7 +329,7 @@ class GridInterpolator:
         # Threaded BLAS makes the many tiny LAPACK calls here up to 1000x slower on a busy machine.
         with threadpool_limits(limits=1, user_api="blas"):
             self.rotation = svd(m[::step], full_matrices=False)[2].T  # SModelS' V (full_dim, full_dim)
-        mp = _rows_times(m, self.rotation)
+        mp = self._rows_times(m, self.rotation)
         self.full_dimensionality = self.n_coords
         self.dimensionality = int(np.max(np.sum(np.abs(mp) > NONZERO_TOL, axis=1)))
         d = self.dimensionality
@@ -249,7 +362,7 @@ class GridInterpolator:
 
     def _flat(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """SModelS' flat point (columns reordered, widths rescaled) and d flat / d point (diagonal)."""
-        x = np.ascontiguousarray(points[:, self._order])  # row-major, see _rows_times
+        x = np.ascontiguousarray(points[:, self._order])  # row-major, see _rows_times_numpy25
         dx = np.ones_like(x)
         if self._is_width.any():
             x[:, self._is_width], dx[:, self._is_width] = rescale_width(x[:, self._is_width])
@@ -258,7 +371,7 @@ class GridInterpolator:
     def rotate(self, points: np.ndarray) -> np.ndarray:
         """Points (n, n_coords) GeV -> SModelS' rotated coordinates q (n, full_dimensionality)."""
         x, _ = self._flat(np.atleast_2d(np.asarray(points, dtype=np.float64)))
-        return _rows_times(x - self.delta_x, self.rotation)
+        return self._rows_times(x - self.delta_x, self.rotation)
 
     def _weights(self, qp: np.ndarray, simplex: np.ndarray) -> np.ndarray:
         d = self.dimensionality
@@ -337,7 +450,7 @@ class GridInterpolator:
         """SModelS' ``getValueFor`` for points (n, n_coords) GeV, with the optional exact Jacobian."""
         points = np.atleast_2d(np.asarray(points, dtype=np.float64))
         x, dx = self._flat(points)
-        q = _rows_times(x - self.delta_x, self.rotation)
+        q = self._rows_times(x - self.delta_x, self.rotation)
         d = self.dimensionality
         vals, simplex, clamped = self._interpolate(q[:, :d])
         off = np.sum(np.abs(q) > NONZERO_TOL, axis=1) > d
@@ -396,9 +509,11 @@ def map_layouts(compiled) -> list[tuple[Coordinate, ...]]:
 
 
 def build_interpolators(coords: Sequence[np.ndarray], values: Sequence[np.ndarray],
-                        layouts: Sequence[Sequence[Coordinate] | None], group: bool = True) -> DatabaseInterpolators:
+                        layouts: Sequence[Sequence[Coordinate] | None], group: bool = True,
+                        arithmetic: str = DEFAULT_ARITHMETIC) -> DatabaseInterpolators:
     """Interpolators for a list of maps (coordinates in GeV, values, layouts), one per distinct
-    coordinate array when `group` (maps with bit-identical coordinates and layout share one)."""
+    coordinate array when `group` (maps with bit-identical coordinates and layout share one);
+    `arithmetic` as for :class:`GridInterpolator`."""
     members: dict[tuple, list[int]] = {}
     for i, (c, layout) in enumerate(zip(coords, layouts)):
         members.setdefault(coords_key(c, layout) if group else (i,), []).append(i)
@@ -408,7 +523,8 @@ def build_interpolators(coords: Sequence[np.ndarray], values: Sequence[np.ndarra
     for rows in members.values():
         first = rows[0]
         try:
-            interp = GridInterpolator(coords[first], np.stack([values[i] for i in rows], axis=1), layouts[first])
+            interp = GridInterpolator(coords[first], np.stack([values[i] for i in rows], axis=1), layouts[first],
+                                      arithmetic)
         except DegenerateMapError as exc:
             failed.update({i: str(exc) for i in rows})
             continue
@@ -418,14 +534,15 @@ def build_interpolators(coords: Sequence[np.ndarray], values: Sequence[np.ndarra
     return DatabaseInterpolators(tuple(groups), map_group, map_column, failed)
 
 
-def build_database_interpolators(compiled, group: bool = True) -> DatabaseInterpolators:
+def build_database_interpolators(compiled, group: bool = True,
+                                 arithmetic: str = DEFAULT_ARITHMETIC) -> DatabaseInterpolators:
     """:func:`build_interpolators` for every map row of a ``CompiledDatabase`` (``load_compiled``):
     map row i is ``compiled.arrays.map_coords[i]``/``map_values[i]``."""
     arrays = compiled.arrays
     layouts = map_layouts(compiled)
     if len(layouts) != len(arrays.map_coords):
         raise ValueError("database records and arrays disagree on the number of maps")
-    return build_interpolators(arrays.map_coords, arrays.map_values, layouts, group)
+    return build_interpolators(arrays.map_coords, arrays.map_values, layouts, group, arithmetic)
 
 
 class BatchedInterpolator:

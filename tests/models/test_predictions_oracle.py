@@ -4,15 +4,17 @@ and the prediction arithmetic.
 For each of the five reference protomodels, SModelS' own cross sections (``xsecs`` of the output)
 are injected, the model is evaluated on the 1.2.4 database, and predictions are matched by
 (analysis, dataset, sorted txnames). Acceptance: >= 95% of SModelS' predictions found and >= 95% of
-the matched ones within 2% in xsec_fb and r_obs.
+the matched ones within 2% in xsec_fb and r_obs. We find all 332 and all agree within 2%.
 
-Every disagreement above 2% must be explained. The only ones seen come from efficiency maps whose
-interpolated value in the oracle differs from SModelS 3.2.1 re-run on this machine at the same
-point (a tie between two Delaunay triangulations of a rectangular grid cell, or a walk through flat
-simplices): ``RERUN_EFFICIENCIES`` holds the re-run values (script in docs/predictions.md), and
-for every disagreeing prediction the test checks that our per-txname σ·BR·ε equals σ·BR × the
-re-run ε, and that the prediction agrees with the oracle once the oracle's ε is replaced by the
-re-run ε. Those corrected predictions must then meet the acceptance criterion.
+Every disagreement is explained, and tested as such:
+- The oracle ran SModelS under Python 3.11 with numpy 2.4 (its rotated grid points carry other
+  last bits than under Python 3.12/numpy 2.5, so qhull splits co-circular grid cells along other
+  diagonals); the interpolation's default ``arithmetic`` reproduces that environment (26
+  efficiency-map predictions of best_paper and sqd900_lsp100 are 5% to 5x off in the other one).
+- The oracle's SLHA files carried the masses rounded to 0.1 GeV (its ``masses_GeV``: 734.9 for
+  734.948 GeV): with the masses rounded so, every prediction agrees to 1e-5 (SModelS rounds
+  interpolated values to 6 digits); with the exact masses, 8 best_paper ATLAS-SUSY-2016-07
+  efficiencies differ by 0.1-1.8% (the map is steep there).
 
 The table is built for the sub-space of the particles of the five models (a few seconds); the
 full-space table gives the same predictions (tests/benchmarks/bench_predictions.py checks it).
@@ -33,90 +35,9 @@ pytestmark = pytest.mark.realdata
 
 MODELS = ("best_paper", "ewkino400_lsp100", "gluino1500_lsp300", "sqd900_lsp100", "stop800_lsp200")
 TOLERANCE = 0.02
-# σ·BR of a txname = the 13 TeV cross section of this production pair (BR = 1 in these models)
-TXNAME_PRODUCTION = {"T2": (-1000001, 1000001), "T2tt": (-1000006, 1000006)}
-
-# SModelS 3.2.1 re-run here: TxNameData.getValueFor at the model's masses (docs/predictions.md).
-RERUN_EFFICIENCIES = {
-    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_1200', 'T2'): 0.0516809,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_1600', 'T2'): 0.0161888,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_2000', 'T2'): 0.00568262,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_2100', 'T2'): 0.0037494,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_2400', 'T2'): 0.00164189,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_2800', 'T2'): 0.000900858,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '2j_Meff_3600', 'T2'): 2.14506e-05,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '3j_Meff_1300', 'T2'): 0.0176962,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_1000', 'T2'): 0.00560643,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_1400', 'T2'): 0.016583,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_1800', 'T2'): 0.00984503,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_2200', 'T2'): 0.00411682,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_2600', 'T2'): 0.00105377,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '4j_Meff_3000', 'T2'): 0.000278833,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '5j_Meff_1600', 'T2'): 0.0131013,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '5j_Meff_1700', 'T2'): 0.00375082,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '5j_Meff_2000', 'T2'): 0.0104942,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '5j_Meff_2600', 'T2'): 0.00104822,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '6j_Meff_1200', 'T2'): 0.00823712,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '6j_Meff_1800', 'T2'): 0.000639352,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '6j_Meff_2200', 'T2'): 0.000836517,
-    ('best_paper', 'ATLAS-SUSY-2016-07', '6j_Meff_2600', 'T2'): 0.000433107,
-    ('best_paper', 'ATLAS-SUSY-2016-16', 'tN_high', 'T2tt'): 0.0416819,
-    ('best_paper', 'CMS-SUS-16-033', 'SR10_Njet9_Nb3_HT750_MHT750', 'T2tt'): 0.00096516,
-    ('best_paper', 'CMS-SUS-16-033', 'SR11_Njet7_Nb1_HT300_MHT300', 'T2'): 0.00760154,
-    ('best_paper', 'CMS-SUS-16-033', 'SR11_Njet7_Nb1_HT300_MHT300', 'T2tt'): 0.104989,
-    ('best_paper', 'CMS-SUS-16-033', 'SR12_Njet5_Nb1_HT750_MHT750', 'T2'): 0.00224078,
-    ('best_paper', 'CMS-SUS-16-033', 'SR12_Njet5_Nb1_HT750_MHT750', 'T2tt'): 0.0940354,
-    ('best_paper', 'CMS-SUS-16-033', 'SR1_Njet2_Nb0_HT500_MHT500', 'T2'): 0.237044,
-    ('best_paper', 'CMS-SUS-16-033', 'SR1_Njet2_Nb0_HT500_MHT500', 'T2tt'): 0.0987436,
-    ('best_paper', 'CMS-SUS-16-033', 'SR2_Njet3_Nb0_HT1500_MHT750', 'T2'): 0.00488263,
-    ('best_paper', 'CMS-SUS-16-033', 'SR2_Njet3_Nb0_HT1500_MHT750', 'T2tt'): 0.0120829,
-    ('best_paper', 'CMS-SUS-16-033', 'SR3_Njet5_Nb0_HT500_MHT_500', 'T2'): 0.0583959,
-    ('best_paper', 'CMS-SUS-16-033', 'SR3_Njet5_Nb0_HT500_MHT_500', 'T2tt'): 0.0503957,
-    ('best_paper', 'CMS-SUS-16-033', 'SR4_Njet5_Nb0_HT1500_MHT750', 'T2'): 0.00295809,
-    ('best_paper', 'CMS-SUS-16-033', 'SR4_Njet5_Nb0_HT1500_MHT750', 'T2tt'): 0.00738141,
-    ('best_paper', 'CMS-SUS-16-033', 'SR5_Njet9_Nb0_HT1500_MHT750', 'T2'): 0.000327855,
-    ('best_paper', 'CMS-SUS-16-033', 'SR5_Njet9_Nb0_HT1500_MHT750', 'T2tt'): 0.000356815,
-    ('best_paper', 'CMS-SUS-16-033', 'SR6_Njet2_Nb2_HT500_MHT500', 'T2'): 0.00437686,
-    ('best_paper', 'CMS-SUS-16-033', 'SR6_Njet2_Nb2_HT500_MHT500', 'T2tt'): 0.123364,
-    ('best_paper', 'CMS-SUS-16-033', 'SR7_Njet3_Nb1_HT750_MHT750', 'T2'): 0.00493656,
-    ('best_paper', 'CMS-SUS-16-033', 'SR7_Njet3_Nb1_HT750_MHT750', 'T2tt'): 0.130399,
-    ('best_paper', 'CMS-SUS-16-033', 'SR8_Njet5_Nb3_HT500_MHT500', 'T2'): 0.00017991,
-    ('best_paper', 'CMS-SUS-16-033', 'SR8_Njet5_Nb3_HT500_MHT500', 'T2tt'): 0.0183201,
-    ('best_paper', 'CMS-SUS-16-033', 'SR9_NJet5_Nb2_HT1500_MHT750', 'T2'): 3.14092e-05,
-    ('best_paper', 'CMS-SUS-16-033', 'SR9_NJet5_Nb2_HT1500_MHT750', 'T2tt'): 0.0121668,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_1200', 'T2'): 0.100441,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_1600', 'T2'): 0.0726549,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_2000', 'T2'): 0.0273175,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_2100', 'T2'): 0.0204355,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_2400', 'T2'): 0.0117619,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_2800', 'T2'): 0.00439268,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '2j_Meff_3600', 'T2'): 0.00031076,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '3j_Meff_1300', 'T2'): 0.0486631,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_1000', 'T2'): 0.00927713,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_1400', 'T2'): 0.0283109,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_1800', 'T2'): 0.0173249,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_2200', 'T2'): 0.00853521,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_2600', 'T2'): 0.00247221,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '4j_Meff_3000', 'T2'): 0.0006941,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '5j_Meff_1600', 'T2'): 0.0252209,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '5j_Meff_1700', 'T2'): 0.00756639,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '5j_Meff_2000', 'T2'): 0.0260598,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '5j_Meff_2600', 'T2'): 0.00464733,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '6j_Meff_1200', 'T2'): 0.0134437,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '6j_Meff_1800', 'T2'): 0.00104729,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '6j_Meff_2200', 'T2'): 0.000605873,
-    ('sqd900_lsp100', 'ATLAS-SUSY-2016-07', '6j_Meff_2600', 'T2'): 0.000324047,
-    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR11_Njet7_Nb1_HT300_MHT300', 'T2'): 0.00741928,
-    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR12_Njet5_Nb1_HT750_MHT750', 'T2'): 0.00754834,
-    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR1_Njet2_Nb0_HT500_MHT500', 'T2'): 0.372828,
-    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR2_Njet3_Nb0_HT1500_MHT750', 'T2'): 0.0192808,
-    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR3_Njet5_Nb0_HT500_MHT_500', 'T2'): 0.101272,
-    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR4_Njet5_Nb0_HT1500_MHT750', 'T2'): 0.0098534,
-    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR5_Njet9_Nb0_HT1500_MHT750', 'T2'): 0.00051024,
-    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR6_Njet2_Nb2_HT500_MHT500', 'T2'): 0.0035836,
-    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR7_Njet3_Nb1_HT750_MHT750', 'T2'): 0.0148058,
-    ('sqd900_lsp100', 'CMS-SUS-16-033', 'SR9_NJet5_Nb2_HT1500_MHT750', 'T2'): 0.00046518,
-}
+# With the oracle's 0.1 GeV masses: SModelS' 6-significant-digit rounding of interpolated values
+# (5e-6 relative) and of the limits it reads, plus float noise.
+EXACT = 1e-5
 
 
 def _key(p: dict) -> tuple:
@@ -141,69 +62,56 @@ def predictor(db124_compiled, oracle_models):
     return Predictor(load_table(space, db124_compiled), db124_compiled, space)
 
 
-def _differs(a: float, b: float) -> bool:
-    return abs(a / b - 1.0) > TOLERANCE if b else a != 0
+def _differs(a: float, b: float, tolerance: float = TOLERANCE) -> bool:
+    return abs(a / b - 1.0) > tolerance if b else a != 0
 
 
-def _rerun_corrected(name: str, ref: dict, p: dict) -> dict | None:
-    """The oracle prediction with its efficiencies replaced by the re-run ones (None if not re-run)."""
-    sigma = {tuple(x["pids"]): 1000.0 * x["xsec_pb"] for x in ref["xsecs"] if x["sqrts"] == 13}
-    parts = {}
-    for t in p["txnames"]:
-        eff = RERUN_EFFICIENCIES.get((name, p["analysis"], p["dataset"], t))
-        if eff is None or t not in TXNAME_PRODUCTION:
-            return None
-        parts[t] = sigma[TXNAME_PRODUCTION[t]] * eff
-    xsec = sum(parts.values())
-    return {**p, "xsec_fb": xsec, "r_obs": xsec / p["ul_obs_fb"], "txname_xsec_fb": parts}
+def _as_in_oracle_slha(data: dict) -> dict:
+    """The model with its masses at the 0.1 GeV the oracle's SLHA files had."""
+    return {**data, "masses": {pid: round(m, 1) for pid, m in data["masses"].items()}}
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_agreement_with_smodels(name, predictor, oracle_models):
     data, ref = oracle_models[name]
-    mine = {_key(p.to_dict()): p for p in predictor.predict(protomodel_from_dict(data, predictor.space))}
     theirs = {_key(p): p for p in ref["predictions"]}
+    mine = {_key(p.to_dict()): p for p in predictor.predict(protomodel_from_dict(data, predictor.space))}
     found = [k for k in theirs if k in mine]
     missing = [k for k in theirs if k not in mine]
     extra = [k for k in mine if k not in theirs]
     raw = [k for k in found if _differs(mine[k].xsec_fb, theirs[k]["xsec_fb"])
            or _differs(mine[k].r_obs, theirs[k]["r_obs"])]
-    corrected = {}
-    for k in raw:
-        fixed = _rerun_corrected(name, ref, theirs[k])
-        assert fixed is not None, f"unexplained disagreement {k}: {mine[k].xsec_fb} vs {theirs[k]['xsec_fb']} fb"
-        for t, value in fixed["txname_xsec_fb"].items():  # our ε is SModelS' re-run ε ...
-            assert mine[k].txname_xsec_fb[t] == pytest.approx(value, rel=1e-3), (k, t)
-        assert abs(theirs[k]["xsec_fb"] / fixed["xsec_fb"] - 1.0) > 1e-3  # ... and the oracle's is not
-        corrected[k] = fixed
-    still = [k for k in corrected if _differs(mine[k].xsec_fb, corrected[k]["xsec_fb"])
-             or _differs(mine[k].r_obs, corrected[k]["r_obs"])]
-    print(f"{name}: SModelS {len(theirs)}, found {len(found)}, within 2% {len(found) - len(raw)} "
-          f"(after the re-run correction {len(found) - len(still)}), missing {len(missing)}, extra {len(extra)}")
-    assert not missing and not extra
+    rounded = {_key(p.to_dict()): p for p in predictor.predict(
+        protomodel_from_dict(_as_in_oracle_slha(data), predictor.space))}
+    inexact = [k for k in found if _differs(rounded[k].xsec_fb, theirs[k]["xsec_fb"], EXACT)
+               or _differs(rounded[k].r_obs, theirs[k]["r_obs"], EXACT)]
+    print(f"{name}: SModelS {len(theirs)}, found {len(found)}, within 2% {len(found) - len(raw)}, "
+          f"within {EXACT:g} with 0.1 GeV masses {len(found) - len(inexact)}, "
+          f"missing {len(missing)}, extra {len(extra)}")
+    assert len(found) >= 0.95 * len(theirs)
+    assert len(found) - len(raw) >= 0.95 * len(found)
+    assert not missing and not extra and not raw and not inexact, (missing, extra, raw, inexact)
     for k in found:
         assert mine[k].max_condition == pytest.approx(theirs[k]["max_condition"], abs=1e-3), k
-    assert len(found) >= 0.95 * len(theirs)
-    assert len(found) - len(still) >= 0.95 * len(found)
 
 
 def test_ul_masses_and_expected_limits(predictor, oracle_models):
-    """Beyond the acceptance keys: UL cluster masses agree, and expected limits too, except where the
-    expected-limit grid has a triangulation tie (4 of 12, e.g. CMS-SUS-12-028 T2 2.6%)."""
+    """Beyond the acceptance keys: UL cluster masses and expected limits (which interpolate the
+    expected-limit maps, with their own ties) agree too."""
     data, ref = oracle_models["best_paper"]
     mine = {_key(p.to_dict()): p for p in predictor.predict(protomodel_from_dict(data, predictor.space))}
-    close, checked = 0, 0
+    checked = 0
     for p in ref["predictions"]:
         if p["datatype"] != "upperLimit" or p["ul_exp_fb"] is None:
             continue
         a = mine[_key(p)]
         # the oracle lists node masses (0 for light SM leaves, 173.1 for tops), rounded to 0.1 GeV
         assert {round(m, 1) for m in a.masses_gev} == {m for m in p["masses_GeV"] if m not in (None, 0.0, 173.1)}
-        assert a.ul_exp_fb == pytest.approx(p["ul_exp_fb"], rel=0.05)
-        assert a.r_exp == pytest.approx(p["r_exp"], rel=0.05)
-        close += abs(a.ul_exp_fb / p["ul_exp_fb"] - 1.0) < 1e-3
+        # 1e-3: the exact masses against the oracle's 0.1 GeV ones (6.8e-4 seen, CMS-SUS-17-010)
+        assert a.ul_exp_fb == pytest.approx(p["ul_exp_fb"], rel=1e-3)
+        assert a.r_exp == pytest.approx(p["r_exp"], rel=1e-3)
         checked += 1
-    assert checked >= 10 and close >= checked // 2  # 8 of 12 agree to 0.1%
+    assert checked >= 10
 
 
 def test_batch_equals_single_evaluations(predictor, oracle_models):
@@ -242,11 +150,16 @@ def test_em_signal_events(predictor, oracle_models):
 
 
 # ---------------------------------------------------------------------------------------------
-# SModelS 3.2.1 run here (decompose(sigmacut=0.02 fb, minmassgap=10 GeV), theoryPredictionsFor(
-# useBestDataset=False, combinedResults=False)) on the SLHA that `tdmcmc export-slha` writes for
-# MIXED, with the database restricted to MIXED_ANALYSES (script in docs/predictions.md). MIXED has
-# mass compression (N2 -> N1 u u with a 5 GeV gap), charge-split decays (C1 -> N2 W), gluino
-# cascades through squarks, associated production and mixed BRs.
+# SModelS 3.2.1 run here in the oracle's environment (Python 3.11.7, numpy 2.4.6, scipy 1.17.1; the
+# interpolation's default arithmetic) (decompose(sigmacut=0.02 fb, minmassgap=10 GeV),
+# theoryPredictionsFor(useBestDataset=False, combinedResults=False)) on the SLHA that `tdmcmc
+# export-slha` writes for MIXED, with the database restricted to MIXED_ANALYSES (script in
+# docs/predictions.md). Under Python 3.12/numpy 2.5 (the other arithmetic) one UL value each of
+# MIXED and CLUSTERS differs (CMS-SUS-19-006 T2 r 1.12318, CMS-SUS-16-036 T2 r 1.00631: UL-map tie
+# cells) and EW gains CMS-SUS-13-006 TChiWZoff (r 5.283): the point is off the map's plane, and
+# in the oracle's environment the extrapolation-error estimate (probes across a tie cell) rejects
+# it. MIXED has mass compression (N2 -> N1 u u with a 5 GeV gap), charge-split decays (C1 -> N2 W),
+# gluino cascades through squarks, associated production and mixed BRs.
 
 MIXED = {
     "name": "mixed",
@@ -274,7 +187,7 @@ MIXED_SMODELS = {
     ('CMS-SUS-16-033', 'SR8_Njet5_Nb3_HT500_MHT500', ('T1bbbb', 'T2')): (0.9566707200000003, 1.9133414400000006),
     ('CMS-SUS-16-033', 'SR9_NJet5_Nb2_HT1500_MHT750', ('T1bbbb', 'T2')): (0.4153227750400001, 1.3184850001269846),
     ('CMS-SUS-16-033', 'SR12_Njet5_Nb1_HT750_MHT750', ('T1bbbb', 'T2')): (1.0013851827200002, 1.1289573649605413),
-    ('CMS-SUS-19-006', None, ('T2',)): (9.343999999999998, 1.1231795212062636),
+    ('CMS-SUS-19-006', None, ('T2',)): (9.343999999999998, 1.1212898673508325),
     ('CMS-SUS-16-033', 'SR6_Njet2_Nb2_HT500_MHT500', ('T1bbbb', 'T2')): (2.2004119961600006, 0.8944764212032523),
     ('CMS-SUS-16-033', 'SR7_Njet3_Nb1_HT750_MHT750', ('T1bbbb', 'T2')): (1.3277254912000003, 0.8621594098701301),
     ('ATLAS-SUSY-2016-07', '2j_Meff_1600', ('T2', 'T6WW')): (0.5780380607999999, 0.5070509305263157),
@@ -350,7 +263,7 @@ CLUSTERS_ANALYSES = {"ATLAS-SUSY-2016-07", "CMS-SUS-19-006", "CMS-SUS-16-036", "
 CLUSTERS_SMODELS = {
     ('CMS-SUS-19-006', None, ('T2',)): [(8.0, 1.569566113067619), (66.88, 5.662038604808669)],
     ('CMS-SUS-16-033', None, ('T2',)): [(8.0, 0.9348196966510084), (66.88, 4.749898794769998)],
-    ('CMS-SUS-16-036', None, ('T2',)): [(8.0, 1.0063082951250653), (66.88, 3.575629263702658)],
+    ('CMS-SUS-16-036', None, ('T2',)): [(8.0, 1.0049746243907343), (66.88, 3.575629263702658)],
     ('CMS-SUS-19-006', None, ('T2tt',)): [(10.0, 2.575587040676246), (24.119999999999997, 3.0972354733621055)],
     ('CMS-SUS-16-036', None, ('T2tt',)): [(10.0, 1.774216727670152), (24.119999999999997, 2.066838046272493)],
     ('CMS-SUS-16-033', None, ('T2tt',)): [(10.0, 0.9311247055318119), (24.119999999999997, 1.4923987897462552)],
@@ -363,7 +276,8 @@ CLUSTERS_SMODELS = {
 }
 
 
-# The same for an electroweak model: off-shell three-body N2 and C1 decays (TChiWZoff, prefactor 71),
+# The same for an electroweak model: off-shell three-body N2 and C1 decays (TChiWZoff, prefactor 71;
+# no TChiWZoff prediction in the oracle's environment, see above),
 # slepton pairs (TSlepSlep, TSelSel, TSmuSmu), UL folders plus the EM folder of ATLAS-SUSY-2013-11.
 EW = {"name": "ew", "masses": {"1000022": 100.0, "1000023": 160.0, "1000024": 165.0, "1000011": 300.0, "1000013": 310.0}, "decays": {"1000023": {"1000022 11 11": 0.1, "1000022 13 13": 0.1, "1000022 15 15": 0.1, "1000022 2 2": 0.5, "1000022 5 5": 0.2}, "1000024": {"1000022 11 12": 0.15, "1000022 13 14": 0.15, "1000022 15 16": 0.15, "1000022 2 1": 0.55}, "1000011": {"1000022 11": 0.9, "1000024 12": 0.1}, "1000013": {"1000022 13": 1.0}}, "xsecs": [{"pids": [1000023, 1000024], "sqrts": 13, "xsec_pb": 3.0}, {"pids": [-1000024, 1000023], "sqrts": 13, "xsec_pb": 1.8}, {"pids": [-1000024, 1000024], "sqrts": 13, "xsec_pb": 2.5}, {"pids": [1000023, 1000024], "sqrts": 8, "xsec_pb": 1.0}, {"pids": [-1000024, 1000023], "sqrts": 8, "xsec_pb": 0.5}, {"pids": [-1000024, 1000024], "sqrts": 8, "xsec_pb": 0.8}, {"pids": [-1000011, 1000011], "sqrts": 13, "xsec_pb": 0.015}, {"pids": [-1000013, 1000013], "sqrts": 13, "xsec_pb": 0.013}, {"pids": [-1000011, 1000011], "sqrts": 8, "xsec_pb": 0.005}, {"pids": [-1000013, 1000013], "sqrts": 8, "xsec_pb": 0.004}]}
 EW_FOLDERS = {(a, "upperLimit") for a in ("ATLAS-SUSY-2016-24", "ATLAS-SUSY-2018-06", "ATLAS-SUSY-2018-32",
@@ -372,7 +286,6 @@ EW_FOLDERS = {(a, "upperLimit") for a in ("ATLAS-SUSY-2016-24", "ATLAS-SUSY-2018
 EW_SMODELS = {
     ('ATLAS-SUSY-2016-24', None, ('TSlepSlep',)): [(37.724999999999994, 12.847364119329791)],
     ('CMS-SUS-17-009', None, ('TSlepSlep',)): [(25.15, 6.009572304832269)],
-    ('CMS-SUS-13-006', None, ('TChiWZoff',)): [(6390.0, 5.282956471414988)],
     ('ATLAS-SUSY-2013-11', None, ('TSlepSlep',)): [(8.05, 3.3543064294345606)],
     ('CMS-SUS-17-009', None, ('TSelSel',)): [(12.15, 2.5341537178016478)],
     ('ATLAS-SUSY-2018-32', None, ('TSlepSlep',)): [(12.15, 1.7482014388489209), (13.0, 2.2968197879858656)],

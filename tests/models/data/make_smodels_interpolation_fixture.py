@@ -1,9 +1,15 @@
 """Make ``smodels_interpolation.json``: values SModelS 3.2.1 interpolates on a few real maps.
 
-Run with a Python that has SModelS 3.2.1 installed (not the tdmcmc venv), e.g.::
+Run with a Python that has SModelS 3.2.1 installed (not the tdmcmc venv), once per numerical
+environment that ``interpolation.ARITHMETICS`` reproduces::
 
+    # py312-numpy2.5: Python 3.12.1, numpy 2.5.5, scipy 1.18.1
     /tmp/smodels-venv/bin/python tests/models/data/make_smodels_interpolation_fixture.py \\
         --shared /work/shared --out tests/models/data/smodels_interpolation.json
+    # py311-numpy2.4 (the oracle's): Python 3.11.7, then ``pip install smodels==3.2.1`` (numpy 2.4.6,
+    # scipy 1.17.1)
+    /tmp/smodels-venv311/bin/python tests/models/data/make_smodels_interpolation_fixture.py \\
+        --shared /work/shared --out tests/models/data/smodels_interpolation_py311.json
 
 SModelS writes a pickle into the database folder it loads, so the selected analysis folders (only
 the selected txname files, and the ``version`` file) are copied to a temporary directory first.
@@ -15,18 +21,21 @@ point is rounded to 0.01 as ``roundCache`` does inside ``getValueFor`` (so SMode
 no-op) and evaluated with ``txname.txnameData.getValueFor`` (or ``txnameDataExp`` for expected
 limits). The JSON stores every point in the column order of tdmcmc's ``MapData.layout`` (v1/v2:
 per branch entry the mass, then its width; widths un-rescaled to GeV) with SModelS' value (null =
-None).
+None), and the bits SModelS' triangulation is built from: ``delta_x`` and the rotated data points
+(``tri.points``, maps of dimensionality > 1) as float.hex strings, in the map file's point order.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import scipy
 from smodels import installation
 from smodels.experiment.databaseObj import Database
 from smodels.experiment.expAuxiliaryFuncs import concatenateLines, unscaleWidth
@@ -91,7 +100,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("smodels_interpolation.json"))
     args = ap.parse_args()
     rng = np.random.default_rng(SEED)
-    out = {"smodels_version": installation.version(), "seed": SEED, "maps": []}
+    out = {"smodels_version": installation.version(), "python": platform.python_version(),
+           "numpy": np.__version__, "scipy": scipy.__version__, "seed": SEED, "maps": []}
     with tempfile.TemporaryDirectory() as tmp:
         dbs = {}
         for db in sorted({s[0] for s in SELECTION}):
@@ -118,9 +128,11 @@ def main() -> None:
             for col, a in enumerate(order):
                 if is_width[a]:
                     ours[:, col] = [unscaleWidth(v) for v in points[:, a]]
+            rotated = None if data.dimensionality < 2 else [[float(v).hex() for v in p] for p in data.tri.points]
             out["maps"].append({"database": db, "folder": folder, "txname": txname_name, "kind": kind,
                                 "dimensionality": data.dimensionality, "points": ours.tolist(),
-                                "datasets": entries})
+                                "datasets": entries, "delta_x": [float(v).hex() for v in data.delta_x[0]],
+                                "rotated_points": rotated})
     args.out.write_text(json.dumps(out, indent=None, separators=(",", ":")) + "\n")
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes, {len(out['maps'])} maps)")
 
