@@ -62,9 +62,9 @@ References are to ``smodels/experiment/txnameDataObj.py`` (class ``TxNameData``)
 2. ``computeV``: delta_x = column means of the data points (Python's ``sum``: plain left-to-right
    up to Python 3.11, compensated since 3.12; see "Numerical environments"); M = x - delta_x;
    V = right singular vectors of ``scipy.linalg.svd(M[::ceil(n/2000)])`` (only every n-th point
-   when n > 2000). Rotated points Mp = M V. ``dimensionality`` = the largest number of coordinates with |Mp| > 1e-4 in any data
-   point (``countNonZeros``); the triangulation is ``scipy.spatial.Delaunay(Mp[:, :dim])`` for
-   dim > 1, and ``Delaunay1D`` (sorted intervals) for dim == 1. dim == 0 (a single point, or all
+   when n > 2000). Rotated points Mp = M V. ``dimensionality`` = the largest number of
+   coordinates with |Mp| > 1e-4 in any data point (``countNonZeros``); the triangulation is
+   ``scipy.spatial.Delaunay(Mp[:, :dim])`` for dim > 1, and ``Delaunay1D`` (sorted intervals) for dim == 1. dim == 0 (a single point, or all
    points equal) makes SModelS fail when the txname is built; we raise :class:`DegenerateMapError`.
    Data in a lower-dimensional plane (e.g. symmetric branches [[m1,m2],[m1,m2]] -> 2-D plane in 4-D,
    or T6WW's two x-planes) is handled by this projection, nothing else.
@@ -93,10 +93,11 @@ by the last bits of the rotated coordinates, so other rounding gives other trian
 the width rescaling (``log(1+w)``, not ``log1p``) and the column order. Point location: 138 of the
 383 triangulations of 1.2.4 contain flat (zero-volume) simplices; next to them the containing
 simplex is not unique, the interpolant can jump across a face, and scipy's answer depends on where
-its walk starts (the previous point of a batch; simplex 0 for SModelS' one-point calls). There we
-locate points near faces (weight < 2 sqrt(tol)) or outside one by one, as SModelS does, except
-points provably outside (farther from a hull facet than (d+1) * diameter * 2 sqrt(tol)). The
-Jacobian on a face is that of the simplex found.
+its walk starts (the previous point of a batch; simplex 0 for SModelS' one-point calls). So every
+point is located as by a one-point call: :mod:`.point_location` runs a compiled port of scipy's
+walk from simplex 0 (same answer as scipy for every point, tested), with a grid index that speeds
+up scipy's brute-force fallback without changing its answer. The Jacobian on a face is that of the
+simplex found.
 
 Numerical environments (``arithmetic``)
 ---------------------------------------
