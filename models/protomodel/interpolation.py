@@ -64,8 +64,9 @@ References are to ``smodels/experiment/txnameDataObj.py`` (class ``TxNameData``)
    V = right singular vectors of ``scipy.linalg.svd(M[::ceil(n/2000)])`` (only every n-th point
    when n > 2000). Rotated points Mp = M V. ``dimensionality`` = the largest number of
    coordinates with |Mp| > 1e-4 in any data point (``countNonZeros``); the triangulation is
-   ``scipy.spatial.Delaunay(Mp[:, :dim])`` for dim > 1, and ``Delaunay1D`` (sorted intervals) for dim == 1. dim == 0 (a single point, or all
-   points equal) makes SModelS fail when the txname is built; we raise :class:`DegenerateMapError`.
+   ``scipy.spatial.Delaunay(Mp[:, :dim])`` for dim > 1, and ``Delaunay1D`` (sorted intervals)
+   for dim == 1. dim == 0 (a single point, or all points equal) makes SModelS fail when the
+   txname is built; we raise :class:`DegenerateMapError`.
    Data in a lower-dimensional plane (e.g. symmetric branches [[m1,m2],[m1,m2]] -> 2-D plane in 4-D,
    or T6WW's two x-planes) is handled by this projection, nothing else.
 3. ``getValueFor(point)`` is wrapped by ``tools.caching.roundCache(digits=2)``: the flat point is
