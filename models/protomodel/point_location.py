@@ -321,17 +321,44 @@ def _find_1d(line, l_off, n_line, x, eps):
 
 
 @numba.njit(cache=True)
-def _locate(tri, qp, dims, t_off, nb_off, eq_off, n_simplex, scale, shift, lo, hi, transform, neighbors, equations,
-            l_off, n_line, line, eps, eps_broad, g_off, g_origin, g_step, g_n, cell_start, cell_items):
+def _locate(tri, qp, qbits, dims, t_off, nb_off, eq_off, n_simplex, scale, shift, lo, hi, transform, neighbors,
+            equations, l_off, n_line, line, eps, eps_broad, g_off, g_origin, g_step, g_n, cell_start, cell_items):
+    """Every query located once: repeated (triangulation, point) queries (bit-identical
+    coordinates, e.g. the signal regions of one analysis) reuse the first answer (hash table)."""
     n = len(tri)
     out = np.empty(n, dtype=np.int64)
     width = qp.shape[1]
     c = np.empty(width + 2)
     z = np.empty(width + 2)
     x = np.empty(width)
+    size = 2
+    while size < 2 * n:
+        size *= 2
+    table = np.full(size, -1, dtype=np.int64)
     for i in range(n):
         g = tri[i]
         d = dims[g]
+        h = g + 1
+        for j in range(d):
+            h = (h ^ qbits[i, j]) * 1099511628211
+        slot = (h ^ (h >> 29)) & (size - 1)
+        seen = -1
+        while table[slot] != -1:
+            k = table[slot]
+            if tri[k] == g:
+                same = True
+                for j in range(d):
+                    if qbits[k, j] != qbits[i, j]:
+                        same = False
+                        break
+                if same:
+                    seen = k
+                    break
+            slot = (slot + 1) & (size - 1)
+        if seen >= 0:
+            out[i] = out[seen]
+            continue
+        table[slot] = i
         for j in range(d):
             x[j] = qp[i, j]
         if d == 1:
@@ -413,7 +440,7 @@ class PointLocator:
         if qp.shape[1] < self.dims[tri].max():
             raise ValueError(f"points have {qp.shape[1]} columns, the triangulations need {self.dims[tri].max()}")
         o, a, t = self._offsets, self._arrays, self._per_tri
-        return _locate(tri, qp, self.dims, o["transform"], o["neighbors"], o["equations"], self._n_simplex,
+        return _locate(tri, qp, qp.view(np.int64), self.dims, o["transform"], o["neighbors"], o["equations"], self._n_simplex,
                        self._scale, self._shift, t["lo"], t["hi"], a["transform"], a["neighbors"],
                        a["equations"], o["line"], self._n_line, a["line"], SIMPLEX_TOL, np.sqrt(SIMPLEX_TOL),
                        o["cell_start"], t["origin"], t["step"], t["n_axis"], a["cell_start"], a["cell_items"])
