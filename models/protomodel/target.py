@@ -38,7 +38,8 @@ from tdmcmc.models.protomodel.model import Protomodel
 from tdmcmc.models.protomodel.predictions import PredictionArrays
 
 SR_SELECTIONS = ("paper", "best-expected")
-_GRAPH_OUTPUTS = ("K", "Z", "mu_hat", "mu_max", "r_max", "log_prior", "contributions")
+_GRAPH_OUTPUTS = ("K", "Z", "mu_hat", "mu_max", "r_max", "log_prior", "contributions", "grad_signal",
+                  "grad_critic_r")
 N_GRID = 64
 
 
@@ -71,7 +72,8 @@ class TargetValues:
     """Outputs of the compiled function for a batch (arrays of length B unless said otherwise).
 
     ``K``, ``Z``: NaN when no two predicted results combine; ``contributions`` (B, n_results)
-    ln L_i(μ̂ s_i) − ln L_i(0); ``nll_mu0``, ``nll_mu1``: per flat prediction (NaN without a
+    ln L_i(μ̂ s_i) − ln L_i(0); ``grad_signal``, ``grad_critic_r`` (B, n_results): ∂K/∂ of the
+    per-result inputs (0 where K is NaN); ``nll_mu0``, ``nll_mu1``: per flat prediction (NaN without a
     likelihood)."""
 
     K: np.ndarray
@@ -81,6 +83,8 @@ class TargetValues:
     r_max: np.ndarray
     log_prior: np.ndarray
     contributions: np.ndarray
+    grad_signal: np.ndarray
+    grad_critic_r: np.ndarray
     nll_mu0: np.ndarray
     nll_mu1: np.ndarray
 
@@ -222,8 +226,9 @@ class LikelihoodTarget:
         members = disconnected_grad(chosen)[:, None, :]
         # 3. μ̂ of that clique: a sum of log-concave terms, profiled exactly
         mu_hat, nll_min = profile_mu(lambda mu: -pt.sum(members * contributions(mu), axis=-1), top, xp=xp)
-        z = pt.sqrt(pt.maximum(0.0, -2.0 * nll_min))
-        k = z * z + 2.0 * x["log_prior"]
+        z2 = pt.maximum(0.0, -2.0 * nll_min)          # Z² without a √ (its gradient at 0 is NaN)
+        z = pt.sqrt(z2)
+        k = z2 + 2.0 * x["log_prior"]
         return {"K": pt.switch(combines, k, np.nan), "Z": pt.switch(combines, z, np.nan), "mu_hat": mu_hat,
                 "mu_max": mu_max, "r_max": r_max, "log_prior": x["log_prior"],
                 "contributions": contributions(mu_hat[:, None])[:, 0, :]}
@@ -256,6 +261,9 @@ class LikelihoodTarget:
 
             x = self.symbolic_inputs()
             out = self.graph_outputs(x)
+            # ∂K/∂(signal, critic r): the envelope theorem at μ̂ plus μ_max's when μ̂ = μ_max
+            k = pytensor.tensor.switch(pytensor.tensor.isnan(out["K"]), 0.0, out["K"])
+            out["grad_signal"], out["grad_critic_r"] = pytensor.grad(k.sum(), [x["signal"], x["critic_r"]])
             self._inputs = list(x)
             self._function = pytensor.function(list(x.values()), [out[k] for k in _GRAPH_OUTPUTS],
                                                mode=self.mode, on_unused_input="ignore")
