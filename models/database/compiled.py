@@ -118,10 +118,13 @@ class CompiledDatabase:
 
 
 def _manifest(root: Path) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime) of every database file. SModelS writes its own pickles
+    (``db3.pcl``, ``.db3.pcl`` in every result folder) into the database it reads; they are not
+    database content and are left out, so running SModelS on a folder does not invalidate ours."""
     rows = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        for name in sorted(filenames):
+        for name in sorted(n for n in filenames if not n.endswith(".pcl")):
             st = os.stat(os.path.join(dirpath, name))
             rows.append((os.path.relpath(os.path.join(dirpath, name), root), st.st_size, st.st_mtime_ns))
     return rows

@@ -134,3 +134,13 @@ def test_db_validate_cli_lists_every_problem(db124: Path, tmp_path: Path, capsys
     assert len(problems) == 2
     assert main(["db", "info", str(root)]) == 2
     assert "key 'bgError'" in capsys.readouterr().err
+
+
+def test_smodels_pickles_do_not_change_the_content_hash(db124: Path, tmp_path: Path) -> None:
+    root = tmp_path / "db"
+    rel = "13TeV/ATLAS/ATLAS-SUSY-2016-16-eff"
+    shutil.copytree(db124 / rel, root / rel)
+    before = load_compiled(root).database.content_hash
+    (root / rel / ".db3.pcl").write_bytes(b"SModelS' own pickle")
+    (root / "db3.pcl").write_bytes(b"another")
+    assert load_compiled(root).database.content_hash == before
