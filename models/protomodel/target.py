@@ -195,7 +195,7 @@ class LikelihoodTarget:
         from pytensor.gradient import disconnected_grad
 
         from tdmcmc.models.likelihood import PYTENSOR as xp
-        from tdmcmc.models.likelihood import profile_mu
+        from tdmcmc.models.likelihood import em_nll, profile_mu
 
         is_em = np.asarray(self.compiled.arrays.result_is_em, bool)
         nll = self._nll
@@ -204,10 +204,18 @@ class LikelihoodTarget:
             return x[name][:, None, :]
 
         data = [cols(k) for k in ("signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi")]
-        nll0 = nll(0.0, *data, is_em[None, None, :])
+        em_cols = is_em[None, None, :]
+        nll0, nll1, nll2 = (nll(mu, *data, em_cols) for mu in (0.0, 1.0, 2.0))
+        # The truncated Gaussian's −ln L is exactly quadratic in μ (its mode does not depend on μ):
+        # its coefficients from μ = 0, 1, 2 keep the mode's Newton solve (a Python Op) out of the
+        # μ grid and the golden-section scan.
+        quad = 0.5 * (nll2 - 2.0 * nll1 + nll0)
+        lin = nll1 - nll0 - quad
 
         def contributions(mu):                       # mu (B, k) -> (B, k, R)
-            return pt.switch(cols("selected") > 0, nll0 - nll(mu[:, :, None], *data, is_em[None, None, :]), 0.0)
+            mu = mu[:, :, None]
+            em = nll0 - em_nll(mu, *data[:4], variant=self.likelihood.em, xp=xp)
+            return pt.switch(cols("selected") > 0, pt.switch(em_cols, em, -(quad * mu + lin) * mu), 0.0)
 
         predicted = cols("selected")
         r_max = pt.max(x["critic_r"], axis=-1)
