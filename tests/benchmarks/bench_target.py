@@ -25,7 +25,7 @@ from tdmcmc.models.protomodel.model import protomodel_from_dict
 from tdmcmc.models.protomodel.slha import to_slha
 from tdmcmc.models.protomodel.target import LikelihoodTarget
 
-from .bench_predictions import MODELS, _median_ms, _variants
+from .bench_predictions import MODELS, _variants
 
 TARGET_ONE_MS, TARGET_BATCH_MS, BATCH = 1.0, 10.0, 64
 
@@ -76,7 +76,8 @@ def test_target_speed(db124, oracle, shared, tmp_path):
         return np.array([t1 - t0, t2 - t1, t3 - t2])
 
     repeat = 10
-    one = np.median([sum(stages([m]) for m in models[:len(MODELS)]) / len(MODELS) for _ in range(repeat)], axis=0)
+    one = np.median([sum(stages([m]) for m in models[:len(MODELS)]) / len(MODELS) for _ in range(repeat)],
+                    axis=0)
     batch = np.median([stages(models) for _ in range(3)], axis=0)
     for label, s, goal in (("one protomodel", one, TARGET_ONE_MS), (f"{BATCH} batched", batch, TARGET_BATCH_MS)):
         total = 1000.0 * s.sum()
@@ -98,7 +99,8 @@ def test_target_speed(db124, oracle, shared, tmp_path):
         seconds = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
         ref_ms = 1000.0 * float(np.median(seconds))
         print(f"SModelS 3.2.1 (same run): {ref_ms:.0f} ms per protomodel (median of {len(seconds)}); "
-              f"ratio tdmcmc/SModelS one {one_ms / ref_ms:.4f}, batched per model {1000 * batch.sum() / BATCH / ref_ms:.4f}")
+              f"ratio tdmcmc/SModelS one {one_ms / ref_ms:.4f}, "
+              f"batched per model {1000 * batch.sum() / BATCH / ref_ms:.4f}")
     else:
         refs = [json.loads((oracle / "out" / f"{n}.json").read_text())["summary"]["median_timings_s"]["wall"]
                 for n in MODELS]
