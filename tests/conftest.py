@@ -50,6 +50,22 @@ def oracle() -> Path:
     return _require(shared_dir() / "oracle-reference")
 
 
+ORACLE_MODELS = ("best_paper", "ewkino400_lsp100", "gluino1500_lsp300", "sqd900_lsp100", "stop800_lsp200")
+
+
+@pytest.fixture(scope="session")
+def oracle_models(oracle: Path) -> dict[str, tuple[dict, dict]]:
+    """name -> (model dict with the oracle's cross sections injected as `xsecs`, SModelS output)."""
+    import json
+
+    out = {}
+    for name in ORACLE_MODELS:
+        data = json.loads((oracle / "models" / f"{name}.json").read_text())
+        ref = json.loads((oracle / "out" / f"{name}.json").read_text())
+        out[name] = ({**data, "xsecs": ref["xsecs"]}, ref)
+    return out
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory):
     """Tests never read or warm the user's cache (~/.cache/tdmcmc): one fresh cache per session."""

@@ -22,18 +22,16 @@ full-space table gives the same predictions (tests/benchmarks/bench_predictions.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tdmcmc.models.protomodel import default_space
 from tdmcmc.models.protomodel.model import protomodel_from_dict
 from tdmcmc.models.protomodel.predictions import Predictor, best_expected
 from tdmcmc.models.protomodel.topologies import load_table, restrict_space
+from tests.conftest import ORACLE_MODELS as MODELS
 
 pytestmark = pytest.mark.realdata
 
-MODELS = ("best_paper", "ewkino400_lsp100", "gluino1500_lsp300", "sqd900_lsp100", "stop800_lsp200")
 TOLERANCE = 0.02
 # With the oracle's 0.1 GeV masses: SModelS' 6-significant-digit rounding of interpolated values
 # (5e-6 relative) and of the limits it reads, plus float noise.
@@ -42,17 +40,6 @@ EXACT = 1e-5
 
 def _key(p: dict) -> tuple:
     return (p["analysis"], p["dataset"], tuple(sorted(p["txnames"])))
-
-
-@pytest.fixture(scope="module")
-def oracle_models(oracle):
-    out = {}
-    for name in MODELS:
-        data = json.loads((oracle / "models" / f"{name}.json").read_text())
-        ref = json.loads((oracle / "out" / f"{name}.json").read_text())
-        data["xsecs"] = ref["xsecs"]
-        out[name] = (data, ref)
-    return out
 
 
 @pytest.fixture(scope="module")

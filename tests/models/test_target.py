@@ -13,27 +13,17 @@ import json
 import numpy as np
 import pytest
 
-MODELS = ("best_paper", "ewkino400_lsp100", "gluino1500_lsp300", "sqd900_lsp100", "stop800_lsp200")
+from tests.conftest import ORACLE_MODELS as MODELS
+
 PAPER_MEMBERS = {("ATLAS-SUSY-2016-07", "2j_Meff_1200"), ("ATLAS-SUSY-2016-16", "tN_high"), ("CMS-SUS-16-050", None)}
 
 
 @pytest.fixture(scope="module")
-def oracle_data(oracle):
-    out = {}
-    for name in MODELS:
-        data = json.loads((oracle / "models" / f"{name}.json").read_text())
-        ref = json.loads((oracle / "out" / f"{name}.json").read_text())
-        data["xsecs"] = ref["xsecs"]
-        out[name] = (data, ref)
-    return out
-
-
-@pytest.fixture(scope="module")
-def space(oracle_data):
+def space(oracle_models):
     from tdmcmc.models.protomodel.space import default_space
     from tdmcmc.models.protomodel.topologies import restrict_space
 
-    particles = {int(p) for data, _ in oracle_data.values() for p in data["masses"]}
+    particles = {int(p) for data, _ in oracle_models.values() for p in data["masses"]}
     return restrict_space(default_space(), sorted(particles))
 
 
@@ -60,13 +50,13 @@ def _key(p) -> tuple:
     return (p["analysis"], p["dataset"], tuple(sorted(p["txnames"])))
 
 
-def test_oracle_nll(smodels3_target, oracle_data):
+def test_oracle_nll(smodels3_target, oracle_models):
     """−ln L(μ = 0, 1) of every EM SR and UL result with an expected UL, one batch of the five models,
     against SModelS 3.2.1 within 1e-3 (absolute)."""
     from tdmcmc.models.protomodel.model import protomodel_from_dict
 
     tgt = smodels3_target
-    models = [protomodel_from_dict(oracle_data[n][0], tgt.space) for n in MODELS]
+    models = [protomodel_from_dict(oracle_models[n][0], tgt.space) for n in MODELS]
     preds = tgt.predictor.evaluate_batch(models)
     nll_mu0, nll_mu1 = tgt.prediction_nll(preds)
     flat = tgt.predictor.to_predictions(preds, len(models))
@@ -76,7 +66,7 @@ def test_oracle_nll(smodels3_target, oracle_data):
         rows = np.flatnonzero(preds.model == b)
         rows = rows[np.lexsort((preds.txname[rows], preds.dataset[rows]))]
         mine = {_key(p.to_dict()): i for p, i in zip(flat[b], rows)}
-        for p in oracle_data[name][1]["predictions"]:
+        for p in oracle_models[name][1]["predictions"]:
             if p["nll_mu0"] is None or _key(p) not in mine:
                 continue
             i = mine[_key(p)]
@@ -93,7 +83,7 @@ def test_oracle_nll(smodels3_target, oracle_data):
     assert checked >= 3 * skipped
 
 
-def test_best_paper(paper_target, oracle_data):
+def test_best_paper(paper_target, oracle_models):
     """The paper's winner with the oracle's σ: the best combination holds the three analyses of the
     acceptance, K = Z² + 2 ln π, μ̂ at the critic's bound. K itself: see docs/likelihood-graph.md
     (5.89 here against the paper's 6.90: CMS-SUS-16-051 is combinable with every member and enters
@@ -101,7 +91,7 @@ def test_best_paper(paper_target, oracle_data):
     from tdmcmc.models.protomodel.model import protomodel_from_dict
 
     tgt = paper_target
-    model = protomodel_from_dict(oracle_data["best_paper"][0], tgt.space)
+    model = protomodel_from_dict(oracle_models["best_paper"][0], tgt.space)
     score = tgt([model])[0]
     members = {tuple(c.split(":")) for c in score.best_combination}
     assert {(a, d or "UL") for a, d in PAPER_MEMBERS} <= members
@@ -179,7 +169,7 @@ def test_evaluate_target_json(oracle, db124, capsys):
     assert doc["K"] == pytest.approx(doc["Z"] ** 2 - 3.5, abs=1e-9)
 
 
-def test_gradient_of_k_against_finite_differences(paper_target, oracle_data):
+def test_gradient_of_k_against_finite_differences(paper_target, oracle_models):
     """∂K/∂(signal_i) and ∂K/∂(critic r) of the compiled graph against central differences of the
     same function, at the best-paper inputs and at signals scaled by 0.5 (μ̂ inside (0, μ_max)):
     steps of 1e-6 relative are far below the distance to grid/argmax ties there (checked: the
@@ -187,7 +177,7 @@ def test_gradient_of_k_against_finite_differences(paper_target, oracle_data):
     from tdmcmc.models.protomodel.model import protomodel_from_dict
 
     tgt = paper_target
-    model = protomodel_from_dict(oracle_data["best_paper"][0], tgt.space)
+    model = protomodel_from_dict(oracle_models["best_paper"][0], tgt.space)
     _, preds, inputs = tgt.evaluate([model])
     f = tgt.function()
     names = tgt._inputs
