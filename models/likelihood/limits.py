@@ -132,7 +132,7 @@ class _ModeInSigmas(Op):
     def perform(self, node, inputs, outputs):
         outputs[0][0] = np.asarray(_newton_mode(np.asarray(inputs[0], dtype=float)), dtype=node.outputs[0].dtype)
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, node, shapes):
         return shapes
 
     def grad(self, inputs, output_grads):
