@@ -114,11 +114,11 @@ def _report(log, result: dict[str, Any]) -> None:
 
 
 def _greedy(args: argparse.Namespace) -> int:
-    from tdmcmc.models.database.synthetic import demo_database_path
+    from tdmcmc.models.database.cli import default_database
     from tdmcmc.models.protomodel.space import default_space
 
     settings = WalkerSettings(variant=args.variant)
-    doc = run_greedy(args.database or demo_database_path(), walkers=args.walkers, steps=args.steps,
+    doc = run_greedy(args.database or default_database(), walkers=args.walkers, steps=args.steps,
                      seed=args.seed, jobs=args.jobs, combination_matrix=args.combination_matrix,
                      settings=settings, keep=args.keep, log=sys.stderr)
     out = Path(args.output)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tdmcmc.errors import UserError
+from tdmcmc.models.database.cli import default_database
 from tdmcmc.models.likelihood.counting import EM_VARIANTS
 from tdmcmc.models.likelihood.limits import UL_VARIANTS
 
@@ -34,7 +35,7 @@ def evaluate_file(model_path: str | Path, database: str | Path | None = None, *,
 
     space = load_space(space_path) if space_path else default_space()
     model = read_protomodel(model_path, space)
-    compiled = load_compiled(Path(database) if database else _default_database())
+    compiled = load_compiled(Path(database) if database else default_database())
     sub = space if full_table else restrict_space(space, list(model.masses))
     table = load_table(sub, compiled, minmassgap=MINMASSGAP_GEV if minmassgap is None else minmassgap,
                        sigmacut=SIGMACUT_FB if sigmacut is None else sigmacut)
@@ -77,7 +78,7 @@ def evaluate_target(model_path: str | Path, database: str | Path | None = None, 
         raise UserError(f"--target {target}: only 'paper' is implemented by evaluate so far")
     space = load_space(space_path) if space_path else default_space()
     model = read_protomodel(model_path, space)
-    db = Path(database) if database else _default_database()
+    db = Path(database) if database else default_database()
     tgt = LikelihoodTarget(db, combination_matrix, space=restrict_space(space, list(model.masses)),
                            likelihood=LikelihoodChoice(em=em_likelihood, ul=ul_likelihood), r_threshold=r_threshold)
     values, preds, inputs = tgt.evaluate([model])
@@ -115,12 +116,6 @@ def _matrix_path(database: Path, combination_matrix: str | Path | None) -> Path 
     from tdmcmc.models.greedy.objective import default_combination_matrix
 
     return Path(combination_matrix) if combination_matrix else default_combination_matrix(database)
-
-
-def _default_database() -> Path:
-    from tdmcmc.models.database.synthetic import demo_database_path
-
-    return demo_database_path()
 
 
 def _format(doc: dict[str, Any]) -> str:
