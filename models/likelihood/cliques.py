@@ -25,7 +25,7 @@ gradients of all tied cliques, and ties are common because members without a pre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -213,13 +213,15 @@ class Combiner:
                     out.append((node, self.graph.analyses[node], j))
         return tuple((a, j) for _, a, j in sorted(out))
 
-    def paper_combination(self, r, predicted) -> tuple[float, tuple[tuple[str, int], ...]]:
+    def paper_combination(self, r, predicted, vetoed: Iterable[tuple[int, int]] = ()
+                          ) -> tuple[float, tuple[tuple[str, int], ...]]:
         """The paper's per-step definition, for one state (numpy only; reference and greedy walk).
 
         Maximal cliques are enumerated among the results with a prediction (`predicted`, bool per
         result) only, twins being mutually exclusive members, and single-result cliques are never
-        scored. Returns (max_c Σ_{i∈c} r_i, members as (analysis id, result index)), or (nan, ())
-        when no two predicted results combine (the paper's Z = None).
+        scored. `vetoed`: node pairs that do not combine in this state although the graph allows
+        it (the paper's ``hasOverlap``). Returns (max_c Σ_{i∈c} r_i, members as (analysis id,
+        result index)), or (nan, ()) when no two predicted results combine (the paper's Z = None).
         """
         r = np.asarray(r, float)
         predicted = np.asarray(predicted, bool) & (self.graph.result_node >= 0)
@@ -229,11 +231,12 @@ class Combiner:
             n = int(self.graph.result_node[j])
             if n not in version or r[j] > r[version[n]]:
                 version[n] = int(j)
+        veto = _veto_set(vetoed)
         per_group = []
         for g in self.groups:
             nodes = tuple(int(n) for n in g.nodes if int(n) in version)
             if nodes:
-                per_group.append([[version[n] for n in c] for c in self._cliques_among(nodes)])
+                per_group.append([[version[n] for n in c] for c in self._cliques_among(nodes, veto)])
         if len(per_group) == 1:      # one group only: drop single-result cliques
             per_group[0] = [c for c in per_group[0] if len(c) > 1]
         if not per_group or not per_group[0]:
@@ -243,12 +246,68 @@ class Combiner:
         return (float(sum(r[j] for j in chosen)),
                 tuple((self.graph.analyses[self.graph.result_node[j]], j) for j in chosen))
 
-    def _cliques_among(self, nodes: tuple[int, ...]) -> list[list[int]]:
-        """Maximal cliques of the subgraph induced by `nodes` (one group), memoised."""
-        if nodes not in self._subgraph_cliques:
-            sub = self.graph.adjacency[np.ix_(nodes, nodes)]
-            self._subgraph_cliques[nodes] = [[nodes[i] for i in c] for c in maximal_cliques(sub)]
-        return self._subgraph_cliques[nodes]
+    def paper_cliques(self, node_predicted: np.ndarray, vetoed: Sequence[Iterable[tuple[int, int]]] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The paper's per-step cliques of a batch, padded, for :meth:`paper_clique_max` (numpy).
+
+        `node_predicted` (B, n_nodes) bool; `vetoed` per state the node pairs that do not combine in
+        that state (``hasOverlap``), or None. Per state and group: the maximal cliques of the
+        predicted nodes with the vetoed edges removed (memoised); single-node cliques dropped when
+        only one group has predictions; a group without predictions contributes the empty clique;
+        a state without any clique left (the paper's Z = None) has no valid row at all.
+        Returns ``members`` (B, n_groups, C, n_nodes) 0/1 and ``valid`` (B, n_groups, C) 0/1, C the
+        largest clique count in the batch (at least 1).
+        """
+        node_predicted = np.asarray(node_predicted, bool)
+        n_b = node_predicted.shape[0]
+        rows: list[list[list[tuple[int, ...]]]] = []
+        for b in range(n_b):
+            veto = _veto_set(vetoed[b]) if vetoed is not None else frozenset()
+            per_group = [tuple(int(n) for n in g.nodes if node_predicted[b, n]) for g in self.groups]
+            cliques = [self._cliques_among(nodes, veto) if nodes else [()] for nodes in per_group]
+            if sum(bool(nodes) for nodes in per_group) == 1:
+                cliques = [[c for c in cs if len(c) > 1] if nodes else cs for cs, nodes in zip(cliques, per_group)]
+            if not any(per_group) or not all(cliques):
+                cliques = [[] for _ in per_group]
+            rows.append(cliques)
+        n_c = max([len(c) for state in rows for c in state] + [1])
+        members = np.zeros((n_b, len(self.groups), n_c, self.graph.n_nodes))
+        valid = np.zeros((n_b, len(self.groups), n_c))
+        for b, state in enumerate(rows):
+            for g, cliques in enumerate(state):
+                valid[b, g, :len(cliques)] = 1.0
+                for c, clique in enumerate(cliques):
+                    members[b, g, c, list(clique)] = 1.0
+        return members, valid
+
+    def paper_clique_max(self, r, predicted, members, valid):
+        """max over the per-state cliques of :meth:`paper_cliques` of Σ_{i∈c} r_i, either backend.
+
+        `r` (B, k, n_results) (k: e.g. a μ grid), `predicted` (B, 1 or k, n_results) 0/1,
+        `members`, `valid` as returned by :meth:`paper_cliques`. Returns (B, k): Σ_g max over the
+        valid cliques of group g, −inf where a state has no valid clique (Z = None). Twins take
+        their best predicted version; the gradient flows to the first maximising clique only.
+        """
+        xp = backend_of(r, predicted, members, valid)
+        r = xp.asarray(r)
+        p_res = xp.asarray(predicted) > 0
+        node_pred = xp.matmul(p_res * 1.0, self.versions.sum(axis=0)) > 0
+        nodes = xp.where(node_pred, self.node_values(r, "max", mask=p_res), 0.0)      # (B, k, n_nodes)
+        scores = xp.einsum("bkn,bgcn->bkgc", nodes, xp.asarray(members))
+        scores = xp.where(xp.expand_dims(xp.asarray(valid), 1) > 0.5, scores, -np.inf)
+        return xp.sum(_first_max(scores, xp)[0], axis=-1)
+
+    def _cliques_among(self, nodes: tuple[int, ...], vetoed: frozenset = frozenset()) -> list[tuple[int, ...]]:
+        """Maximal cliques of the subgraph induced by `nodes` (one group) without the `vetoed`
+        edges (pairs (a, b), a < b), memoised."""
+        key = (nodes, frozenset((a, b) for a, b in vetoed if a in nodes and b in nodes))
+        if key not in self._subgraph_cliques:
+            sub = self.graph.adjacency[np.ix_(nodes, nodes)].copy()
+            index = {n: i for i, n in enumerate(nodes)}
+            for a, b in key[1]:
+                sub[index[a], index[b]] = sub[index[b], index[a]] = False
+            self._subgraph_cliques[key] = [tuple(nodes[i] for i in c) for c in maximal_cliques(sub)]
+        return self._subgraph_cliques[key]
 
     def fixed_mask(self, analyses: Sequence[str], check: bool = True) -> np.ndarray:
         """Node mask of a user combination; with `check`, every pair must be combinable."""
@@ -262,6 +321,10 @@ class Combiner:
         mask = np.zeros(self.graph.n_nodes, bool)
         mask[idx] = True
         return mask
+
+
+def _veto_set(pairs: Iterable[tuple[int, int]]) -> frozenset[tuple[int, int]]:
+    return frozenset((min(int(a), int(b)), max(int(a), int(b))) for a, b in pairs)
 
 
 def _first_max(scores, xp: SimpleNamespace):

@@ -203,6 +203,69 @@ def test_paper_max_graph_batched_with_gradient(synthetic):
         assert grad[b].tolist() == [float(j in [m for _, m in expected[b][1]]) for j in range(len(IDS))]
 
 
+def _random_veto(comb, rng, p):
+    """Random combinable node pairs inside one group (the states' ``hasOverlap`` pairs)."""
+    g = comb.graph
+    return [(a, b) for a, b in itertools.combinations(range(g.n_nodes), 2)
+            if g.adjacency[a, b] and (g.experiment[a], g.sqrts[a]) == (g.experiment[b], g.sqrts[b])
+            and rng.random() < p]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_paper_cliques_with_veto_equal_brute_force(synthetic, seed):
+    """The paper's max with vetoed edges (hasOverlap), by per-state enumeration (paper_combination)
+    and by the padded clique inputs (paper_cliques + paper_clique_max, numpy), against brute force
+    over the maximal cliques of the predicted results with those edges removed, ≥ 2 members."""
+    comb, _ = synthetic
+    rng = np.random.default_rng(200 + seed)
+    n_states = 30
+    predicted = rng.random((n_states, len(IDS))) < rng.uniform(0.2, 0.8, (n_states, 1))
+    r = np.where(predicted, rng.normal(0.5, 1.5, predicted.shape), 0.0)
+    vetoed = [_random_veto(comb, rng, 0.5) for _ in range(n_states)]
+    node_pred = predicted @ comb.versions.sum(axis=0) > 0
+    members, valid = comb.paper_cliques(node_pred, vetoed)
+    batched = comb.paper_clique_max(r[:, None, :], predicted[:, None, :] * 1.0, members, valid)[:, 0]
+    node = comb.graph.result_node
+    n_bitten = 0
+    for b in range(n_states):
+        adj = result_adjacency()
+        for a, c in vetoed[b]:
+            adj[np.ix_(node == a, node == c)] = adj[np.ix_(node == c, node == a)] = False
+        idx = np.flatnonzero(predicted[b])
+        cliques = [tuple(idx[list(c)]) for c in brute_maximal_cliques(adj[np.ix_(idx, idx)]) if len(c) >= 2]
+        value, chosen = comb.paper_combination(r[b], predicted[b], vetoed[b])
+        if not cliques:
+            assert np.isnan(value) and batched[b] == -np.inf
+            continue
+        best = max(r[b, list(c)].sum() for c in cliques)
+        assert value == pytest.approx(best, abs=1e-12)
+        assert batched[b] == pytest.approx(best, abs=1e-12)
+        assert tuple(j for _, j in chosen) in cliques
+        n_bitten += not np.isclose(best, comb.paper_combination(r[b], predicted[b])[0])
+    assert n_bitten >= 3                      # the veto changes the value in a fair share of states
+
+
+def test_paper_clique_max_graph_with_gradient(synthetic):
+    """PyTensor paper_clique_max on a (B, k) grid: values as numpy, gradient = the chosen members."""
+    comb, _ = synthetic
+    rng = np.random.default_rng(11)
+    predicted = rng.random((5, len(IDS))) < 0.6
+    predicted[0] = False                                  # nothing predicted: −inf
+    vetoed = [_random_veto(comb, rng, 0.4) for _ in range(5)]
+    members, valid = comb.paper_cliques(predicted @ comb.versions.sum(axis=0) > 0, vetoed)
+    r = np.where(predicted[:, None, :], rng.normal(0.3, 1.5, (5, 2, len(IDS))), 0.0)
+    x, p, m, v = pt.tensor3("r"), pt.tensor("p", shape=(None, 1, None)), pt.tensor4("m"), pt.tensor3("v")
+    out = comb.paper_clique_max(x, p, m, v)
+    f = pytensor.function([x, p, m, v], [out, pytensor.grad(out[1:, 0].sum(), x)], mode=FAST)
+    value, grad = f(r, predicted[:, None, :] * 1.0, members, valid)
+    np.testing.assert_array_equal(value, comb.paper_clique_max(r, predicted[:, None, :], members, valid))
+    assert (value[0] == -np.inf).all()
+    for b in range(1, 5):
+        expected, chosen = comb.paper_combination(r[b, 0], predicted[b], vetoed[b])
+        assert value[b, 0] == pytest.approx(expected, abs=1e-12)
+        assert grad[b, 0].tolist() == [float(j in [c for _, c in chosen]) for j in range(len(IDS))]
+
+
 def test_deficits_where_paper_definition_differs():
     """The paper enumerates cliques among predicted analyses only; ours are static.
 
