@@ -35,7 +35,9 @@ from tdmcmc.tempering import ReplicaExchange, TemperatureLadder
 @dataclass(frozen=True)
 class SamplerConfig:
     """Run settings. ``birth_death_per_sweep`` repeats the birth/death move within a sweep;
-    ``exclude_moves`` drops move families from the default sweep by name (e.g. ``("mala",)``)."""
+    ``slot_random_walk`` adds the one-slot-at-a-time random walk to the sweep when slots have
+    several parameters; ``exclude_moves`` drops move families from the default sweep by name
+    (e.g. ``("mala",)``)."""
 
     chains: int = 4
     draws: int = 1000
@@ -45,6 +47,7 @@ class SamplerConfig:
     seed: int = 0
     birth_death_per_sweep: int = 1
     use_gradient: bool = True
+    slot_random_walk: bool = True
     adapt_pseudo_prior: bool = True
     checkpoint_every: int = 1000
     exclude_moves: tuple[str, ...] = ()
@@ -122,6 +125,8 @@ def default_moves(target: Target, config: SamplerConfig, ladder: TemperatureLadd
         (BirthDeath(), config.birth_death_per_sweep),
         (RandomWalk(layout, ladder.n_levels, scale), 1),
     ]
+    if config.slot_random_walk and layout.max_dim > 1:
+        moves.append((RandomWalk(layout, ladder.n_levels, scale, blocks=True), 1))
     if config.use_gradient and is_differentiable(target):
         from tdmcmc.moves.langevin import Langevin
 

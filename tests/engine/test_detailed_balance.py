@@ -42,6 +42,8 @@ def _moves():
         "birth_death": BirthDeath(),
         # step h on the lattice: normals are ±1 under enumeration, step size 1, scale h
         "random_walk": RandomWalk(layout, 1, np.full((3, 1), h), step=1.0, dimension_scaling=False),
+        "slot_random_walk": RandomWalk(layout, 1, np.full((3, 1), h), step=1.0, dimension_scaling=False,
+                                       blocks=True),
         "identity_swap": IdentitySwap(),
         # split offsets u = ±1 = ±2h keep both halves on the grid; σ = 1 so that the continuous
         # density factor 1/σ of u is also the lattice pmf factor

@@ -1,5 +1,5 @@
 """The sampler loop on a target with a closed-form posterior (tests/engine/independent_toy.py):
-every move family in the sweep (refresh, birth/death, random walk, MALA, identity swap,
+every move family in the sweep (refresh, birth/death, random walk (joint and one slot at a time), MALA, identity swap,
 split/merge, replica exchange), warm-up adaptation, reproducibility and checkpoint/resume."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def tempered_run():
 
 def test_all_moves_with_tempering_reproduce_exact_posterior(tempered_run):
     assert tempered_run.move_names == [
-        "refresh", "birth_death", "random_walk", "mala", "identity_swap", "split_merge", "swap",
+        "refresh", "birth_death", "random_walk", "slot_random_walk", "mala", "identity_swap", "split_merge", "swap",
     ]
     _check_posterior(tempered_run)
     rates = {n: np.nanmean(a) for n, a in tempered_run.trace.accept.items()}
