@@ -9,6 +9,10 @@ Groups:
   ``log_prior``, ``accept_<move>`` (fraction of the sweep's attempts of that move accepted, NaN if
   none), ``swap_accept`` (chain, draw, pair) and ``temperature`` (chain, draw, level).
 - attributes: sampler settings, seed, versions, wall-clock timings (s).
+
+Targets may also offer ``output_coords()`` (labels of their non-slot dims), ``output_attrs()``
+(per-variable attributes such as units) and ``run_attributes()`` (e.g. the database identity); all
+three are optional. Variables of dtype object (labels) are written as strings.
 """
 
 from __future__ import annotations
@@ -39,16 +43,26 @@ def posterior_dataset(run, target: Target) -> xr.Dataset:
         tr.globals.reshape(flat + tr.globals.shape[2:]),
     )
     coords = {"chain": np.arange(chains), "draw": np.arange(draws), layout.slot_dim: list(layout.slot_names)}
+    coords.update(_optional(target, "output_coords"))
+    var_attrs = _optional(target, "output_attrs")
     data = {
         "active": (("chain", "draw", layout.slot_dim), tr.active),
         "n_active": (("chain", "draw"), active.sum(axis=2).astype(np.int64)),
     }
     for name, (dims, values) in named.items():
-        values = np.asarray(values, dtype=float).reshape((chains, draws) + values.shape[1:])
+        values = np.asarray(values)
+        values = values.astype(str if values.dtype == object else values.dtype)
+        values = values.reshape((chains, draws) + values.shape[1:])
         if dims and dims[0] == layout.slot_dim:
-            values = np.where(active.reshape(active.shape + (1,) * (len(dims) - 1)), values, np.nan)
-        data[name] = (("chain", "draw") + tuple(dims), values)
+            values = np.where(active.reshape(active.shape + (1,) * (len(dims) - 1)), values.astype(float), np.nan)
+        data[name] = (("chain", "draw") + tuple(dims), values, var_attrs.get(name, {}))
     return xr.Dataset(data, coords=coords)
+
+
+def _optional(target: Target, method: str) -> dict:
+    """The result of an optional target method (see module docstring), unwrapping PriorOnly."""
+    inner = getattr(target, "inner", target)
+    return dict(getattr(inner, method)()) if hasattr(inner, method) else {}
 
 
 def sample_stats_dataset(run) -> xr.Dataset:
@@ -90,6 +104,7 @@ def run_attributes(run) -> dict[str, str | int | float]:
 def to_datatree(run, target: Target) -> xr.DataTree:
     """The run as a DataTree with ``posterior`` and ``sample_stats`` groups."""
     attrs = run_attributes(run)
+    attrs.update(_optional(target, "run_attributes"))
     posterior = posterior_dataset(run, target).assign_attrs(attrs)
     stats = sample_stats_dataset(run).assign_attrs(attrs)
     tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})

@@ -139,14 +139,20 @@ def evaluate(
 
 
 class PriorOnly:
-    """Wraps a target with its likelihood switched off (log L ≡ 0): the chain samples the prior."""
+    """Wraps a target with its likelihood switched off (log L ≡ 0): the chain samples the prior.
+
+    A target with an expensive likelihood may offer ``log_prior(active, params, globals_)`` (B,), used
+    here instead of ``log_density`` so that the likelihood is not computed at all."""
 
     def __init__(self, target: Target) -> None:
         self.inner = target
         self.layout = target.layout
 
     def log_density(self, active, params, globals_):
-        _, log_prior = self.inner.log_density(active, params, globals_)
+        if hasattr(self.inner, "log_prior"):
+            log_prior = np.asarray(self.inner.log_prior(active, params, globals_), dtype=float)
+        else:
+            _, log_prior = self.inner.log_density(active, params, globals_)
         return np.zeros_like(log_prior), log_prior
 
     def grad(self, active, params, globals_):
