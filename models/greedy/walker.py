@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tdmcmc.models.protomodel.decays import OFFSHELL_THREE_BODY, decay_units
 from tdmcmc.models.protomodel.model import Protomodel
 from tdmcmc.models.protomodel.space import Pair, ProtomodelSpace
 from tdmcmc.models.protomodel.xsec import cross_sections
@@ -33,8 +34,6 @@ KAPPA_MOVE_CAP = 1.0e4          # changeSSM cap
 KAPPA_RENORM_CAP = 1.0e5        # cap after BR renormalisation
 KAPPA_KNOCKOUT = 1.0e-5
 MAX_DX = 1.0e6                  # GeV: a mass redraw gives up beyond this step size
-MERGE_GROUPS = ((1000001, 1000002, 1000003, 1000004), (1000005, 2000005), (1000006, 2000006),
-                (1000024, 1000037), (1000023, 1000025))
 # [HEAD] fixed BRs of off-shell N2 / C1 (only their three-body channels open), per channel
 OFFSHELL_BRS = {
     1000023: {(1000022, 2, 2): 12 / 18, (1000022, 5, 5): 3 / 18, (1000022, 11, 11): 1 / 18,
@@ -121,15 +120,9 @@ class Manipulator:
         self.lsp = space.lsp
         self.n_total = len(space.particles)
         self.kappa_classes = space.kappa_classes()
-        self.units = {p: self._units(p) for p in space.particles}
+        self.units = {p: decay_units(space.particles[p]) for p in space.particles}
 
     # -- helpers -----------------------------------------------------------------------------------
-
-    def _units(self, pid: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
-        """Decay 'units' of a particle: its decay groups (one shared BR) and single channels."""
-        part = self.space.particles[pid]
-        grouped = {ch for g in part.decay_groups for ch in g}
-        return tuple(part.decay_groups) + tuple((ch,) for ch in part.decays if ch not in grouped)
 
     def choice(self, items: list) -> Any:
         return items[int(self.rng.integers(len(items)))]
@@ -151,7 +144,7 @@ class Manipulator:
     def open_units(self, s: WalkerState, pid: int) -> list[tuple[tuple[int, ...], ...]]:
         """Open units; N2/C1 three-body channels open only when no two-body channel is ([HEAD] off-shell rule)."""
         units = [u for u in self.units[pid] if all(self.channel_open(s, pid, ch) for ch in u)]
-        if pid in OFFSHELL_BRS:
+        if pid in OFFSHELL_THREE_BODY:
             two_body = [u for u in units if len(u[0]) == 2]
             units = two_body if two_body else [u for u in units if len(u[0]) == 3]
         return units
@@ -448,7 +441,7 @@ class Manipulator:
 
     def _merge_closest(self, s: WalkerState) -> bool:
         best, closest = None, self.settings.merge_dm
-        for group in MERGE_GROUPS:
+        for group in self.space.exchangeable:
             present = sorted(p for p in group if p in s.masses)
             for i, a in enumerate(present):
                 for b in present[i + 1:]:

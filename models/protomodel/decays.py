@@ -31,6 +31,18 @@ _SM_STATE = {1: "d", 2: "u", 3: "s", 4: "c", 5: "b", 6: "t+", -6: "t-", 11: "e-"
              13: "mu-", -13: "mu+", 15: "ta-", -15: "ta+", 12: "nue", 14: "numu", 16: "nuta",
              21: "g", 22: "photon", 23: "Z", 24: "W+", -24: "W-", 25: "higgs"}
 INVISIBLE_SM = frozenset({12, 14, 16})
+# Particles whose three-body channels are open only while none of their two-body channels is (the
+# [HEAD] off-shell rule for N2 and C1: N2 -> N1 f f and C1 -> N1 f f' stand for an off-shell Z / W).
+OFFSHELL_THREE_BODY = frozenset({1000023, 1000024})
+
+Unit = tuple[tuple[int, ...], ...]
+
+
+def decay_units(particle) -> tuple[Unit, ...]:
+    """Decay 'units' of a space particle: its decay groups (channels sharing one BR, split evenly)
+    first, then its other channels one by one, in the order of the space file."""
+    grouped = {ch for g in particle.decay_groups for ch in g}
+    return tuple(particle.decay_groups) + tuple((ch,) for ch in particle.decays if ch not in grouped)
 
 
 def sm_state(pdg: int) -> str:

@@ -77,6 +77,7 @@ class ProtomodelSpace:
     ordering: tuple[Pair, ...]
     vetoes: tuple[MassVeto, ...]
     productions: tuple[ProductionChannel, ...]
+    exchangeable: tuple[tuple[int, ...], ...] = ()
 
     def conjugate(self, pdg: int) -> int:
         """PDG id of the antiparticle (the same id for self-conjugate particles and SM ids)."""
@@ -173,10 +174,11 @@ class _Validator:
         ordering = self.ordering(self.get(data, "ordering", list, "top level", []), particles)
         vetoes = tuple(self.veto(i, v, particles)
                        for i, v in enumerate(self.get(data, "mass_veto", list, "top level", [])))
+        exchangeable = self.exchangeable(self.get(data, "exchangeable", list, "top level", []), particles, lsp)
         space = ProtomodelSpace(
             name=name, description=self.get(data, "description", str, "top level", ""),
             source=self.source, lsp=lsp, particles=particles, sm_masses=sm_masses,
-            ordering=ordering, vetoes=vetoes, productions=())
+            ordering=ordering, vetoes=vetoes, productions=(), exchangeable=exchangeable)
         productions = self.productions(self.get(data, "production", list, "top level"), space)
         return replace(space, productions=productions)
 
@@ -265,6 +267,22 @@ class _Validator:
                 raise self.fail(where, f"a particle cannot be ordered against itself: {entry!r}")
             pairs.append((entry[0], entry[1]))
         return tuple(pairs)
+
+    def exchangeable(self, entries: list[Any], particles: dict[int, Particle], lsp: int) -> tuple[tuple[int, ...], ...]:
+        groups, seen = [], set()
+        for i, entry in enumerate(entries):
+            where = f"exchangeable[{i}]"
+            if (not isinstance(entry, list) or len(entry) < 2
+                    or not all(isinstance(p, int) and not isinstance(p, bool) for p in entry)):
+                raise self.fail(where, f"expected a list of two or more PDG ids, got {entry!r}")
+            for p in entry:
+                if p not in particles or p == lsp:
+                    raise self.fail(where, f"{p} is not a non-LSP particle of this space")
+                if p in seen:
+                    raise self.fail(where, f"{p} is already in another exchangeable group")
+                seen.add(p)
+            groups.append(tuple(entry))
+        return tuple(groups)
 
     def veto(self, i: int, entry: Any, particles: dict[int, Particle]) -> MassVeto:
         where = f"mass_veto[{i}]"

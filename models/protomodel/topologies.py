@@ -486,6 +486,7 @@ def restrict_space(space: ProtomodelSpace, pdgs: Sequence[int]) -> ProtomodelSpa
     return replace(
         space, name=f"{space.name}[{','.join(map(str, sorted(keep)))}]", particles=particles,
         ordering=tuple(o for o in space.ordering if set(o) <= keep),
+        exchangeable=tuple(g for g in (tuple(p for p in g if p in keep) for g in space.exchangeable) if len(g) > 1),
         productions=tuple(c for c in space.productions if {abs(p) for p in c.pair} <= keep))
 
 
