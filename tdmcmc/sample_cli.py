@@ -2,7 +2,7 @@
 
 Models are imported lazily here (the engine itself never imports :mod:`tdmcmc.models`):
 ``linear-selection`` reads its data from an npz (``X``, ``y``, ``sigma``, ``tau``, ``lam``);
-``protomodel`` is not wired to the engine yet and says so.
+``protomodel`` samples protomodels on an SModelS database (``tdmcmc.models.protomodel.sampling``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="npz with X, y, sigma, tau, lam (linear-selection)")
     p.add_argument("--target", choices=("bayes", "paper"), default="bayes", help="protomodel target (default: bayes)")
     p.add_argument("--prior-only", action="store_true", help="switch the likelihood off (sample the prior)")
+    p.add_argument("--space", type=Path, help="protomodel space TOML (default: the paper's 20-particle space)")
+    p.add_argument("--combination-matrix", type=Path,
+                   help="combination allow-lists (default: ../shared/data/raw/protomodels/combination-matrix if found)")
+    p.add_argument("--lam", type=float, default=1.0, help="protomodel prior exp(-lam * n_particles) (default 1)")
+    p.add_argument("--r-threshold", type=float, default=1.3, help="critic threshold: mu_max = r_thr / r_max (default 1.3)")
     p.add_argument("--chains", type=int, required=True, help="number of independent chains")
     p.add_argument("--draws", type=int, required=True, help="recorded iterations per chain")
     p.add_argument("--tune", type=int, required=True, help="warm-up iterations per chain (adaptation)")
@@ -46,10 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _load_target(args: argparse.Namespace):
     if args.model == "protomodel":
-        raise UserError(
-            "--model protomodel: the protomodel target is not yet available in `tdmcmc sample`; "
-            "use --model linear-selection --data FILE.npz"
-        )
+        from tdmcmc.models.protomodel.prior import PriorSettings
+        from tdmcmc.models.protomodel.sampling import build_target
+
+        return build_target(args.database, kind=args.target, space_path=args.space,
+                            combination_matrix=args.combination_matrix, r_threshold=args.r_threshold,
+                            settings=PriorSettings(lam=args.lam), prior_only=args.prior_only)
     if args.data is None:
         raise UserError("--model linear-selection needs --data FILE.npz (keys X, y, sigma, tau, lam)")
     from tdmcmc.models.toys import linear_selection

@@ -41,8 +41,8 @@ def test_prior_only_flag(tmp_path):
 def test_user_errors_are_one_line(tmp_path, capsys):
     out = tmp_path / "x.nc"
     base = ["sample", "--chains", "1", "--draws", "5", "--tune", "5", "-o", str(out)]
-    assert main(base) == 2
-    assert "protomodel target is not yet available" in capsys.readouterr().err
+    assert main(base + ["--lam", "-1"]) == 2
+    assert "lambda must be >= 0" in capsys.readouterr().err
     assert main(base + ["--model", "linear-selection"]) == 2
     assert "needs --data" in capsys.readouterr().err
     np.savez(tmp_path / "bad.npz", X=np.ones((3, 2)))

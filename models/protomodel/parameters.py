@@ -1,0 +1,239 @@
+"""The protomodel space as the sampler's slots: one slot per candidate particle, unconstrained
+parameters per slot, and the map back to physical protomodels (batched).
+
+Slot j (particle p_j, in the order of the space file) holds, in unconstrained space:
+
+* entry 0, ``mass``: z, the logit of the mass fraction f = sigmoid(z) within the particle's allowed
+  interval: m_LSP = lo + (hi − lo)·f for the LSP, and m_j = a_j + (hi_j − a_j)·f_j with
+  a_j = max(lo_j, m_LSP) for the others ([lo, hi] the particle's bounds, GeV). Every state thus has
+  its LSP lightest, the mass prior (uniform on the allowed interval) is the logistic law in z, and
+  moving the LSP moves the masses above it — the chain never has to squeeze the LSP under the
+  lightest particle by chance;
+* entries 1 … k_j, ``log κ`` of the production κ classes the slot *carries*: a class (signed pair
+  and its charge conjugate, :meth:`ProtomodelSpace.kappa_classes`) is carried by the member listed
+  later in the space file (t̃t̃* by t̃; q̃g̃ by q̃; χ̃⁰₂χ̃±₁ by χ̃±₁), so every κ lives in a slot and is
+  switched on and off with it; it acts only when both members are active;
+* then one BR logit per decay unit (:func:`~.decays.decay_units`): BR(unit) = softmax of the
+  logits over the units *open* for the current masses (every channel of the unit kinematically
+  open, BSM daughters active; N2/C1 three-body units only when no two-body unit is); a unit's BR
+  is split evenly over its channels. A particle without an open unit does not decay in the model
+  (it then gives no prediction); closed units' logits have no effect.
+
+Members of one exchangeable group get the same number of entries (the largest in the group) so
+that split/merge and identity swap can exchange them; padding logits have no effect.
+
+Globals: ``mu_fraction`` z_μ with μ/μ_max = sigmoid(z_μ) (the ``bayes`` target's signal strength
+relative to its critic bound).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tdmcmc.state import SlotLayout
+
+from .decays import OFFSHELL_THREE_BODY, decay_units
+from .model import Protomodel
+from .space import Pair, ProtomodelSpace
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function, overflow-free."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=float)))
+
+
+@dataclass(frozen=True)
+class PhysicalBatch:
+    """Physical values of a batch of states: ``masses`` (B, S) GeV (NaN where inactive);
+    ``unit_br`` (B, S, U) BR of each decay unit (0 where closed or inactive); ``kappa`` (B, n_kappa)
+    κ per class (NaN unless both members are active); ``mu_fraction`` (B,) μ/μ_max."""
+
+    active: np.ndarray
+    masses: np.ndarray
+    unit_br: np.ndarray
+    kappa: np.ndarray
+    mu_fraction: np.ndarray
+
+
+class SlotParameters:
+    """Slot layout of a protomodel space and the map from sampler states to protomodels."""
+
+    def __init__(self, space: ProtomodelSpace) -> None:
+        self.space = space
+        self.pdgs = tuple(space.particles)
+        self.slot = {p: j for j, p in enumerate(self.pdgs)}
+        self.lsp_slot = self.slot[space.lsp]
+        names = tuple(space.particles[p].name for p in self.pdgs)
+        self.units = [decay_units(space.particles[p]) for p in self.pdgs]
+        self.kappa_keys: tuple[Pair, ...] = tuple(space.kappa_classes())
+        carrier = [max(self.slot[abs(q)] for q in key) for key in self.kappa_keys]
+        self.kappa_members = np.array([[self.slot[abs(q)] for q in key] for key in self.kappa_keys], dtype=np.int64)
+        carried = [[k for k, c in enumerate(carrier) if c == j] for j in range(len(self.pdgs))]
+        n_kappa = np.array([len(c) for c in carried])
+        n_units = np.array([len(u) for u in self.units])
+        dims = 1 + n_kappa + n_units
+        group_of = {p: g for g, members in enumerate(space.exchangeable) for p in members}
+        for members in space.exchangeable:
+            js = [self.slot[p] for p in members]
+            dims[js] = dims[js].max()
+        self.n_units_max = int((dims - 1 - n_kappa).max())
+        self.kappa_entry = np.array([1 + carried[carrier[k]].index(k) for k in range(len(self.kappa_keys))],
+                                    dtype=np.int64)
+        self.kappa_slot = np.array(carrier, dtype=np.int64)
+        self.logit_start = 1 + n_kappa
+        self.n_logits = dims - 1 - n_kappa          # includes group padding
+        self.n_units = n_units
+        max_dim = int(dims.max())
+        self.layout = SlotLayout(
+            slot_names=names, param_names=("mass",) + tuple(f"x{i}" for i in range(1, max_dim)),
+            slot_dims=tuple(int(d) for d in dims), groups=tuple(group_of.get(p, -1) for p in self.pdgs),
+            global_names=("mu_fraction",), slot_dim="particle")
+        self.mass_lo = np.array([space.particles[p].mass_min for p in self.pdgs])
+        self.mass_hi = np.array([space.particles[p].mass_max for p in self.pdgs])
+        self._unit_tables()
+
+    def _unit_tables(self) -> None:
+        """Per (slot, unit): BSM daughter slot, SM threshold (GeV), three-body flag, validity."""
+        s, u = len(self.pdgs), self.n_units_max
+        self.unit_daughter = np.zeros((s, u), dtype=np.int64)
+        self.unit_threshold = np.zeros((s, u))
+        self.unit_three_body = np.zeros((s, u), bool)
+        self.unit_valid = np.zeros((s, u), bool)
+        sm = self.space.sm_masses
+        for j, units in enumerate(self.units):
+            for k, unit in enumerate(units):
+                bsm = {d for ch in unit for d in ch if d in self.space.particles}
+                if len(bsm) != 1:
+                    raise ValueError(f"decay unit {unit} of {self.pdgs[j]} needs exactly one BSM daughter")
+                self.unit_daughter[j, k] = self.slot[bsm.pop()]
+                self.unit_threshold[j, k] = max(sum(sm.get(d, 0.0) for d in ch if d not in self.space.particles)
+                                                for ch in unit)
+                self.unit_three_body[j, k] = any(len(ch) >= 3 for ch in unit)
+                self.unit_valid[j, k] = True
+        self.offshell_rule = np.array([p in OFFSHELL_THREE_BODY for p in self.pdgs])
+
+    # -- transforms ------------------------------------------------------------------------------
+
+    def masses(self, params: np.ndarray) -> np.ndarray:
+        """Masses (B, S) in GeV of every slot (active or not) from the unconstrained entry 0."""
+        f = sigmoid(params[..., 0])
+        m_lsp = self.mass_lo[self.lsp_slot] + (self.mass_hi[self.lsp_slot] - self.mass_lo[self.lsp_slot]) * f[:, self.lsp_slot]
+        low = self.lower_bounds(m_lsp)
+        return low + (self.mass_hi - low) * f
+
+    def lower_bounds(self, m_lsp: np.ndarray) -> np.ndarray:
+        """a_j = max(lo_j, m_LSP) (B, S) in GeV; the LSP's own entry is its fixed bound."""
+        low = np.maximum(self.mass_lo, np.asarray(m_lsp, float)[:, None])
+        low[:, self.lsp_slot] = self.mass_lo[self.lsp_slot]
+        return low
+
+    def unconstrained_mass(self, slot: int, mass: float, m_lsp: float) -> float:
+        """Inverse of :meth:`masses` for one slot (GeV -> entry 0), given the LSP mass."""
+        lo = self.mass_lo[slot] if slot == self.lsp_slot else max(self.mass_lo[slot], m_lsp)
+        hi = self.mass_hi[slot]
+        if not lo < mass < hi:
+            raise ValueError(f"{self.layout.slot_names[slot]}: mass {mass} GeV outside ({lo}, {hi})")
+        f = (mass - lo) / (hi - lo)
+        return float(np.log(f) - np.log1p(-f))
+
+    def logits(self, params: np.ndarray) -> np.ndarray:
+        """BR logits (B, S, U) of every unit (0 beyond a slot's units)."""
+        b = params.shape[0]
+        out = np.zeros((b, len(self.pdgs), self.n_units_max))
+        for j in range(len(self.pdgs)):
+            n = self.n_units[j]
+            out[:, j, :n] = params[:, j, self.logit_start[j]:self.logit_start[j] + n]
+        return out
+
+    def log_kappa(self, params: np.ndarray) -> np.ndarray:
+        """ln κ (B, n_kappa) of every class, read from its carrier slot."""
+        return params[:, self.kappa_slot, self.kappa_entry]
+
+    def open_units(self, active: np.ndarray, masses: np.ndarray) -> np.ndarray:
+        """(B, S, U) whether each decay unit is open: daughter active and m > m_daughter + SM threshold."""
+        d = self.unit_daughter
+        m_daughter = masses[:, d]
+        open_ = (self.unit_valid[None] & active[:, d] & (masses[:, :, None] > m_daughter + self.unit_threshold[None])
+                 & active[:, :, None])
+        two_body_open = (open_ & ~self.unit_three_body[None]).any(axis=2, keepdims=True)
+        offshell_closed = self.offshell_rule[None, :, None] & self.unit_three_body[None] & two_body_open
+        return open_ & ~offshell_closed
+
+    def physical(self, active: np.ndarray, params: np.ndarray, globals_: np.ndarray) -> PhysicalBatch:
+        """Physical values of a batch of states (see :class:`PhysicalBatch`)."""
+        active = np.asarray(active, bool)
+        masses = self.masses(params)
+        open_ = self.open_units(active, masses)
+        logits = np.where(open_, self.logits(params), -np.inf)
+        top = np.max(logits, axis=2, keepdims=True)
+        weights = np.where(open_, np.exp(logits - np.where(np.isfinite(top), top, 0.0)), 0.0)
+        total = weights.sum(axis=2, keepdims=True)
+        unit_br = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+        both = active[:, self.kappa_members].all(axis=2)
+        kappa = np.where(both, np.exp(self.log_kappa(params)), np.nan)
+        return PhysicalBatch(active, np.where(active, masses, np.nan), unit_br, kappa, sigmoid(globals_[:, 0]))
+
+    def protomodels(self, batch: PhysicalBatch, names: list[str] | None = None) -> list[Protomodel]:
+        """The protomodels of a batch (only active particles; decays with BR > 0; κ of active pairs)."""
+        out = []
+        for b in range(batch.active.shape[0]):
+            present = np.flatnonzero(batch.active[b])
+            masses = {self.pdgs[j]: float(batch.masses[b, j]) for j in present}
+            decays = {}
+            for j in present:
+                if j == self.lsp_slot:
+                    continue
+                channels = {}
+                for k, unit in enumerate(self.units[j]):
+                    br = batch.unit_br[b, j, k]
+                    if br > 0.0:
+                        for ch in unit:
+                            channels[ch] = float(br) / len(unit)
+                decays[self.pdgs[j]] = channels
+            kappas = {key: float(batch.kappa[b, k]) for k, key in enumerate(self.kappa_keys)
+                      if np.isfinite(batch.kappa[b, k])}
+            name = names[b] if names else self.label(batch.active[b])
+            out.append(Protomodel(name=name, masses=masses, decays=decays, kappas=kappas))
+        return out
+
+    def label(self, active: np.ndarray) -> str:
+        """Readable particle-set label, e.g. ``XZ1,Xt,Xd`` (space order)."""
+        return ",".join(self.layout.slot_names[j] for j in np.flatnonzero(active))
+
+    def decay_labels(self) -> list[tuple[int, int, str]]:
+        """(slot, unit, label) of every decay unit, label ``"Xt>XZ1 t"`` style (group: channels joined by '|')."""
+        names = {p: self.space.particles[p].name for p in self.pdgs}
+
+        def channel(ch):
+            return " ".join(names.get(d, str(d)) for d in ch)
+
+        return [(j, k, f"{names[self.pdgs[j]]}>" + "|".join(channel(ch) for ch in unit))
+                for j, units in enumerate(self.units) for k, unit in enumerate(units)]
+
+    def kappa_labels(self) -> list[str]:
+        """SModelS ``ssmultipliers``-style key per κ class, e.g. ``"-1000006,1000006"``."""
+        return [f"{a},{b}" for a, b in self.kappa_keys]
+
+    def from_protomodel(self, model: Protomodel, rng: np.random.Generator | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """(active (S,), params (S, D)) of a protomodel: masses and κ exactly; logits = ln BR of
+        each unit (units with BR 0 get −30, i.e. BR ≈ 1e-13 once open); unused entries 0 or, with
+        `rng`, standard normal."""
+        s, d = self.layout.n_slots, self.layout.max_dim
+        active = np.zeros(s, bool)
+        params = rng.standard_normal((s, d)) if rng is not None else np.zeros((s, d))
+        for pdg, m in model.masses.items():
+            j = self.slot[pdg]
+            active[j] = True
+            params[j, 0] = self.unconstrained_mass(j, m, model.masses[self.space.lsp])
+            for k, unit in enumerate(self.units[j]):
+                br = sum(model.decays.get(pdg, {}).get(ch, 0.0) for ch in unit)
+                params[j, self.logit_start[j] + k] = np.log(br) if br > 0 else -30.0
+        for k, key in enumerate(self.kappa_keys):
+            if key in model.kappas:
+                params[self.kappa_slot[k], self.kappa_entry[k]] = np.log(max(model.kappas[key], 1e-300))
+            elif all(abs(q) in model.masses for q in key):
+                params[self.kappa_slot[k], self.kappa_entry[k]] = 0.0
+        return active, params
