@@ -94,10 +94,13 @@ class NumpyPaperObjective:
         and without one only results of different experiments or √s combine
     :param r_threshold: the critic threshold r_thr
     :param kappa_clustering: n_SSM clustering of the prior, ``"bins"`` (production runs) or ``"relative"``
+    :param element_overlap: the paper's ``hasOverlap`` veto: two predictions of the same experiment and
+        √s that share a contributing element do not combine
     """
 
     def __init__(self, database: str | Path, combination_matrix: str | Path | None = None, *,
-                 r_threshold: float = R_THRESHOLD, kappa_clustering: str = "bins", space=None):
+                 r_threshold: float = R_THRESHOLD, kappa_clustering: str = "bins", space=None,
+                 element_overlap: bool = True):
         from tdmcmc.models.database.compiled import load_compiled
         from tdmcmc.models.likelihood.cliques import build_combiner
         from tdmcmc.models.likelihood.combinability import AllowLists, graph_for_database, read_allow_lists
@@ -117,6 +120,7 @@ class NumpyPaperObjective:
                                    MapInterpolators(self.compiled, cache=True))
         self.r_threshold = r_threshold
         self.kappa_clustering = kappa_clustering
+        self.element_overlap = element_overlap
         a = self.compiled.arrays
         # results are (id, is EM): UL and EM versions of an analysis can share an id
         self._result_index = {(str(r), bool(em)): i for i, (r, em) in enumerate(zip(a.result_id, a.result_is_em))}
@@ -142,7 +146,7 @@ class NumpyPaperObjective:
         selected = self._combiner_set(predictions)
         base = dict(mu_max=mu_max, r_max=r_max, log_prior=log_prior, prior_counts=counts,
                     n_predictions=len(predictions))
-        cliques = self._cliques(selected)
+        cliques = self._cliques(selected, arrays)
         if not cliques:
             return PaperScore(K=None, Z=None, mu_hat=0.0, **base)
         z, mu_hat, best = self._best_clique(selected, cliques, mu_max)
@@ -187,14 +191,42 @@ class NumpyPaperObjective:
                 best[p.analysis] = (ratio, p)
         return [p for _, p in best.values()]
 
-    def _cliques(self, selected) -> list[tuple[int, ...]]:
+    def _cliques(self, selected, arrays) -> list[tuple[int, ...]]:
         from tdmcmc.models.likelihood.cliques import maximal_cliques
 
         nodes = np.array([self.graph.result_node[self._result(p)] for p in selected], dtype=int)
         if len(nodes) < 2:
             return []
         adjacency = self.graph.adjacency[np.ix_(nodes, nodes)] & (nodes[:, None] != nodes[None, :])
+        if self.element_overlap:
+            adjacency &= ~self._overlaps(selected, arrays)
         return [c for c in maximal_cliques(adjacency) if len(c) >= 2]
+
+    def vetoed_pairs(self, model: Protomodel, selected) -> list[tuple[int, int]]:
+        """The graph-node pairs of the `selected` predictions (:meth:`_combiner_set`) that the
+        ``hasOverlap`` veto separates, for :meth:`Combiner.paper_combination` (empty when off)."""
+        if not self.element_overlap:
+            return []
+        overlap = self._overlaps(selected, self.predictor.model_arrays(model))
+        nodes = [int(self.graph.result_node[self._result(p)]) for p in selected]
+        return [(nodes[i], nodes[j]) for i, j in zip(*np.nonzero(np.triu(overlap)))]
+
+    def _overlaps(self, selected, arrays) -> np.ndarray:
+        """(n, n) bool: same experiment and √s, and a contributing element (table row) in common."""
+        g = self.graph
+        nodes = [g.result_node[self._result(p)] for p in selected]
+        group = [(g.experiment[n], g.sqrts[n]) for n in nodes]
+        rows = contributing_rows(self.predictor, [arrays], [[self._table_txnames(p) for p in selected]])[0]
+        out = np.zeros((len(selected), len(selected)), bool)
+        for i in range(len(selected)):
+            for j in range(i):
+                out[i, j] = out[j, i] = group[i] == group[j] and bool(np.intersect1d(rows[i], rows[j]).size)
+        return out
+
+    def _table_txnames(self, p) -> np.ndarray:
+        """Table txname indices of a prediction."""
+        d = self._dataset_index[(self._result(p), p.dataset)]
+        return np.array([i for name in p.txnames for i in self._txnames.get((d, name), ())], dtype=np.int64)
 
     def _nll_terms(self, selected):
         """A function μ (any shape) -> −ln L_i(μ) + ln L_i(0) for the selected predictions, shape
@@ -241,27 +273,56 @@ class NumpyPaperObjective:
     def _contributing(self, arrays, members) -> frozenset[int]:
         """PDG ids of the table rows that contribute to the members' predictions (ε > 0 or inside
         the UL grid), i.e. the particles SModelS lists in those theory predictions' elements."""
-        from tdmcmc.models.protomodel.predictions import _ranges
+        wanted = np.concatenate([self._table_txnames(p) for p in members])
+        rows = contributing_rows(self.predictor, [arrays], [[wanted]])[0][0]
+        if not len(rows):
+            return frozenset()
+        bits = int(np.bitwise_or.reduce(self.table.el_particles[rows].astype(np.uint64)))
+        return frozenset(int(p) for i, p in enumerate(self.table.particles) if bits >> i & 1)
 
-        pr, t = self.predictor, self.table
-        wanted = [i for p in members for name in p.txnames
-                  for i in self._txnames.get((self._dataset_index[(self._result(p), p.dataset)], name), ())]
-        rows, _ = pr.element_weights(arrays, pr.candidate_rows(arrays.present))
+
+def contributing_rows(predictor, arrays: Sequence, wanted: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+    """The elements (topology-table rows: production channel and both decay chains, mass-compressed
+    forms being rows of their own) behind predictions, i.e. SModelS' ``TheoryPrediction.elements``.
+
+    `arrays`: per model its :class:`~tdmcmc.models.protomodel.predictions.ModelArrays`; `wanted`:
+    per model, per prediction the table txname indices of the prediction (its dataset's txnames).
+    A row counts if it survives σ-cut and compression, has a weight > 0 at the txname's √s and
+    ε > 0 (efficiency map) or lies inside the grid (upper-limit map). For an UL txname with several
+    mass clusters the rows of all its clusters are returned (the chosen cluster is not recorded in
+    the prediction arrays). Returns per model, per prediction the sorted unique row indices; one
+    interpolator call for the whole batch.
+    """
+    from tdmcmc.models.protomodel.predictions import EFF_ZERO, _ranges
+
+    t, pr = predictor.table, predictor
+    parts = []
+    for k, (m, want) in enumerate(zip(arrays, wanted)):
+        union = np.unique(np.concatenate([np.asarray(w, dtype=np.int64) for w in want] + [np.zeros(0, np.int64)]))
+        if not len(union):
+            continue
+        rows, w = pr.element_weights(m, pr.candidate_rows(m.present))
         idx = _ranges(t.match_start[rows], t.match_start[rows + 1])
         local = np.repeat(np.arange(len(rows)), t.match_start[rows + 1] - t.match_start[rows])
-        keep = np.isin(t.m_txname[idx], wanted)
-        idx, local = idx[keep], local[keep]
-        if not len(idx):
-            return frozenset()
         tx = t.m_txname[idx]
+        keep = np.isin(tx, union) & (w[local, pr.tx_sqrts[tx]] > 0)
+        idx, local, tx = idx[keep], local[keep], tx[keep]
         coords = t.m_coords[idx]
-        points = np.where(coords >= 0, arrays.masses[np.maximum(coords, 0)], 0.0)
-        values = pr.interps.evaluate(pr.tx_map[tx], points)
-        ok = ~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) > 0))
-        if not ok.any():
-            return frozenset()
-        bits = int(np.bitwise_or.reduce(t.el_particles[rows[local[ok]]].astype(np.uint64)))
-        return frozenset(int(p) for i, p in enumerate(t.particles) if bits >> i & 1)
+        points = np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)
+        parts.append((k, rows[local], tx, points))
+    out = [[np.zeros(0, np.int64) for _ in want] for want in wanted]
+    if not parts:
+        return out
+    tx = np.concatenate([p[2] for p in parts])
+    values = pr.interps.evaluate(pr.tx_map[tx], np.concatenate([p[3] for p in parts]))
+    ok = ~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) >= EFF_ZERO))
+    start = 0
+    for k, rows, tx_k, _ in parts:
+        good = ok[start:start + len(rows)]
+        start += len(rows)
+        for j, w in enumerate(wanted[k]):
+            out[k][j] = np.unique(rows[good & np.isin(tx_k, w)])
+    return out
 
 
 def paper_prior(space, model: Protomodel, clustering: str = "bins") -> tuple[float, dict[str, float]]:

@@ -31,15 +31,19 @@ from typing import Any
 
 import numpy as np
 
+from tdmcmc.errors import UserError
 from tdmcmc.models.greedy.objective import (MISSING_R, MU_MAX_SAFETY, MU_MAX_UNBOUNDED, R_THRESHOLD, PaperScore,
-                                            default_combination_matrix, paper_prior)
+                                            contributing_rows, default_combination_matrix, paper_prior)
 from tdmcmc.models.likelihood.options import PAPER, LikelihoodChoice
 from tdmcmc.models.protomodel.model import Protomodel
-from tdmcmc.models.protomodel.predictions import PredictionArrays
+from tdmcmc.models.protomodel.predictions import ModelArrays, PredictionArrays
 
 SR_SELECTIONS = ("paper", "best-expected")
 _GRAPH_OUTPUTS = ("K", "Z", "mu_hat", "mu_max", "r_max", "log_prior", "contributions", "grad_signal",
-                  "grad_critic_r")
+                  "grad_critic_r", "grad_ul_obs", "grad_ul_exp")
+_BAYES_OUTPUTS = ("log_ratio", "mu_max", "r_max", "grad_mu", "grad_signal", "grad_ul_obs", "grad_ul_exp",
+                  "contributions")
+COMBINATIONS = ("max", "logsumexp", "fixed")
 N_GRID = 64
 
 
@@ -51,7 +55,10 @@ class ResultInputs:
     events at μ = 1 or the UL σ×BR (fb); ``n, b, db`` the selected SR's counts (EM);
     ``ul_obs, ul_exp`` (fb), ``lumi`` (fb⁻¹) (UL); ``critic_r`` the critic's largest r of the
     result (0 without prediction); ``log_prior`` (B,) ln π_paper. Unused entries hold harmless
-    values (n = b = db = 1, limits 1) so every branch stays finite.
+    values (n = b = db = 1, limits 1) so every branch stays finite. ``clique_members``
+    (B, n_groups, C, n_nodes) and ``clique_valid`` (B, n_groups, C): the paper's cliques among the
+    predicted results of each state (:meth:`Combiner.paper_cliques`, with the ``hasOverlap`` veto
+    when it is on).
     """
 
     selected: np.ndarray
@@ -64,6 +71,8 @@ class ResultInputs:
     lumi: np.ndarray
     critic_r: np.ndarray
     log_prior: np.ndarray
+    clique_members: np.ndarray
+    clique_valid: np.ndarray
     choice: np.ndarray          # (B, n_results) index of the chosen prediction (flat), -1 if none
 
 
@@ -72,9 +81,9 @@ class TargetValues:
     """Outputs of the compiled function for a batch (arrays of length B unless said otherwise).
 
     ``K``, ``Z``: NaN when no two predicted results combine; ``contributions`` (B, n_results)
-    ln L_i(μ̂ s_i) − ln L_i(0); ``grad_signal``, ``grad_critic_r`` (B, n_results): ∂K/∂ of the
-    per-result inputs (0 where K is NaN); ``nll_mu0``, ``nll_mu1``: per flat prediction (NaN without a
-    likelihood)."""
+    ln L_i(μ̂ s_i) − ln L_i(0); ``grad_signal``, ``grad_critic_r``, ``grad_ul_obs``, ``grad_ul_exp``
+    (B, n_results): ∂K/∂ of the per-result inputs (0 where K is NaN); ``nll_mu0``, ``nll_mu1``: per
+    flat prediction (NaN without a likelihood)."""
 
     K: np.ndarray
     Z: np.ndarray
@@ -85,12 +94,36 @@ class TargetValues:
     contributions: np.ndarray
     grad_signal: np.ndarray
     grad_critic_r: np.ndarray
+    grad_ul_obs: np.ndarray
+    grad_ul_exp: np.ndarray
     nll_mu0: np.ndarray
     nll_mu1: np.ndarray
 
 
+@dataclass(frozen=True)
+class BayesValues:
+    """Outputs of the ``bayes`` function at given μ, arrays over the batch.
+
+    ``log_ratio`` (B,): ln R(μ) = combine_c Σ_{i∈c} [ln L_i(μ s_i) − ln L_i(0)] (0 when no result is
+    predicted; mode ``logsumexp`` is shifted by −ln N_cliques so that holds there too); ``mu_max``,
+    ``r_max``: the critic's bound and largest r (μ_max = +inf when r_max = 0); ``grad_mu`` (B,)
+    ∂ln R/∂μ; ``grad_signal``, ``grad_ul_obs``, ``grad_ul_exp`` (B, n_results): ∂ln R/∂ of the
+    per-result inputs (∂ln R/∂(critic r) is 0: μ is given); ``contributions`` (B, n_results)
+    ln L_i(μ s_i) − ln L_i(0).
+    """
+
+    log_ratio: np.ndarray
+    mu_max: np.ndarray
+    r_max: np.ndarray
+    grad_mu: np.ndarray
+    grad_signal: np.ndarray
+    grad_ul_obs: np.ndarray
+    grad_ul_exp: np.ndarray
+    contributions: np.ndarray
+
+
 class LikelihoodTarget:
-    """The ``paper`` target on one database, compiled once, batched over protomodels.
+    """The ``paper`` and ``bayes`` targets on one database, compiled once each, batched over protomodels.
 
     :param database: SModelS database folder
     :param combination_matrix: allow-lists; None: :func:`default_combination_matrix` (without one,
@@ -99,12 +132,18 @@ class LikelihoodTarget:
     :param r_threshold: the critic's r_thr (μ_max = 0.999 r_thr / r_max)
     :param sr_selection: one of :data:`SR_SELECTIONS`
     :param space: protomodel space (default: the paper's; a restricted space gives a small table)
+    :param element_overlap: ``paper`` target: the paper-era ``hasOverlap`` veto (two predictions of
+        the same experiment and √s sharing a contributing element do not combine)
+    :param combination: ``bayes`` target: one of :data:`COMBINATIONS` (static maximal cliques over
+        all results; no ``hasOverlap`` veto)
+    :param fixed_analyses: analysis ids of the combination ``fixed``
     """
 
     def __init__(self, database: str | Path, combination_matrix: str | Path | None = None, *,
                  likelihood: LikelihoodChoice = PAPER, r_threshold: float = R_THRESHOLD,
                  sr_selection: str = "paper", kappa_clustering: str = "bins", space=None,
-                 compiled=None, n_grid: int = N_GRID, mode: Any = None):
+                 compiled=None, n_grid: int = N_GRID, mode: Any = None, element_overlap: bool = True,
+                 combination: str = "max", fixed_analyses: Sequence[str] | None = None):
         import warnings
 
         from tdmcmc.models.database.compiled import load_compiled
@@ -116,6 +155,10 @@ class LikelihoodTarget:
 
         if sr_selection not in SR_SELECTIONS:
             raise ValueError(f"sr_selection: expected one of {SR_SELECTIONS}, got {sr_selection!r}")
+        if combination not in COMBINATIONS:
+            raise UserError(f"combination: expected one of {', '.join(COMBINATIONS)}, got {combination!r}")
+        if (combination == "fixed") != (fixed_analyses is not None):
+            raise UserError("fixed_analyses is needed by, and only by, combination 'fixed'")
         self.space = space or default_space()
         self.compiled = compiled or load_compiled(Path(database))
         matrix = Path(combination_matrix) if combination_matrix else default_combination_matrix(Path(database))
@@ -128,13 +171,17 @@ class LikelihoodTarget:
         self.predictor = Predictor(self.table, self.compiled, self.space, MapInterpolators(self.compiled, cache=True))
         self.likelihood, self.r_threshold = likelihood, r_threshold
         self.sr_selection, self.kappa_clustering, self.n_grid = sr_selection, kappa_clustering, n_grid
+        self.element_overlap, self.combination = element_overlap, combination
+        self.fixed_analyses = tuple(fixed_analyses) if fixed_analyses is not None else None
+        if self.fixed_analyses is not None:
+            self.combiner.fixed_mask(self.fixed_analyses)            # unknown or non-combinable ids: UserError
         a = self.compiled.arrays
         _, self._analysis_code = np.unique(np.asarray(a.result_id, dtype=str), return_inverse=True)
         d = a.dataset_result
         self._em_ok = np.isfinite(a.observed_n) & np.isfinite(a.expected_bg) & (np.nan_to_num(a.bg_error) > 0)
         self._dataset_em = np.asarray(a.result_is_em, bool)[d]
         self._in_graph = self.graph.result_node >= 0
-        self._function = self._nll_function = None
+        self._function = self._nll_function = self._bayes_function = None
         self.mode = mode if mode is not None else _default_mode()
 
     @property
@@ -143,8 +190,10 @@ class LikelihoodTarget:
 
     # -- stage 2: per-result inputs --------------------------------------------------------------
 
-    def result_inputs(self, preds: PredictionArrays, models: Sequence[Protomodel]) -> ResultInputs:
-        """Dense per-result inputs from the flat predictions of a batch of `models`."""
+    def result_inputs(self, preds: PredictionArrays, models: Sequence[Protomodel],
+                      arrays: Sequence[ModelArrays] | None = None) -> ResultInputs:
+        """Dense per-result inputs from the flat predictions of a batch of `models` (`arrays`: their
+        :meth:`Predictor.model_arrays`, recomputed when None)."""
         a = self.compiled.arrays
         n_b, n_r = len(models), self.n_results
         ds = preds.dataset
@@ -182,56 +231,77 @@ class LikelihoodTarget:
             valid = np.isfinite(values) & ((values >= 0) if name in ("n", "b") else (values > 0))
             out[name][cm, cr] = np.where(valid, values, 1.0)
         log_prior = np.array([paper_prior(self.space, m, self.kappa_clustering)[0] for m in models])
+        node_predicted = selected @ self.combiner.versions.sum(axis=0) > 0
+        vetoed = None
+        if self.element_overlap:
+            arrays = arrays if arrays is not None else [self.predictor.model_arrays(m) for m in models]
+            vetoed = self._overlapping_pairs(preds, choice, node_predicted, arrays)
+        members, valid = self.combiner.paper_cliques(node_predicted, vetoed)
         return ResultInputs(selected=selected, signal=signal, critic_r=critic, log_prior=log_prior,
-                            choice=choice, **out)
+                            clique_members=members, clique_valid=valid, choice=choice, **out)
+
+    def _overlapping_pairs(self, preds: PredictionArrays, choice: np.ndarray, node_predicted: np.ndarray,
+                           arrays: Sequence[ModelArrays]) -> list[list[tuple[int, int]]]:
+        """Per model, the combinable node pairs of one (experiment, √s) group whose chosen
+        predictions share a contributing element (the paper's ``hasOverlap``)."""
+        g = self.graph
+        node_of = g.result_node
+        tx_of = {}                                  # flat prediction -> its table txnames
+        for i, t in zip(preds.part_prediction, preds.part_txname):
+            tx_of.setdefault(int(i), []).append(int(t))
+        candidates, wanted = [], []
+        for b in range(len(arrays)):
+            nodes, preds_b = [], []
+            for _, group_nodes in g.groups():
+                here = [int(n) for n in group_nodes if node_predicted[b, n]]
+                if len(here) > 1:
+                    nodes += here
+            for n in nodes:
+                j = [int(j) for j in np.flatnonzero(node_of == n) if choice[b, j] >= 0][0]
+                preds_b.append(int(choice[b, j]))
+            candidates.append(nodes)
+            wanted.append([np.array(tx_of[i], dtype=np.int64) for i in preds_b])
+        rows = contributing_rows(self.predictor, arrays, wanted)
+        out = []
+        for b, nodes in enumerate(candidates):
+            pairs = []
+            for k, a in enumerate(nodes):
+                for m in range(k):
+                    c = nodes[m]
+                    if (g.adjacency[a, c] and g.experiment[a] == g.experiment[c] and g.sqrts[a] == g.sqrts[c]
+                            and np.intersect1d(rows[b][k], rows[b][m]).size):
+                        pairs.append((c, a))
+            out.append(pairs)
+        return out
 
     # -- stage 3: the compiled graph -------------------------------------------------------------
 
     def graph_outputs(self, x: dict[str, Any]) -> dict[str, Any]:
-        """The symbolic outputs from symbolic inputs `x` (names of :class:`ResultInputs` plus the
-        flat per-prediction ``p_*`` arrays). Exposed so that gradients can be taken of any output."""
+        """The ``paper`` target's symbolic outputs from symbolic inputs `x` (:meth:`symbolic_inputs`).
+        Exposed so that gradients can be taken of any output."""
         import pytensor
         import pytensor.tensor as pt
         from pytensor.gradient import disconnected_grad
 
         from tdmcmc.models.likelihood import PYTENSOR as xp
-        from tdmcmc.models.likelihood import em_nll, profile_mu
+        from tdmcmc.models.likelihood import profile_mu
 
-        is_em = np.asarray(self.compiled.arrays.result_is_em, bool)
-        nll = self._nll
-
-        def cols(name):                              # (B, 1, R): broadcast over a trailing μ axis
-            return x[name][:, None, :]
-
-        data = [cols(k) for k in ("signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi")]
-        em_cols = is_em[None, None, :]
-        nll0, nll1, nll2 = (nll(mu, *data, em_cols) for mu in (0.0, 1.0, 2.0))
-        # The truncated Gaussian's −ln L is exactly quadratic in μ (its mode does not depend on μ):
-        # its coefficients from μ = 0, 1, 2 keep the mode's Newton solve (a Python Op) out of the
-        # μ grid and the golden-section scan.
-        quad = 0.5 * (nll2 - 2.0 * nll1 + nll0)
-        lin = nll1 - nll0 - quad
-
-        def contributions(mu):                       # mu (B, k) -> (B, k, R)
-            mu = mu[:, :, None]
-            em = nll0 - em_nll(mu, *data[:4], variant=self.likelihood.em, xp=xp)
-            return pt.switch(cols("selected") > 0, pt.switch(em_cols, em, -(quad * mu + lin) * mu), 0.0)
-
-        predicted = cols("selected")
-        r_max = pt.max(x["critic_r"], axis=-1)
-        mu_max = pt.switch(r_max > 0, MU_MAX_SAFETY * self.r_threshold / pt.maximum(r_max, 1e-300), np.inf)
+        contributions = self._contributions(x)
+        predicted = x["selected"][:, None, :]
+        cliques = x["clique_members"], x["clique_valid"]
+        r_max, mu_max = self._critic(x)
         top = pt.minimum(mu_max, MU_MAX_UNBOUNDED)
-        # 1. the paper's max over cliques on a μ grid (one Combiner.paper_max for the whole grid)
+        # 1. the paper's max over cliques on a μ grid (one clique max for the whole grid)
         grid = disconnected_grad(top)[:, None] * np.linspace(0.0, 1.0, self.n_grid)
-        on_grid = self.combiner.paper_max(contributions(grid), predicted)           # (B, n_grid)
+        on_grid = self.combiner.paper_clique_max(contributions(grid), predicted, *cliques)    # (B, n_grid)
         combines = pt.gt(on_grid[:, 0], -np.inf)
         best = pt.argmax(pt.switch(combines[:, None], on_grid, 0.0), axis=-1)
         # 2. the members of the best clique there: the gradient of the first maximum is its
-        #    0/1 membership (Combiner's max passes the gradient to the first maximising clique only)
-        r_best = contributions(grid[pt.arange(grid.shape[0]), best][:, None])[:, 0, :]
-        chosen = pytensor.grad(pt.sum(pt.switch(combines, self.combiner.paper_max(r_best[:, None, :], predicted)[:, 0],
+        #    0/1 membership (the clique max passes the gradient to the first maximising clique only)
+        r_best = contributions(grid[pt.arange(grid.shape[0]), best][:, None])
+        chosen = pytensor.grad(pt.sum(pt.switch(combines, self.combiner.paper_clique_max(r_best, predicted, *cliques)[:, 0],
                                                 0.0)), r_best)
-        members = disconnected_grad(chosen)[:, None, :]
+        members = disconnected_grad(chosen)
         # 3. μ̂ of that clique: a sum of log-concave terms, profiled exactly
         mu_hat, nll_min = profile_mu(lambda mu: -pt.sum(members * contributions(mu), axis=-1), top, xp=xp)
         z2 = pt.maximum(0.0, -2.0 * nll_min)          # Z² without a √ (its gradient at 0 is NaN)
@@ -240,6 +310,56 @@ class LikelihoodTarget:
         return {"K": pt.switch(combines, k, np.nan), "Z": pt.switch(combines, z, np.nan), "mu_hat": mu_hat,
                 "mu_max": mu_max, "r_max": r_max, "log_prior": x["log_prior"],
                 "contributions": contributions(mu_hat[:, None])[:, 0, :]}
+
+    def bayes_outputs(self, x: dict[str, Any]) -> dict[str, Any]:
+        """The ``bayes`` log-likelihood ratio at the given μ: `x` as :meth:`symbolic_inputs` plus
+        ``mu`` (B,). Outputs ``log_ratio`` (B,), ``mu_max``, ``r_max``, ``contributions`` (B, n_results)."""
+        import pytensor.tensor as pt
+
+        r = self._contributions(x)(x["mu"][:, None])[:, 0, :]
+        # ln N_cliques for logsumexp (0 for max, fixed): ln R = 0 without any prediction
+        offset = self.combiner.combine(np.zeros(self.n_results), self.combination, self.fixed_analyses)
+        log_ratio = self.combiner.combine(r, self.combination, self.fixed_analyses) - float(offset)
+        r_max, mu_max = self._critic(x)
+        return {"log_ratio": pt.as_tensor_variable(log_ratio), "mu_max": mu_max, "r_max": r_max,
+                "contributions": r}
+
+    def _contributions(self, x: dict[str, Any]):
+        """The function μ (B, k) -> (B, k, n_results) of r_i(μ) = ln L_i(μ s_i) − ln L_i(0) (0 for
+        results without a prediction), in the chosen likelihood variants."""
+        import pytensor.tensor as pt
+
+        from tdmcmc.models.likelihood import PYTENSOR as xp
+        from tdmcmc.models.likelihood import em_nll
+
+        is_em = np.asarray(self.compiled.arrays.result_is_em, bool)
+
+        def cols(name):                              # (B, 1, R): broadcast over a trailing μ axis
+            return x[name][:, None, :]
+
+        data = [cols(k) for k in ("signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi")]
+        em_cols = is_em[None, None, :]
+        nll0, nll1, nll2 = (self._nll(mu, *data, em_cols) for mu in (0.0, 1.0, 2.0))
+        # The truncated Gaussian's −ln L is exactly quadratic in μ (its mode does not depend on μ):
+        # its coefficients from μ = 0, 1, 2 keep the mode's Newton solve (a Python Op) out of the
+        # μ grid and the golden-section scan.
+        quad = 0.5 * (nll2 - 2.0 * nll1 + nll0)
+        lin = nll1 - nll0 - quad
+
+        def contributions(mu):
+            mu = mu[:, :, None]
+            em = nll0 - em_nll(mu, *data[:4], variant=self.likelihood.em, xp=xp)
+            return pt.switch(cols("selected") > 0, pt.switch(em_cols, em, -(quad * mu + lin) * mu), 0.0)
+
+        return contributions
+
+    def _critic(self, x: dict[str, Any]):
+        """(r_max, μ_max) of the batch: μ_max = 0.999 r_thr / r_max, +inf when r_max = 0."""
+        import pytensor.tensor as pt
+
+        r_max = pt.max(x["critic_r"], axis=-1)
+        mu_max = pt.switch(r_max > 0, MU_MAX_SAFETY * self.r_threshold / pt.maximum(r_max, 1e-300), np.inf)
+        return r_max, mu_max
 
     def _nll(self, mu, signal, n, b, db, obs, exp, lumi, em_mask):
         """−ln L of EM SRs (where `em_mask`) or UL results (elsewhere), the chosen variants."""
@@ -252,13 +372,16 @@ class LikelihoodTarget:
         return pt.switch(em_mask, e, u)
 
     def symbolic_inputs(self) -> dict[str, Any]:
-        """The inputs of :meth:`graph_outputs`: (B, n_results) matrices named as the fields of
-        :class:`ResultInputs`, and ``log_prior`` (B,)."""
+        """The inputs of :meth:`graph_outputs`, named as the fields of :class:`ResultInputs`:
+        (B, n_results) matrices, ``log_prior`` (B,), ``clique_members`` (B, n_groups, C, n_nodes) and
+        ``clique_valid`` (B, n_groups, C)."""
         import pytensor.tensor as pt
 
         names = ("selected", "signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi", "critic_r")
         x = {k: pt.matrix(k, dtype="float64") for k in names}
         x["log_prior"] = pt.vector("log_prior", dtype="float64")
+        x["clique_members"] = pt.tensor4("clique_members", dtype="float64")
+        x["clique_valid"] = pt.tensor3("clique_valid", dtype="float64")
         return x
 
     def function(self):
@@ -269,13 +392,31 @@ class LikelihoodTarget:
 
             x = self.symbolic_inputs()
             out = self.graph_outputs(x)
-            # ∂K/∂(signal, critic r): the envelope theorem at μ̂ plus μ_max's when μ̂ = μ_max
+            # ∂K/∂(inputs): the envelope theorem at μ̂ plus μ_max's when μ̂ = μ_max
             k = pytensor.tensor.switch(pytensor.tensor.isnan(out["K"]), 0.0, out["K"])
-            out["grad_signal"], out["grad_critic_r"] = pytensor.grad(k.sum(), [x["signal"], x["critic_r"]])
+            wrt = ("signal", "critic_r", "ul_obs", "ul_exp")
+            out.update(zip([f"grad_{w}" for w in wrt], pytensor.grad(k.sum(), [x[w] for w in wrt])))
             self._inputs = list(x)
             self._function = pytensor.function(list(x.values()), [out[k] for k in _GRAPH_OUTPUTS],
                                                mode=self.mode, on_unused_input="ignore")
         return self._function
+
+    def bayes_function(self):
+        """The compiled ``bayes`` function (built on first use): inputs of :meth:`symbolic_inputs`
+        then ``mu`` -> outputs in :class:`BayesValues` order."""
+        if self._bayes_function is None:
+            import pytensor
+            import pytensor.tensor as pt
+
+            x = self.symbolic_inputs()
+            x["mu"] = pt.vector("mu", dtype="float64")
+            out = self.bayes_outputs(x)
+            wrt = ("mu", "signal", "ul_obs", "ul_exp")
+            out.update(zip([f"grad_{w}" for w in wrt], pytensor.grad(out["log_ratio"].sum(), [x[w] for w in wrt])))
+            self._bayes_inputs = list(x)
+            self._bayes_function = pytensor.function(list(x.values()), [out[k] for k in _BAYES_OUTPUTS],
+                                                     mode=self.mode, on_unused_input="ignore")
+        return self._bayes_function
 
     def nll_function(self):
         """Compiled −ln L at μ = 0 and 1 of flat predictions (inputs ``p_*`` of
@@ -296,12 +437,26 @@ class LikelihoodTarget:
     # -- evaluation --------------------------------------------------------------------------------
 
     def evaluate(self, models: Sequence[Protomodel]) -> tuple[TargetValues, PredictionArrays, ResultInputs]:
-        """Target values of a batch, with the flat predictions and the per-result inputs."""
-        preds = self.predictor.evaluate_batch(models)
-        inputs = self.result_inputs(preds, models)
+        """``paper`` target values of a batch, with the flat predictions and the per-result inputs."""
+        preds, inputs = self._inputs_of(models)
         f = self.function()
         out = f(*[getattr(inputs, k) for k in self._inputs])
         return TargetValues(*out, *self.prediction_nll(preds)), preds, inputs
+
+    def evaluate_bayes(self, models: Sequence[Protomodel], mu: np.ndarray
+                       ) -> tuple[BayesValues, PredictionArrays, ResultInputs]:
+        """``bayes`` values of a batch at signal strengths `mu` (B,), with the flat predictions and the
+        per-result inputs (the clique inputs are not used by this target)."""
+        preds, inputs = self._inputs_of(models)
+        f = self.bayes_function()
+        args = {k: getattr(inputs, k) for k in self._bayes_inputs if k != "mu"}
+        args["mu"] = np.broadcast_to(np.asarray(mu, dtype=float), (len(models),)).copy()
+        return BayesValues(*f(*[args[k] for k in self._bayes_inputs])), preds, inputs
+
+    def _inputs_of(self, models: Sequence[Protomodel]) -> tuple[PredictionArrays, ResultInputs]:
+        arrays = [self.predictor.model_arrays(m) for m in models]
+        preds = self.predictor.evaluate_batch(arrays)
+        return preds, self.result_inputs(preds, models, arrays)
 
     def prediction_nll(self, preds: PredictionArrays) -> tuple[np.ndarray, np.ndarray]:
         """−ln L at μ = 0 and μ = 1 of every flat prediction (NaN without a likelihood)."""
@@ -334,11 +489,18 @@ class LikelihoodTarget:
         return np.where(em, self._em_ok[ds], np.isfinite(preds.ul_exp_fb) & (np.nan_to_num(preds.ul_exp_fb) > 0))
 
     def best_combination(self, values: TargetValues, inputs: ResultInputs, b: int) -> tuple[int, ...]:
-        """Flat prediction indices of model `b`'s best combination at μ̂ (the paper's per-step cliques)."""
+        """Flat prediction indices of model `b`'s best combination at μ̂ (the first maximising clique
+        per group among the state's cliques, as in the graph)."""
         if not np.isfinite(values.Z[b]):
             return ()
-        _, members = self.combiner.paper_combination(values.contributions[b], inputs.selected[b] > 0)
-        return tuple(int(inputs.choice[b, j]) for _, j in members)
+        selected = inputs.selected[b] > 0
+        nodes = np.nan_to_num(self.combiner.node_values(values.contributions[b], "max", mask=selected),
+                              neginf=0.0)
+        scores = np.where(inputs.clique_valid[b] > 0, inputs.clique_members[b] @ nodes, -np.inf)
+        best = np.argmax(scores, axis=-1)
+        chosen = inputs.clique_members[b][np.arange(len(best)), best].sum(axis=0) > 0
+        results = np.flatnonzero(selected & self._in_graph & chosen[np.maximum(self.graph.result_node, 0)])
+        return tuple(int(inputs.choice[b, j]) for j in results)
 
     def __call__(self, models: Sequence[Protomodel]) -> list[PaperScore]:
         """The :class:`~tdmcmc.models.greedy.objective.PaperObjective` protocol."""
