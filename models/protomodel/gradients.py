@@ -420,9 +420,10 @@ def chain_to_parameters(target, models: Sequence[Protomodel], preds: PredictionA
 _GRADIENT_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def gradient_function(target, output: str = "K"):
+def gradient_function(target, output: str):
     """Compiled (inputs of ``target.symbolic_inputs()`` in order) -> (output (B,), ∂output/∂ of
-    :data:`GRAPH_INPUTS` (B, n_results) each); NaN outputs get zero gradients. Cached per target."""
+    :data:`GRAPH_INPUTS` (B, n_results) each), for outputs other than K (whose gradients
+    ``target.evaluate`` already gives); NaN outputs get zero gradients. Cached per target."""
     cache = _GRADIENT_FUNCTIONS.setdefault(target, {})
     if output not in cache:
         import pytensor
@@ -439,13 +440,18 @@ def gradient_function(target, output: str = "K"):
 
 def target_value_and_gradient(target, models: Sequence[Protomodel],
                               output: str = "K") -> tuple[np.ndarray, list[ParameterGradient]]:
-    """The target's `output` (B,) (e.g. ``"K"``; NaN where undefined, with a zero gradient) and its
+    """The paper target's `output` (B,) (``"K"``, or another (B,) output of ``target.graph_outputs``
+    such as ``"Z"``, compiled on first use; NaN where undefined, with a zero gradient) and its
     gradient with respect to each model's masses (per GeV), BRs and κ."""
-    preds = target.predictor.evaluate_batch(models)
-    inputs = target.result_inputs(preds, models)
-    names, fn = gradient_function(target, output)
-    value, *grads = fn(*[getattr(inputs, k) for k in names])
-    cot = dict(zip(GRAPH_INPUTS, grads))
+    if output == "K":
+        values, preds, inputs = target.evaluate(models)
+        value = values.K
+        cot = {k: getattr(values, f"grad_{k}") for k in GRAPH_INPUTS}
+    else:
+        preds, inputs = target._inputs_of(models)
+        names, fn = gradient_function(target, output)
+        value, *grads = fn(*[getattr(inputs, k) for k in names])
+        cot = dict(zip(GRAPH_INPUTS, grads))
     return np.asarray(value), chain_to_parameters(target, models, preds, inputs, cot)
 
 
