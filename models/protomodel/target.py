@@ -8,10 +8,15 @@ Stages (docs/likelihood-graph.md):
    r_exp; one per analysis id, so UL and EM versions compete) and the critic's r (UL predictions,
    and the best-expected SR of EM results; 23 without an UL, as the original);
    these are dense (B, n_results) :class:`ResultInputs`;
+   and the state's cliques: the maximal cliques among the predicted results of each (experiment,
+   √s) group, with the paper-era ``hasOverlap`` veto (chosen predictions sharing a contributing
+   element do not combine; on by default) (:meth:`Combiner.paper_cliques`);
 3. one compiled graph on those arrays: r_max, μ_max, the per-result contributions
    ln L_i(μ s_i) − ln L_i(0) (:mod:`tdmcmc.models.likelihood`, either variant), the paper's max over
-   maximal cliques of the predicted results (:meth:`Combiner.paper_max`) profiled in μ
-   (:func:`profile_mu`), Z, K = Z² + 2 ln π_paper; and per prediction −ln L at μ = 0 and 1.
+   the state's cliques (:meth:`Combiner.paper_clique_max`) profiled in μ (:func:`profile_mu`), Z,
+   K = Z² + 2 ln π_paper; and per prediction −ln L at μ = 0 and 1;
+4. the ``bayes`` function: ln R(μ) at a given μ with the static combiner (``max``, ``logsumexp``,
+   ``fixed``; no veto), the same contributions and critic, and its gradients.
 
 Gradients of the graph with respect to its inputs (signals, critic r, ...) are exact; the chain to
 masses/BRs/κ through stage 1 is not part of this module (see the docs).
@@ -299,8 +304,8 @@ class LikelihoodTarget:
         # 2. the members of the best clique there: the gradient of the first maximum is its
         #    0/1 membership (the clique max passes the gradient to the first maximising clique only)
         r_best = contributions(grid[pt.arange(grid.shape[0]), best][:, None])
-        chosen = pytensor.grad(pt.sum(pt.switch(combines, self.combiner.paper_clique_max(r_best, predicted, *cliques)[:, 0],
-                                                0.0)), r_best)
+        best_value = self.combiner.paper_clique_max(r_best, predicted, *cliques)[:, 0]
+        chosen = pytensor.grad(pt.sum(pt.switch(combines, best_value, 0.0)), r_best)
         members = disconnected_grad(chosen)
         # 3. μ̂ of that clique: a sum of log-concave terms, profiled exactly
         mu_hat, nll_min = profile_mu(lambda mu: -pt.sum(members * contributions(mu), axis=-1), top, xp=xp)

@@ -1,8 +1,9 @@
-"""Target benchmark: the ``paper`` target of one protomodel and of 64 batched, whole 1.2.4 database.
+"""Target benchmark: the ``paper`` and ``bayes`` targets of one protomodel and of 64 batched, whole 1.2.4 database.
 
 Goals (issue 4): log target + gradient <= 1 ms for one protomodel, <= 10 ms for 64 chains. The
 gradient with respect to the protomodel parameters is not implemented yet: this measures the value
-and ∂K/∂(per-result inputs) (predictions + per-result inputs + the compiled graph), split by stage.
+and ∂/∂(per-result inputs) (predictions + per-result inputs + the compiled graph), split by stage,
+for the ``paper`` target (with and without the hasOverlap veto) and the ``bayes`` ln R at given μ.
 Reference: SModelS 3.2.1 decomposition + theory predictions + likelihoods at μ = 0, 1 per protomodel,
 measured in the same run when ``$TDMCMC_SMODELS_PYTHON`` names a Python with smodels 3.2.1 (the
 database is copied to a temporary folder first: SModelS writes its pickle next to it); otherwise the
@@ -60,31 +61,47 @@ def test_target_speed(db124, oracle, shared, tmp_path):
     t = time.perf_counter()
     tgt = LikelihoodTarget(db124, shared / "data" / "raw" / "protomodels" / "combination-matrix", space=space)
     tgt.function()
-    print(f"\nsetup (full-space table, combiner, compilation): {time.perf_counter() - t:.1f} s")
+    print(f"\nsetup (full-space table, combiner, paper compilation): {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    tgt.bayes_function()
+    print(f"bayes compilation: {time.perf_counter() - t:.1f} s")
     datas = [json.loads((oracle / "models" / f"{n}.json").read_text()) for n in MODELS]
     models = _variants([protomodel_from_dict(d, space) for d in datas], BATCH, np.random.default_rng(1))
     tgt.evaluate(models)                        # builds every interpolator the batch needs
 
-    def stages(batch):
+    def stages(batch, veto=True):
+        """seconds: predictions, per-result inputs + prior + cliques, paper graph, bayes graph"""
+        tgt.element_overlap = veto
         t0 = time.perf_counter()
-        preds = tgt.predictor.evaluate_batch(batch)
+        arrays = [tgt.predictor.model_arrays(m) for m in batch]
+        preds = tgt.predictor.evaluate_batch(arrays)
         t1 = time.perf_counter()
-        inputs = tgt.result_inputs(preds, batch)
+        inputs = tgt.result_inputs(preds, batch, arrays)
         t2 = time.perf_counter()
         tgt.function()(*[getattr(inputs, k) for k in tgt._inputs])
         t3 = time.perf_counter()
-        return np.array([t1 - t0, t2 - t1, t3 - t2])
+        args = {k: getattr(inputs, k) for k in tgt._bayes_inputs if k != "mu"}
+        args["mu"] = np.full(len(batch), 0.5)
+        tgt.bayes_function()(*[args[k] for k in tgt._bayes_inputs])
+        t4 = time.perf_counter()
+        return np.array([t1 - t0, t2 - t1, t3 - t2, t4 - t3])
 
     repeat = 10
-    one = np.median([sum(stages([m]) for m in models[:len(MODELS)]) / len(MODELS) for _ in range(repeat)],
-                    axis=0)
-    batch = np.median([stages(models) for _ in range(3)], axis=0)
-    for label, s, goal in (("one protomodel", one, TARGET_ONE_MS), (f"{BATCH} batched", batch, TARGET_BATCH_MS)):
-        total = 1000.0 * s.sum()
-        print(f"{label}: {total:.1f} ms (K + dK/d(per-result inputs); goal {goal} ms with the full gradient, ratio {total / goal:.0f}); "
-              f"predictions {1000 * s[0]:.1f} ms, per-result inputs + prior {1000 * s[1]:.1f} ms, "
-              f"compiled graph {1000 * s[2]:.1f} ms")
-    one_ms = 1000.0 * one.sum()
+    results = {}
+    for veto in (False, True):
+        one = np.median([sum(stages([m], veto) for m in models[:len(MODELS)]) / len(MODELS) for _ in range(repeat)],
+                        axis=0)
+        batch = np.median([stages(models, veto) for _ in range(3)], axis=0)
+        results[veto] = one, batch
+        print(f"hasOverlap veto {'on' if veto else 'off'}:")
+        for label, s, goal in (("one protomodel", one, TARGET_ONE_MS), (f"{BATCH} batched", batch, TARGET_BATCH_MS)):
+            paper, bayes = 1000.0 * s[:3].sum(), 1000.0 * (s[:2].sum() + s[3])
+            print(f"  {label}: paper {paper:.1f} ms (K + dK/d(per-result inputs); goal {goal} ms with the full "
+                  f"gradient, ratio {paper / goal:.0f}), bayes {bayes:.1f} ms (ratio {bayes / goal:.0f}); "
+                  f"predictions {1000 * s[0]:.1f} ms, per-result inputs + prior + cliques {1000 * s[1]:.1f} ms, "
+                  f"paper graph {1000 * s[2]:.1f} ms, bayes graph {1000 * s[3]:.1f} ms")
+    one, batch = results[True]
+    one_ms = 1000.0 * one[:3].sum()              # paper target, veto on
     smodels_python = os.environ.get("TDMCMC_SMODELS_PYTHON")
     if smodels_python:
         db = tmp_path / "smodels-db"
@@ -100,7 +117,7 @@ def test_target_speed(db124, oracle, shared, tmp_path):
         ref_ms = 1000.0 * float(np.median(seconds))
         print(f"SModelS 3.2.1 (same run): {ref_ms:.0f} ms per protomodel (median of {len(seconds)}); "
               f"ratio tdmcmc/SModelS one {one_ms / ref_ms:.4f}, "
-              f"batched per model {1000 * batch.sum() / BATCH / ref_ms:.4f}")
+              f"batched per model {1000 * batch[:3].sum() / BATCH / ref_ms:.4f}")
     else:
         refs = [json.loads((oracle / "out" / f"{n}.json").read_text())["summary"]["median_timings_s"]["wall"]
                 for n in MODELS]

@@ -3,7 +3,8 @@
 One LikelihoodTarget on the table of the oracle models' particles serves every test (the graph is
 compiled once per session). Checks: per-prediction −ln L at μ = 0, 1 against SModelS 3.2.1 (the
 oracle, same injected σ, ``smodels3`` variants); the paper target equals the independent numpy
-composition (NumpyPaperObjective) on random protomodels; the paper's best model; evaluate --target.
+composition (NumpyPaperObjective) on random protomodels, with the hasOverlap veto; the paper's best
+model; evaluate --target; gradients; the bayes ln R (three combination modes) against numpy.
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def test_gradient_of_k_against_finite_differences(paper_target, oracle_models):
                 up, down = values.copy(), values.copy()
                 up[0, j] += h
                 down[0, j] -= h
-                fd = (run(**{"signal": signal, name: up})["K"][0] - run(**{"signal": signal, name: down})["K"][0]) / (2 * h)
+                k_up, k_down = (run(**{"signal": signal, name: v})["K"][0] for v in (up, down))
+                fd = (k_up - k_down) / (2 * h)
                 assert base[f"grad_{name}"][0, j] == pytest.approx(fd, rel=1e-4, abs=1e-6), (scale, name, j)
         j = int(np.argmax(inputs.critic_r[0]))
         h = 1e-6 * inputs.critic_r[0, j]
