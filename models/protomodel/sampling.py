@@ -29,6 +29,7 @@ TARGETS = ("bayes", "paper")
 MU_CAP = 1.0e4
 LOGISTIC_SD = float(np.pi / np.sqrt(3.0))     # sd of the logistic law: a uniform mass in interval space
 DERIVED_BATCH = 32
+CACHE_SIZE = 4096
 
 
 class ProtomodelTarget:
@@ -49,18 +50,38 @@ class ProtomodelTarget:
         self.prior = ProtomodelPrior(self.params, settings if kind == "bayes" else replace(settings, lam=0.0))
         self.layout = self.params.layout
         self.settings = settings
+        self._cache: dict[bytes, tuple[float, float]] = {}
 
     # -- Target protocol --------------------------------------------------------------------------
 
     def log_density(self, active, params, globals_):
         log_prior, _, _ = self.prior.log_prior(active, params, globals_)
         log_lik = np.zeros(len(log_prior))
-        ok = np.flatnonzero(np.isfinite(log_prior))
-        if len(ok):
-            values = self._evaluate(active[ok], params[ok], globals_[ok])
-            log_lik[ok] = values["log_lik"]
-            log_prior[ok] += values["extra_log_prior"]
+        ok = np.isfinite(log_prior)
+        keys = [self._key(active[b], params[b], globals_[b]) if ok[b] else None for b in range(len(ok))]
+        todo = [b for b in range(len(ok)) if ok[b] and keys[b] not in self._cache]
+        if todo:
+            values = self._evaluate(active[todo], params[todo], globals_[todo])
+            for i, b in enumerate(todo):
+                self._remember(keys[b], (values["log_lik"][i], values["extra_log_prior"][i]))
+        for b in np.flatnonzero(ok):
+            lik, extra = self._cache[keys[b]]
+            log_lik[b] = lik
+            log_prior[b] += extra
         return log_lik, log_prior
+
+    def _key(self, active, params, globals_) -> bytes:
+        """A state's identity: indicators, the used entries of active slots, globals (the
+        likelihood ignores everything else)."""
+        used = np.where(active[:, None] & self.layout.param_mask, params, 0.0)
+        return active.tobytes() + used.tobytes() + np.asarray(globals_, float).tobytes()
+
+    def _remember(self, key: bytes, value) -> None:
+        """Keep the likelihood of recent states: rejected and null proposals (e.g. an identity
+        swap of two inactive slots) come back to states already evaluated."""
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = value
 
     def log_prior(self, active, params, globals_) -> np.ndarray:
         """The prior alone (for prior-only runs, which use the ``bayes`` kind)."""
