@@ -157,17 +157,21 @@ def _interpolate(predictor: Predictor, map_rows: np.ndarray, points: np.ndarray)
 
 
 def _entries(predictor: Predictor, m) -> dict[str, np.ndarray]:
-    """:meth:`Predictor.entries` with each entry's table row, √s index and map coordinates."""
+    """:meth:`Predictor.entries` plus each entry's table ``row``, √s index and map ``coords`` (a copy
+    of that method's few lines: it does not return the rows; ``_check`` guards the two against drift)."""
     t = predictor.table
     rows, w = predictor.element_weights(m, predictor.candidate_rows(m.present))
     local = np.repeat(np.arange(len(rows)), t.match_start[rows + 1] - t.match_start[rows])
     idx = _ranges(t.match_start[rows], t.match_start[rows + 1])
-    sqrts = predictor.tx_sqrts[t.m_txname[idx]]
-    keep = w[local, sqrts] > 0
-    e = predictor.entries(m)
-    if not np.array_equal(w[local, sqrts][keep], e["weight"]):
-        raise RuntimeError("gradients: the entries of Predictor.entries changed; update gradients._entries")
-    return {**e, "row": rows[local][keep], "sqrts": sqrts[keep], "coords": t.m_coords[idx][keep].astype(np.int64)}
+    tx = t.m_txname[idx]
+    sqrts = predictor.tx_sqrts[tx]
+    weight = w[local, sqrts]
+    keep = weight > 0
+    idx, local, tx, sqrts, weight = idx[keep], local[keep], tx[keep], sqrts[keep], weight[keep]
+    coords = t.m_coords[idx].astype(np.int64)
+    return {"tx": tx, "weight": weight, "origin": t.el_origin[rows[local]], "coef": t.m_coef[idx],
+            "shape": t.m_shape[idx].astype(np.int64), "row": rows[local], "sqrts": sqrts, "coords": coords,
+            "points": np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)}
 
 
 def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: PredictionArrays) -> _Linearization:
@@ -264,7 +268,7 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: Prediction
             dp[0] = share * slopes                                               # on the group's representative
             _add_limit(lim, k, members, dp[:, 0], dp[:, 1], np.full(len(members), d_dweight[i, 0]),
                        np.full(len(members), d_dweight[i, 1]))
-    _check(preds, n_em, np.concatenate(xsec_check), np.concatenate(obs_check), np.concatenate(exp_check))
+    _check(preds, np.concatenate(xsec_check), np.concatenate(obs_check), np.concatenate(exp_check))
     return _Linearization(
         model=e["model"], row=e["row"], sqrts=e["sqrts"], weight=e["weight"], coords=e["coords"], pred=pred,
         dx_dw=dx_dw, dx_dp=dx_dp, lim_pred=np.array(lim["pred"], dtype=np.int64),
@@ -283,7 +287,7 @@ def _add_limit(lim: dict, pred: int, entries, dobs_dp, dexp_dp, dobs_dw, dexp_dw
         lim["dexp_dw"].append(dexp_dw[j])
 
 
-def _check(preds: PredictionArrays, n_em: int, xsec, obs, exp) -> None:
+def _check(preds: PredictionArrays, xsec, obs, exp) -> None:
     """The re-run must reproduce the flat predictions it differentiates (same order, same values)."""
     same = (len(xsec) == len(preds.xsec_fb)
             and np.allclose(xsec, preds.xsec_fb, rtol=1e-9, atol=0.0)
@@ -314,7 +318,7 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
     p_bar = np.where(has[:, None], d_x[np.maximum(lin.pred, 0), None] * lin.dx_dp, 0.0)
     if len(lin.lim_pred):
         lo, le = d_obs[lin.lim_pred], d_exp[lin.lim_pred]
-        np.add.at(w_bar, lin.lim_entry, lo * lin.dobs_dw + le * np.nan_to_num(lin.dexp_dw))
+        np.add.at(w_bar, lin.lim_entry, lo * lin.dobs_dw + le * lin.dexp_dw)
         np.add.at(p_bar, lin.lim_entry, lo[:, None] * lin.dobs_dp + le[:, None] * lin.dexp_dp)
     return [_to_parameters(predictor, model, m, lin, b, w_bar, p_bar) for b, (model, m) in enumerate(zip(models, ms))]
 
