@@ -273,6 +273,26 @@ def test_r_max_gradient(target, models):
     assert total >= 60 and skipped <= 0.05 * (total + skipped)
 
 
+def test_bayes_chain_to_parameters(target, models):
+    """The bayes path: ln R(μ) at a fixed μ with ∂ln R/∂(signal, UL_obs, UL_exp) from
+    ``evaluate_bayes``, chained by :func:`chain_to_parameters`, against central differences of ln R
+    (tolerances as for K; ln R has no inner optimisation)."""
+    from tdmcmc.models.protomodel.gradients import chain_to_parameters
+
+    mu = 0.7
+    values, preds, inputs = target.evaluate_bayes(models, mu)
+    cot = {k: getattr(values, f"grad_{k}") for k in ("signal", "ul_obs", "ul_exp")}
+    grads = chain_to_parameters(target, models, preds, inputs, cot)
+    total = skipped = 0
+    worst = 0.0
+    for b, model in enumerate(models[:3]):
+        checked, skip, err = _check_against_fd(
+            model, grads[b], lambda m: float(target.evaluate_bayes([m], mu)[0].log_ratio[0]), rel=1e-5, noise=1e-9)
+        total, skipped, worst = total + checked, skipped + skip, max(worst, err)
+    print(f"bayes ln R: {total} coordinates agree (max relative error {worst:.1e}), {skipped} skipped at switches")
+    assert total >= 40 and skipped <= 0.05 * (total + skipped)
+
+
 def test_no_predictions_zero_gradient(target, models, space):
     """A model too heavy for every map (no prediction) gets exact zeros, also inside a batch."""
     from tdmcmc.models.protomodel.gradients import prediction_vjp, target_value_and_gradient
