@@ -118,6 +118,7 @@ class NumpyPaperObjective:
         self.table = load_table(self.space, self.compiled)
         self.predictor = Predictor(self.table, self.compiled, self.space,
                                    MapInterpolators(self.compiled, cache=True))
+        self.contributing_rows = ContributingRows(self.predictor)
         self.r_threshold = r_threshold
         self.kappa_clustering = kappa_clustering
         self.element_overlap = element_overlap
@@ -216,7 +217,7 @@ class NumpyPaperObjective:
         g = self.graph
         nodes = [g.result_node[self._result(p)] for p in selected]
         group = [(g.experiment[n], g.sqrts[n]) for n in nodes]
-        rows = contributing_rows(self.predictor, [arrays], [[self._table_txnames(p) for p in selected]])[0]
+        rows = self.contributing_rows([arrays], [[self._table_txnames(p) for p in selected]])[0]
         out = np.zeros((len(selected), len(selected)), bool)
         for i in range(len(selected)):
             for j in range(i):
@@ -274,55 +275,66 @@ class NumpyPaperObjective:
         """PDG ids of the table rows that contribute to the members' predictions (ε > 0 or inside
         the UL grid), i.e. the particles SModelS lists in those theory predictions' elements."""
         wanted = np.concatenate([self._table_txnames(p) for p in members])
-        rows = contributing_rows(self.predictor, [arrays], [[wanted]])[0][0]
+        rows = self.contributing_rows([arrays], [[wanted]])[0][0]
         if not len(rows):
             return frozenset()
         bits = int(np.bitwise_or.reduce(self.table.el_particles[rows].astype(np.uint64)))
         return frozenset(int(p) for i, p in enumerate(self.table.particles) if bits >> i & 1)
 
 
-def contributing_rows(predictor, arrays: Sequence, wanted: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+class ContributingRows:
     """The elements (topology-table rows: production channel and both decay chains, mass-compressed
     forms being rows of their own) behind predictions, i.e. SModelS' ``TheoryPrediction.elements``.
 
-    `arrays`: per model its :class:`~tdmcmc.models.protomodel.predictions.ModelArrays`; `wanted`:
-    per model, per prediction the table txname indices of the prediction (its dataset's txnames).
-    A row counts if it survives σ-cut and compression, has a weight > 0 at the txname's √s and
-    ε > 0 (efficiency map) or lies inside the grid (upper-limit map). For an UL txname with several
-    mass clusters the rows of all its clusters are returned (the chosen cluster is not recorded in
-    the prediction arrays). Returns per model, per prediction the sorted unique row indices; one
-    interpolator call for the whole batch.
+    A row counts for a prediction if it survives σ-cut and compression, has a weight > 0 at the
+    txname's √s and ε > 0 (efficiency map) or lies inside the grid (upper-limit map). For an UL
+    txname with several mass clusters the rows of all its clusters are returned (the chosen cluster
+    is not recorded in the prediction arrays). Built once per predictor (a txname -> matches index).
     """
-    from tdmcmc.models.protomodel.predictions import EFF_ZERO, _ranges
 
-    t, pr = predictor.table, predictor
-    parts = []
-    for k, (m, want) in enumerate(zip(arrays, wanted)):
-        union = np.unique(np.concatenate([np.asarray(w, dtype=np.int64) for w in want] + [np.zeros(0, np.int64)]))
-        if not len(union):
-            continue
-        rows, w = pr.element_weights(m, pr.candidate_rows(m.present))
-        idx = _ranges(t.match_start[rows], t.match_start[rows + 1])
-        local = np.repeat(np.arange(len(rows)), t.match_start[rows + 1] - t.match_start[rows])
-        tx = t.m_txname[idx]
-        keep = np.isin(tx, union) & (w[local, pr.tx_sqrts[tx]] > 0)
-        idx, local, tx = idx[keep], local[keep], tx[keep]
-        coords = t.m_coords[idx]
-        points = np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)
-        parts.append((k, rows[local], tx, points))
-    out = [[np.zeros(0, np.int64) for _ in want] for want in wanted]
-    if not parts:
+    def __init__(self, predictor):
+        t = predictor.table
+        self.predictor = predictor
+        self._row = np.repeat(np.arange(len(t.match_start) - 1), np.diff(t.match_start))
+        self._by_txname = np.argsort(t.m_txname, kind="stable")
+        self._start = np.searchsorted(t.m_txname[self._by_txname], np.arange(len(t.txnames) + 1))
+
+    def __call__(self, arrays: Sequence, wanted: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+        """`arrays`: per model its :class:`~tdmcmc.models.protomodel.predictions.ModelArrays`;
+        `wanted`: per model, per prediction the table txname indices of the prediction. Returns per
+        model, per prediction the sorted unique row indices; one interpolator call for the batch."""
+        from tdmcmc.models.protomodel.predictions import EFF_ZERO, _ranges
+
+        t, pr = self.predictor.table, self.predictor
+        parts = []
+        for k, (m, want) in enumerate(zip(arrays, wanted)):
+            union = np.unique(np.concatenate([np.asarray(w, dtype=np.int64) for w in want] + [np.zeros(0, np.int64)]))
+            idx = self._by_txname[_ranges(self._start[union], self._start[union + 1])]
+            rows = self._row[idx]
+            present = (t.el_particles[rows] & np.uint64(~m.present & 0xFFFFFFFFFFFFFFFF)) == 0
+            idx, rows = idx[present], rows[present]
+            kept, w = pr.element_weights(m, np.unique(rows))
+            at = np.minimum(np.searchsorted(kept, rows), max(len(kept) - 1, 0))
+            ok = (kept[at] == rows) if len(kept) else np.zeros(len(rows), bool)
+            idx, at = idx[ok], at[ok]
+            tx = t.m_txname[idx]
+            positive = w[at, pr.tx_sqrts[tx]] > 0
+            idx, at, tx = idx[positive], at[positive], tx[positive]
+            coords = t.m_coords[idx]
+            parts.append((k, kept[at], tx, np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)))
+        out = [[np.zeros(0, np.int64) for _ in want] for want in wanted]
+        tx = np.concatenate([p[2] for p in parts] + [np.zeros(0, np.int64)])
+        if not len(tx):
+            return out
+        values = pr.interps.evaluate(pr.tx_map[tx], np.concatenate([p[3] for p in parts]))
+        good = ~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) >= EFF_ZERO))
+        start = 0
+        for k, rows, tx_k, _ in parts:
+            ok = good[start:start + len(rows)]
+            start += len(rows)
+            for j, w in enumerate(wanted[k]):
+                out[k][j] = np.unique(rows[ok & np.isin(tx_k, w)])
         return out
-    tx = np.concatenate([p[2] for p in parts])
-    values = pr.interps.evaluate(pr.tx_map[tx], np.concatenate([p[3] for p in parts]))
-    ok = ~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) >= EFF_ZERO))
-    start = 0
-    for k, rows, tx_k, _ in parts:
-        good = ok[start:start + len(rows)]
-        start += len(rows)
-        for j, w in enumerate(wanted[k]):
-            out[k][j] = np.unique(rows[good & np.isin(tx_k, w)])
-    return out
 
 
 def paper_prior(space, model: Protomodel, clustering: str = "bins") -> tuple[float, dict[str, float]]:

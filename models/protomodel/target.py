@@ -38,7 +38,7 @@ import numpy as np
 
 from tdmcmc.errors import UserError
 from tdmcmc.models.greedy.objective import (MISSING_R, MU_MAX_SAFETY, MU_MAX_UNBOUNDED, R_THRESHOLD, PaperScore,
-                                            contributing_rows, default_combination_matrix, paper_prior)
+                                            ContributingRows, default_combination_matrix, paper_prior)
 from tdmcmc.models.likelihood.options import PAPER, LikelihoodChoice
 from tdmcmc.models.protomodel.model import Protomodel
 from tdmcmc.models.protomodel.predictions import ModelArrays, PredictionArrays
@@ -174,6 +174,7 @@ class LikelihoodTarget:
         self.combiner = build_combiner(self.graph)
         self.table = load_table(self.space, self.compiled)
         self.predictor = Predictor(self.table, self.compiled, self.space, MapInterpolators(self.compiled, cache=True))
+        self._contributing_rows = ContributingRows(self.predictor)
         self.likelihood, self.r_threshold = likelihood, r_threshold
         self.sr_selection, self.kappa_clustering, self.n_grid = sr_selection, kappa_clustering, n_grid
         self.element_overlap, self.combination = element_overlap, combination
@@ -186,6 +187,10 @@ class LikelihoodTarget:
         self._em_ok = np.isfinite(a.observed_n) & np.isfinite(a.expected_bg) & (np.nan_to_num(a.bg_error) > 0)
         self._dataset_em = np.asarray(a.result_is_em, bool)[d]
         self._in_graph = self.graph.result_node >= 0
+        self._group_of_node = np.zeros((len(self.combiner.groups), self.graph.n_nodes))
+        for k, group in enumerate(self.combiner.groups):
+            self._group_of_node[k, group.nodes] = 1.0
+        self._group_index = np.argmax(self._group_of_node, axis=0)         # group of each node
         self._function = self._nll_function = self._bayes_function = None
         self.mode = mode if mode is not None else _default_mode()
 
@@ -248,34 +253,29 @@ class LikelihoodTarget:
     def _overlapping_pairs(self, preds: PredictionArrays, choice: np.ndarray, node_predicted: np.ndarray,
                            arrays: Sequence[ModelArrays]) -> list[list[tuple[int, int]]]:
         """Per model, the combinable node pairs of one (experiment, √s) group whose chosen
-        predictions share a contributing element (the paper's ``hasOverlap``)."""
+        predictions share a contributing element (the paper's ``hasOverlap``). Only groups with
+        two or more predicted nodes are looked at."""
         g = self.graph
-        node_of = g.result_node
-        tx_of = {}                                  # flat prediction -> its table txnames
-        for i, t in zip(preds.part_prediction, preds.part_txname):
-            tx_of.setdefault(int(i), []).append(int(t))
-        candidates, wanted = [], []
-        for b in range(len(arrays)):
-            nodes, preds_b = [], []
-            for _, group_nodes in g.groups():
-                here = [int(n) for n in group_nodes if node_predicted[b, n]]
-                if len(here) > 1:
-                    nodes += here
-            for n in nodes:
-                j = [int(j) for j in np.flatnonzero(node_of == n) if choice[b, j] >= 0][0]
-                preds_b.append(int(choice[b, j]))
-            candidates.append(nodes)
-            wanted.append([np.array(tx_of[i], dtype=np.int64) for i in preds_b])
-        rows = contributing_rows(self.predictor, arrays, wanted)
+        crowded = (node_predicted @ self._group_of_node.T) > 1                   # (B, n_groups)
+        b_idx, res = np.nonzero((choice >= 0) & self._in_graph)                  # one result per node
+        node = g.result_node[res]
+        keep = crowded[b_idx, self._group_index[node]]
+        b_idx, node, chosen = b_idx[keep], node[keep], choice[b_idx[keep], res[keep]]
+        # the table txnames of each chosen prediction, from the per-txname parts
+        order = np.argsort(preds.part_prediction, kind="stable")
+        bounds = np.searchsorted(preds.part_prediction[order], np.stack([chosen, chosen + 1]))
+        txnames = [preds.part_txname[order[lo:hi]] for lo, hi in bounds.T]
+        wanted = [[txnames[k] for k in np.flatnonzero(b_idx == b)] for b in range(len(arrays))]
+        rows = self._contributing_rows(arrays, wanted)
         out = []
-        for b, nodes in enumerate(candidates):
+        for b in range(len(arrays)):
+            nodes = node[b_idx == b]
             pairs = []
-            for k, a in enumerate(nodes):
-                for m in range(k):
-                    c = nodes[m]
-                    if (g.adjacency[a, c] and g.experiment[a] == g.experiment[c] and g.sqrts[a] == g.sqrts[c]
-                            and np.intersect1d(rows[b][k], rows[b][m]).size):
-                        pairs.append((c, a))
+            for k, m in zip(*np.triu_indices(len(nodes), 1)):
+                a, c = int(nodes[k]), int(nodes[m])
+                if (self._group_index[a] == self._group_index[c] and g.adjacency[a, c]
+                        and np.intersect1d(rows[b][k], rows[b][m], assume_unique=True).size):
+                    pairs.append((a, c))
             out.append(pairs)
         return out
 
@@ -284,9 +284,7 @@ class LikelihoodTarget:
     def graph_outputs(self, x: dict[str, Any]) -> dict[str, Any]:
         """The ``paper`` target's symbolic outputs from symbolic inputs `x` (:meth:`symbolic_inputs`).
         Exposed so that gradients can be taken of any output."""
-        import pytensor
         import pytensor.tensor as pt
-        from pytensor.gradient import disconnected_grad
 
         from tdmcmc.models.likelihood import PYTENSOR as xp
         from tdmcmc.models.likelihood import profile_mu
@@ -296,19 +294,17 @@ class LikelihoodTarget:
         cliques = x["clique_members"], x["clique_valid"]
         r_max, mu_max = self._critic(x)
         top = pt.minimum(mu_max, MU_MAX_UNBOUNDED)
-        # 1. the paper's max over cliques on a μ grid (one clique max for the whole grid)
-        grid = disconnected_grad(top)[:, None] * np.linspace(0.0, 1.0, self.n_grid)
-        on_grid = self.combiner.paper_clique_max(contributions(grid), predicted, *cliques)    # (B, n_grid)
-        combines = pt.gt(on_grid[:, 0], -np.inf)
-        best = pt.argmax(pt.switch(combines[:, None], on_grid, 0.0), axis=-1)
-        # 2. the members of the best clique there: the gradient of the first maximum is its
-        #    0/1 membership (the clique max passes the gradient to the first maximising clique only)
-        r_best = contributions(grid[pt.arange(grid.shape[0]), best][:, None])
-        best_value = self.combiner.paper_clique_max(r_best, predicted, *cliques)[:, 0]
-        chosen = pytensor.grad(pt.sum(pt.switch(combines, best_value, 0.0)), r_best)
-        members = disconnected_grad(chosen)
-        # 3. μ̂ of that clique: a sum of log-concave terms, profiled exactly
-        mu_hat, nll_min = profile_mu(lambda mu: -pt.sum(members * contributions(mu), axis=-1), top, xp=xp)
+        combines = pt.any(x["clique_valid"] > 0.5, axis=(1, 2))         # else the paper's Z = None
+
+        def nll(mu):         # −max_c ln R_c(μ), the state's cliques; 0 where nothing combines
+            best = self.combiner.paper_clique_max(contributions(mu), predicted, *cliques)
+            return pt.switch(combines[:, None], -best, 0.0)
+
+        # max_μ max_c = max_c max_μ: one profile of the max over cliques (grid, then golden section
+        # in the best grid cell); its gradient at μ̂ is the best clique's (envelope theorem).
+        # Everything inside the profile's scan depends on the function's inputs directly: a
+        # μ-independent intermediate computed from a μ grid would be recomputed at every step.
+        mu_hat, nll_min = profile_mu(nll, top, xp=xp, n_grid=self.n_grid)
         z2 = pt.maximum(0.0, -2.0 * nll_min)          # Z² without a √ (its gradient at 0 is NaN)
         z = pt.sqrt(z2)
         k = z2 + 2.0 * x["log_prior"]
