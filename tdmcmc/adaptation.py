@@ -83,7 +83,7 @@ class MaskedMoments:
 
 @dataclass
 class PseudoPriorFit:
-    """Refits a Gaussian pseudo-prior (the birth proposal) to the cold chains' active slots.
+    """Refits a Gaussian pseudo-prior (the birth proposal) to the T = 1 chains' active slots.
 
     Moments are gathered during warm-up; :meth:`fitted` returns mean and ``inflation`` × std of
     each slot's parameters where the slot was active in at least ``min_count`` draws, and the
@@ -95,8 +95,8 @@ class PseudoPriorFit:
     min_count: int = 50
 
     def update(self, params: np.ndarray, mask: np.ndarray, n_chains: int) -> None:
-        cold = slice(0, n_chains)
-        self.moments.update(params[cold], mask[cold], n_chains)
+        """Add one draw of the T = 1 chains (arrays of those n_chains batch elements)."""
+        self.moments.update(params, mask, n_chains)
 
     def fitted(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ok = self.moments.count[0] >= self.min_count

@@ -40,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tune", type=int, required=True, help="warm-up iterations per chain (adaptation)")
     p.add_argument("--temperatures", type=int, default=1, help="parallel-tempering levels (default 1: none)")
     p.add_argument("--max-temperature", type=float, default=100.0, help="hottest temperature (default 100)")
+    p.add_argument("--sharpened", type=int, default=0,
+                   help="extra levels below T = 1 (likelihood^beta with beta > 1) that search high-likelihood "
+                        "states and pass them down by swaps; the recorded T = 1 chain is unchanged (default 0)")
+    p.add_argument("--min-temperature", type=float, default=0.1, help="coldest sharpened temperature (default 0.1)")
     p.add_argument("--birth-death-per-sweep", type=int, default=1, help="birth/death attempts per sweep (default 1)")
     p.add_argument("--seed", type=int, help="random seed (default: fresh entropy, recorded in the output)")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="iterations between checkpoints (default 1000)")
@@ -78,7 +82,8 @@ def run_sample(args: argparse.Namespace) -> int:
     try:
         config = SamplerConfig(
             chains=args.chains, draws=args.draws, tune=args.tune, temperatures=args.temperatures,
-            max_temperature=args.max_temperature, seed=seed,
+            max_temperature=args.max_temperature, sharpened=args.sharpened,
+            min_temperature=args.min_temperature if args.sharpened else 1.0, seed=seed,
             birth_death_per_sweep=args.birth_death_per_sweep, checkpoint_every=args.checkpoint_every,
         )
     except ValueError as exc:

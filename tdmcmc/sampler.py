@@ -5,7 +5,7 @@ MALA when the target has gradients, identity swap and split/merge when the layou
 groups, replica exchange when there are several temperatures). Each move leaves the product-space
 target π̃ invariant, so the sweep does. Warm-up iterations adapt step sizes, proposal scales, the
 temperature ladder and (at the middle and the end of warm-up) the pseudo-prior used as birth
-proposal; then everything is frozen and ``draws`` iterations of the cold chains are recorded.
+proposal; then everything is frozen and ``draws`` iterations of the T = 1 chains are recorded.
 
 All mutable sampler state — the product-space state, every move's adaptation state, the ladder,
 the pseudo-prior, the per-chain generators and the draws so far — lives in one picklable
@@ -35,7 +35,8 @@ from tdmcmc.tempering import ReplicaExchange, TemperatureLadder
 @dataclass(frozen=True)
 class SamplerConfig:
     """Run settings. ``birth_death_per_sweep`` repeats the birth/death move within a sweep;
-    ``slot_random_walk`` adds the one-slot-at-a-time random walk to the sweep when slots have
+    ``sharpened`` levels with temperatures from ``min_temperature`` (< 1) up to 1 join the ladder
+    below the recorded T = 1 level (:mod:`tdmcmc.tempering`); ``slot_random_walk`` adds the one-slot-at-a-time random walk to the sweep when slots have
     several parameters; ``exclude_moves`` drops move families from the default sweep by name
     (e.g. ``("mala",)``)."""
 
@@ -44,6 +45,8 @@ class SamplerConfig:
     tune: int = 1000
     temperatures: int = 1
     max_temperature: float = 100.0
+    sharpened: int = 0
+    min_temperature: float = 1.0
     seed: int = 0
     birth_death_per_sweep: int = 1
     use_gradient: bool = True
@@ -56,9 +59,11 @@ class SamplerConfig:
         for key in ("chains", "temperatures", "birth_death_per_sweep"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1")
-        for key in ("draws", "tune"):
+        for key in ("draws", "tune", "sharpened"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be non-negative")
+        if self.sharpened and not 0.0 < self.min_temperature < 1.0:
+            raise ValueError("min_temperature must lie in (0, 1) with sharpened levels")
 
 
 @dataclass
@@ -147,7 +152,8 @@ def default_moves(target: Target, config: SamplerConfig, ladder: TemperatureLadd
 
 def start(target: Target, config: SamplerConfig) -> Run:
     """A fresh run at iteration 0: initial point from the target, generators from the seed."""
-    ladder = TemperatureLadder.geometric(config.temperatures, config.max_temperature)
+    ladder = TemperatureLadder.geometric(config.temperatures, config.max_temperature, config.sharpened,
+                                         config.min_temperature)
     rng = ChainRandom(config.seed, config.chains, ladder.n_levels)
     pseudo = target.pseudo_prior()
     active, params, globals_ = target.initial_point(rng)
@@ -192,17 +198,18 @@ def _sweep(run: Run, ctx: MoveContext) -> dict[str, np.ndarray]:
 
 def _record(run: Run, rates: dict[str, np.ndarray], draw: int) -> None:
     c = run.config.chains
+    ref = run.ladder.reference_rows(c)
     s, tr = run.state, run.trace
-    tr.active[:, draw] = s.active[:c]
-    tr.params[:, draw] = s.params[:c]
-    tr.globals[:, draw] = s.globals[:c]
-    tr.log_lik[:, draw] = s.log_lik[:c]
-    tr.log_prior[:, draw] = s.log_prior[:c]
+    tr.active[:, draw] = s.active[ref]
+    tr.params[:, draw] = s.params[ref]
+    tr.globals[:, draw] = s.globals[ref]
+    tr.log_lik[:, draw] = s.log_lik[ref]
+    tr.log_prior[:, draw] = s.log_prior[ref]
     for name, rate in rates.items():
         if name == ReplicaExchange.name:  # entry t·C + c is pair (t, t+1) of chain c
             tr.swap_accept[:, draw] = rate[:-c].reshape(-1, c).T
         else:
-            tr.accept[name][:, draw] = rate[:c]
+            tr.accept[name][:, draw] = rate[ref]
     tr.temperatures[draw] = run.ladder.temperatures
 
 
@@ -216,14 +223,15 @@ def advance(run: Run, target: Target, stop_at: int | None = None,
 
     cfg = run.config
     end = run.total if stop_at is None else min(stop_at, run.total)
-    ctx = MoveContext(target, run.pseudo, run.ladder.betas(cfg.chains), cfg.chains)
+    ctx = MoveContext(target, run.pseudo, run.ladder.betas(cfg.chains), cfg.chains, reference=run.ladder.reference)
+    ref = run.ladder.reference_rows(cfg.chains)
     refit_at = {cfg.tune // 2, cfg.tune} if run.pseudo_fit is not None else set()
     while run.iteration < end:
         t0, c0 = time.perf_counter(), time.process_time()
         ctx.tuning = run.iteration < cfg.tune
         rates = _sweep(run, ctx)
         if ctx.tuning and run.pseudo_fit is not None:
-            run.pseudo_fit.update(run.state.params, run.state.active[:, :, None], cfg.chains)
+            run.pseudo_fit.update(run.state.params[ref], run.state.active[ref, :, None], cfg.chains)
         run.iteration += 1
         if run.iteration in refit_at and run.iteration > 0:
             _refit_pseudo_prior(run, ctx, target)

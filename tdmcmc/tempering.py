@@ -1,6 +1,9 @@
 """Parallel tempering on the likelihood: temperature ladder and neighbour swaps.
 
-Level t targets π̃_t ∝ L^{β_t} · p · Π_inactive q with β_t = 1/T_t, T_0 = 1 < T_1 < … < T_{N−1}.
+Level t targets π̃_t ∝ L^{β_t} · p · Π_inactive q with β_t = 1/T_t, T_0 < T_1 < … < T_{N−1}.
+Level ``reference`` has T = 1 and is the one recorded; levels below it are *sharpened* (T < 1,
+β > 1: they concentrate on high-likelihood states and hand them down through swaps, a search aid
+that leaves the T = 1 level's target unchanged); by default there are none (reference = 0).
 A swap of the states of levels t and t+1 of one chain is accepted with
 
     α = min(1, exp[(β_t − β_{t+1}) · (log L(x_{t+1}) − log L(x_t))]),
@@ -11,7 +14,8 @@ from the hottest down to the coldest, so a good state can travel all the way dow
 Ladder adaptation (warm-up only), after Vousden, Farr & Mandel (2016, MNRAS 455, 1919) as in
 ptemcee: with A_t the mean swap acceptance probability of pair (t, t+1), the log gaps
 S_t = log(T_t − T_{t−1}) of the intermediate levels move by κ(n)·(A_{t−1} − A_t),
-κ(n) = lag / (n + lag) / time, which equalises the swap rates; T_0 = 1 and T_max stay fixed.
+κ(n) = lag / (n + lag) / time, which equalises the swap rates; T = 1 and T_max stay fixed, and only
+the levels above T = 1 move (sharpened levels keep their geometric spacing).
 """
 
 from __future__ import annotations
@@ -28,21 +32,29 @@ from tdmcmc.state import State
 
 @dataclass
 class TemperatureLadder:
-    """Temperatures T_0 = 1 < … < T_{N−1} with optional Vousden et al. adaptation."""
+    """Temperatures T_0 < … < T_{N−1}, T = 1 at index ``reference``, with optional Vousden et al.
+    adaptation of the levels above T = 1."""
 
     temperatures: np.ndarray
     adaptation_lag: float = 10_000.0
     adaptation_time: float = 100.0
     n_updates: int = 0
+    reference: int = 0
 
     @classmethod
-    def geometric(cls, n_levels: int, max_temperature: float) -> TemperatureLadder:
-        """A geometric ladder from 1 to ``max_temperature`` (a single level is just T = 1)."""
-        if n_levels < 1:
-            raise ValueError("need at least one temperature level")
+    def geometric(cls, n_levels: int, max_temperature: float, sharpened: int = 0,
+                  min_temperature: float = 1.0) -> TemperatureLadder:
+        """Geometric from 1 to ``max_temperature`` (``n_levels`` levels, a single one is T = 1),
+        preceded by ``sharpened`` levels geometric from ``min_temperature`` (< 1) up to 1."""
+        if n_levels < 1 or sharpened < 0:
+            raise ValueError("need at least one temperature level and sharpened >= 0")
         if n_levels > 1 and max_temperature <= 1.0:
             raise ValueError("max_temperature must exceed 1 with several levels")
-        return cls(np.geomspace(1.0, max_temperature, n_levels) if n_levels > 1 else np.ones(1))
+        if sharpened and not 0.0 < min_temperature < 1.0:
+            raise ValueError("min_temperature must lie in (0, 1) with sharpened levels")
+        upper = np.geomspace(1.0, max_temperature, n_levels) if n_levels > 1 else np.ones(1)
+        lower = np.geomspace(min_temperature, 1.0, sharpened + 1)[:-1] if sharpened else np.zeros(0)
+        return cls(np.concatenate([lower, upper]), reference=sharpened)
 
     @property
     def n_levels(self) -> int:
@@ -54,18 +66,25 @@ class TemperatureLadder:
 
     def update(self, pair_accept: np.ndarray) -> None:
         """One adaptation step from the mean acceptance probability of each pair (N−1,)."""
-        n = self.n_levels
+        r = self.reference
+        temps = self.temperatures[r:]
+        n = len(temps)
         if n < 3:
             return
+        pair_accept = pair_accept[r:]
         decay = self.adaptation_lag / (self.n_updates + self.adaptation_lag)
         kappa = decay / self.adaptation_time
         self.n_updates += 1
-        temps = self.temperatures
         gaps = np.diff(temps[:-1]) * np.exp(kappa * (pair_accept[:-1] - pair_accept[1:]))
         room = temps[-1] - 1.0
         if gaps.sum() >= room:  # keep the intermediate levels strictly below T_max
             gaps *= room * (n - 2) / (n - 1) / gaps.sum()
-        self.temperatures = np.concatenate([[1.0], 1.0 + np.cumsum(gaps), temps[-1:]])
+        upper = np.concatenate([[1.0], 1.0 + np.cumsum(gaps), temps[-1:]])
+        self.temperatures = np.concatenate([self.temperatures[:r], upper])
+
+    def reference_rows(self, n_chains: int) -> slice:
+        """Batch elements of the T = 1 level."""
+        return slice(self.reference * n_chains, (self.reference + 1) * n_chains)
 
 
 class ReplicaExchange:

@@ -39,6 +39,7 @@ class MoveContext:
         beta: inverse temperature of each batch element, shape (B,).
         n_chains: chains per temperature level (batch element b is level b // n_chains).
         tuning: true during warm-up; moves adapt only then.
+        reference: the temperature level with T = 1 (the recorded one).
     """
 
     target: Target
@@ -46,6 +47,7 @@ class MoveContext:
     beta: np.ndarray
     n_chains: int
     tuning: bool = False
+    reference: int = 0
 
     @property
     def layout(self) -> SlotLayout:

@@ -15,7 +15,7 @@ The reverse merge picks the ordered pair (i, j) among n_a + 1 active members (pr
     log_q_ratio = −log((n_a+1) n_a) + log q_j(v) + log n_a + log n_i − log g(u) + log|J|,
 
 with log g(u) = Σ [log φ(z) − log σ] and log|J| = 0 (σ: during warm-up only, √2 × the running
-posterior standard deviation of the slot's parameters at the cold level — the spread of the
+posterior standard deviation of the slot's parameters at the T = 1 level — the spread of the
 difference of two independent draws — starting from the scale given at construction); α = min(1, π̃(y)/π̃(x) · exp(log_q_ratio)),
 where π̃(x) contains q_j(v) (j inactive in x), which cancels the reverse-draw term — this is the
 RJMCMC split ratio.
@@ -48,7 +48,7 @@ class SplitMerge(MetropolisMove):
         self.moments = MaskedMoments(1, (layout.n_slots, layout.max_dim))
 
     def adapt(self, state: State, info: StepInfo, ctx: MoveContext) -> None:
-        cold = slice(0, ctx.n_chains)
+        cold = slice(ctx.reference * ctx.n_chains, (ctx.reference + 1) * ctx.n_chains)
         free = state.active[cold, :, None] & ctx.layout.param_mask[None]
         self.moments.update(state.params[cold], free, ctx.n_chains)
         self.scale = np.sqrt(2.0) * self.moments.std(self.initial_scale[None] / np.sqrt(2.0))[0]

@@ -112,6 +112,20 @@ def test_ladder_adaptation_equalises_swap_rates():
     assert run.ladder.temperatures[1] < 0.8 * np.geomspace(1, 20, 4)[1]
 
 
+def test_sharpened_levels_leave_the_recorded_posterior_exact():
+    """Two levels below T = 1 (T = 0.3, 0.55) and one above: the recorded T = 1 chains still
+    reproduce the exact posterior, the sharpened levels swap with it, and only the levels above
+    T = 1 adapt."""
+    config = SamplerConfig(chains=3, draws=2500, tune=800, temperatures=3, max_temperature=8.0,
+                           sharpened=2, min_temperature=0.3, seed=8)
+    run = sample(IndependentSlots(), config)
+    temps = run.ladder.temperatures
+    assert run.ladder.reference == 2 and temps[2] == 1.0
+    np.testing.assert_allclose(temps[:2], np.geomspace(0.3, 1.0, 3)[:2])
+    _check_posterior(run)
+    assert np.nanmean(run.trace.swap_accept[..., :2]) > 0.3
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     from tdmcmc.errors import UserError
 
