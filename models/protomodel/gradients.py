@@ -35,14 +35,19 @@ from __future__ import annotations
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.polynomial import chebyshev
 
 from .model import Protomodel
 from .predictions import EFF_ZERO, MIN_PREDICTION_FB, ModelArrays, PredictionArrays, Predictor, _first_of_max, _ranges
-from .space import Pair
-from .xsec import NUMPY, ProcessFit, _chebyshev_basis, _contract, _pad, _process_masses, load_fits
+from .space import Pair, ProductionChannel
+from .xsec import (NUMPY, ProcessFit, XsecFits, _chebyshev_basis, _contract, _pad, _process_masses, kappa_lookup,
+                   load_fits)
+
+if TYPE_CHECKING:
+    from .target import LikelihoodTarget, ResultInputs
 
 # Per-result inputs of the target graph that depend on the parameters (ResultInputs fields).
 GRAPH_INPUTS = ("signal", "ul_obs", "ul_exp", "critic_r")
@@ -93,7 +98,8 @@ def log_xsec_gradient(fit: ProcessFit, masses: Sequence[np.ndarray]) -> list[np.
     return out
 
 
-def channel_log_xsec_gradient(channel, m_a: float, m_b: float, sqrts: int, fits=None) -> tuple[float, float]:
+def channel_log_xsec_gradient(channel: ProductionChannel, m_a: float, m_b: float, sqrts: int,
+                              fits: XsecFits | None = None) -> tuple[float, float]:
     """∂ ln σ/∂ m_a, ∂ ln σ/∂ m_b (1/GeV) of one production channel at √s (TeV); m_a, m_b: the masses
     of ``channel.pair[0]``, ``channel.pair[1]`` (one-mass processes take the mean mass)."""
     fit = (fits or load_fits()).fit(channel.process, sqrts)
@@ -110,7 +116,7 @@ def channel_log_xsec_gradient(channel, m_a: float, m_b: float, sqrts: int, fits=
 
 
 @dataclass(frozen=True)
-class _Linearization:
+class Linearization:
     """The selected entries of a batch and the partial derivatives of the flat predictions.
 
     Per entry (n): ``model``, ``row`` (table row), ``sqrts`` (index), ``weight`` W (fb), ``coords``
@@ -174,7 +180,7 @@ def _entries(predictor: Predictor, m) -> dict[str, np.ndarray]:
             "points": np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)}
 
 
-def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: PredictionArrays) -> _Linearization:
+def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: PredictionArrays) -> Linearization:
     """Re-run the predictions stage of the models `ms` (:meth:`Predictor.model_arrays`) with the partial
     derivatives of every flat prediction of `preds` (= ``predictor.evaluate_batch(ms)``), and check
     that the values agree."""
@@ -269,7 +275,7 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: Prediction
             _add_limit(lim, k, members, dp[:, 0], dp[:, 1], np.full(len(members), d_dweight[i, 0]),
                        np.full(len(members), d_dweight[i, 1]))
     _check(preds, np.concatenate(xsec_check), np.concatenate(obs_check), np.concatenate(exp_check))
-    return _Linearization(
+    return Linearization(
         model=e["model"], row=e["row"], sqrts=e["sqrts"], weight=e["weight"], coords=e["coords"], pred=pred,
         dx_dw=dx_dw, dx_dp=dx_dp, lim_pred=np.array(lim["pred"], dtype=np.int64),
         lim_entry=np.array(lim["entry"], dtype=np.int64),
@@ -323,7 +329,7 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
     return [_to_parameters(predictor, model, m, lin, b, w_bar, p_bar) for b, (model, m) in enumerate(zip(models, ms))]
 
 
-def _to_parameters(p: Predictor, model: Protomodel, m: ModelArrays, lin: _Linearization, b: int,
+def _to_parameters(p: Predictor, model: Protomodel, m: ModelArrays, lin: Linearization, b: int,
                    w_bar: np.ndarray, p_bar: np.ndarray) -> ParameterGradient:
     """Cotangents of one model's entry weights W and points p -> masses, BRs, κ."""
     t = p.table
@@ -364,12 +370,10 @@ def _to_parameters(p: Predictor, model: Protomodel, m: ModelArrays, lin: _Linear
         if parent in model.masses and all(d in model.masses for d in ch if d in p.space.particles):
             brs.setdefault(parent, {})[ch] = float(br_bar[j])
     return ParameterGradient(masses={pdg: float(mass_bar[p.pindex[pdg]]) for pdg in model.masses}, brs=brs,
-                             kappas=kappa_bar)
+                             kappas={k: float(v) for k, v in kappa_bar.items()})
 
 
 def _kappas(p: Predictor, model: Protomodel) -> dict[Pair, float]:
-    from .xsec import kappa_lookup
-
     given = kappa_lookup(p.space, model.kappas)
     return {key: given.get(key, 1.0) for key in p.space.kappa_classes()}
 
@@ -378,8 +382,8 @@ def _kappas(p: Predictor, model: Protomodel) -> dict[Pair, float]:
 # The target
 
 
-def chain_to_parameters(target, models: Sequence[Protomodel], preds: PredictionArrays, inputs,
-                        cot: Mapping[str, np.ndarray]) -> list[ParameterGradient]:
+def chain_to_parameters(target: LikelihoodTarget, models: Sequence[Protomodel], preds: PredictionArrays,
+                        inputs: ResultInputs, cot: Mapping[str, np.ndarray]) -> list[ParameterGradient]:
     """∂F/∂(masses, BRs, κ) from ∂F/∂ of the per-result graph inputs.
 
     `cot`: (B, n_results) arrays by :class:`ResultInputs` field name among :data:`GRAPH_INPUTS`
@@ -424,7 +428,7 @@ def chain_to_parameters(target, models: Sequence[Protomodel], preds: PredictionA
 _GRADIENT_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def gradient_function(target, output: str):
+def gradient_function(target: LikelihoodTarget, output: str):
     """Compiled (inputs of ``target.symbolic_inputs()`` in order) -> (output (B,), ∂output/∂ of
     :data:`GRAPH_INPUTS` (B, n_results) each), for outputs other than K (whose gradients
     ``target.evaluate`` already gives); NaN outputs get zero gradients. Cached per target."""
@@ -442,7 +446,7 @@ def gradient_function(target, output: str):
     return cache[output]
 
 
-def target_value_and_gradient(target, models: Sequence[Protomodel],
+def target_value_and_gradient(target: LikelihoodTarget, models: Sequence[Protomodel],
                               output: str = "K") -> tuple[np.ndarray, list[ParameterGradient]]:
     """The paper target's `output` (B,) (``"K"``, or another (B,) output of ``target.graph_outputs``
     such as ``"Z"``, compiled on first use; NaN where undefined, with a zero gradient) and its
@@ -459,6 +463,7 @@ def target_value_and_gradient(target, models: Sequence[Protomodel],
     return np.asarray(value), chain_to_parameters(target, models, preds, inputs, cot)
 
 
-def target_gradient(target, models: Sequence[Protomodel], output: str = "K") -> list[ParameterGradient]:
+def target_gradient(target: LikelihoodTarget, models: Sequence[Protomodel],
+                    output: str = "K") -> list[ParameterGradient]:
     """∂(output)/∂(masses, BRs, κ) of the paper target per model (see :func:`target_value_and_gradient`)."""
     return target_value_and_gradient(target, models, output)[1]
