@@ -30,9 +30,8 @@ import tdmcmc
 from tdmcmc.target import Target
 
 
-def posterior_dataset(run, target: Target) -> xr.Dataset:
-    """The ``posterior`` group of a finished run."""
-    tr = run.trace
+def posterior_dataset(tr, target: Target) -> xr.Dataset:
+    """The ``posterior`` group of a trace (:class:`tdmcmc.sampler.Trace`)."""
     layout = target.layout
     chains, draws, slots = tr.active.shape
     flat = (chains * draws,)
@@ -65,9 +64,8 @@ def _optional(target: Target, method: str) -> dict:
     return dict(getattr(inner, method)()) if hasattr(inner, method) else {}
 
 
-def sample_stats_dataset(run) -> xr.Dataset:
-    """The ``sample_stats`` group of a finished run."""
-    tr = run.trace
+def sample_stats_dataset(tr) -> xr.Dataset:
+    """The ``sample_stats`` group of a trace."""
     chains, draws = tr.log_lik.shape
     data = {
         "lp": (("chain", "draw"), tr.log_lik + tr.log_prior),
@@ -102,11 +100,16 @@ def run_attributes(run) -> dict[str, str | int | float]:
 
 
 def to_datatree(run, target: Target) -> xr.DataTree:
-    """The run as a DataTree with ``posterior`` and ``sample_stats`` groups."""
+    """The run as a DataTree with ``posterior`` and ``sample_stats`` groups: the draws recorded so
+    far (attribute ``draws_recorded``; ``complete`` is 1 once all ``draws`` are in), so that a
+    file written at a checkpoint holds every draw of an interrupted run."""
+    n = int(np.clip(run.iteration - run.config.tune, 0, run.config.draws))
+    trace = run.trace.first(n)
     attrs = run_attributes(run)
     attrs.update(_optional(target, "run_attributes"))
-    posterior = posterior_dataset(run, target).assign_attrs(attrs)
-    stats = sample_stats_dataset(run).assign_attrs(attrs)
+    attrs.update(draws_recorded=n, complete=int(n == run.config.draws))
+    posterior = posterior_dataset(trace, target).assign_attrs(attrs)
+    stats = sample_stats_dataset(trace).assign_attrs(attrs)
     tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
     tree.attrs.update(attrs)
     return tree

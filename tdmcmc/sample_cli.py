@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-temperature", type=float, default=0.1, help="coldest sharpened temperature (default 0.1)")
     p.add_argument("--birth-death-per-sweep", type=int, default=1, help="birth/death attempts per sweep (default 1)")
     p.add_argument("--seed", type=int, help="random seed (default: fresh entropy, recorded in the output)")
-    p.add_argument("--checkpoint-every", type=int, default=1000, help="iterations between checkpoints (default 1000)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="iterations between checkpoints; the output file is rewritten with the draws so far at each (default 1000)")
     p.add_argument("--resume", action="store_true", help="continue from RUN.nc.ckpt (same arguments as the first run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("-o", "--output", type=Path, required=True, help="output file RUN.nc")
@@ -93,7 +93,8 @@ def run_sample(args: argparse.Namespace) -> int:
     ckpt = checkpoint_path(args.output)
     progress = None if args.no_progress else ProgressBar(config.tune + config.draws, config.tune)
     try:
-        run = sample(target, config, checkpoint=ckpt, resume=args.resume, progress=progress)
+        run = sample(target, config, checkpoint=ckpt, resume=args.resume, progress=progress,
+                     on_checkpoint=lambda r: write(to_datatree(r, target), args.output))
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with the same arguments plus --resume (checkpoint {ckpt})", file=sys.stderr)
         return 130

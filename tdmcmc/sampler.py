@@ -95,6 +95,13 @@ class Trace:
         )
 
 
+    def first(self, n: int) -> Trace:
+        """The first ``n`` draws (views)."""
+        return Trace(self.active[:, :n], self.params[:, :n], self.globals[:, :n], self.log_lik[:, :n],
+                     self.log_prior[:, :n], {k: v[:, :n] for k, v in self.accept.items()},
+                     self.swap_accept[:, :n], self.temperatures[:n])
+
+
 @dataclass
 class Run:
     """Everything a checkpoint holds (see module docstring)."""
@@ -214,10 +221,11 @@ def _record(run: Run, rates: dict[str, np.ndarray], draw: int) -> None:
 
 
 def advance(run: Run, target: Target, stop_at: int | None = None,
-            checkpoint: Path | None = None, progress=None) -> Run:
+            checkpoint: Path | None = None, progress=None, on_checkpoint=None) -> Run:
     """Iterate until the run is done (or until iteration ``stop_at``), checkpointing on the way.
 
-    ``progress`` is an object with ``update(iteration)`` (see :mod:`tdmcmc.progress`).
+    ``progress`` is an object with ``update(iteration)`` (see :mod:`tdmcmc.progress`);
+    ``on_checkpoint(run)`` is called after every periodic checkpoint (e.g. to write the draws so far).
     """
     from tdmcmc.checkpoint import save_checkpoint
 
@@ -244,13 +252,15 @@ def advance(run: Run, target: Target, stop_at: int | None = None,
             progress.update(run.iteration)
         if checkpoint is not None and cfg.checkpoint_every and run.iteration % cfg.checkpoint_every == 0:
             save_checkpoint(run, checkpoint)
+            if on_checkpoint is not None:
+                on_checkpoint(run)
     if checkpoint is not None:
         save_checkpoint(run, checkpoint)
     return run
 
 
 def sample(target: Target, config: SamplerConfig, checkpoint: Path | None = None,
-           resume: bool = False, progress=None) -> Run:
+           resume: bool = False, progress=None, on_checkpoint=None) -> Run:
     """Run (or, with ``resume``, continue from ``checkpoint``) to completion."""
     from tdmcmc.checkpoint import load_checkpoint
 
@@ -260,5 +270,5 @@ def sample(target: Target, config: SamplerConfig, checkpoint: Path | None = None
         run = load_checkpoint(checkpoint, config)
     else:
         run = start(target, config)
-    return advance(run, target, checkpoint=checkpoint, progress=progress)
+    return advance(run, target, checkpoint=checkpoint, progress=progress, on_checkpoint=on_checkpoint)
 

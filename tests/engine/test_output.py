@@ -43,3 +43,20 @@ def test_written_run_reads_back_and_arviz_summarises_it(tmp_path):
     assert np.isfinite(summary.loc["g", "mean"])
     assert np.isfinite(az.ess(tree)["n_active"].values)
     assert np.isfinite(az.rhat(tree)["active"].values).all()
+
+
+def test_file_written_at_a_checkpoint_holds_the_draws_so_far(tmp_path):
+    """sample --checkpoint-every rewrites RUN.nc with the recorded draws; an interrupted run keeps them."""
+    from tdmcmc.sampler import advance, start
+
+    target = IndependentSlots()
+    cfg = SamplerConfig(chains=2, draws=50, tune=20, seed=4, checkpoint_every=10)
+    path = tmp_path / "run.nc"
+    run = advance(start(target, cfg), target, stop_at=50, checkpoint=tmp_path / "run.nc.ckpt",
+                  on_checkpoint=lambda r: write(to_datatree(r, target), path))
+    tree = xr.open_datatree(path, engine="h5netcdf")
+    assert tree.attrs["draws_recorded"] == 30 and tree.attrs["complete"] == 0
+    assert tree["posterior"].sizes["draw"] == 30
+    np.testing.assert_array_equal(tree["posterior"]["active"].values, run.trace.active[:, :30])
+    whole = to_datatree(advance(run, target), target)
+    assert whole.attrs["complete"] == 1 and whole["posterior"].sizes["draw"] == 50

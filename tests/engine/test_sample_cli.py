@@ -71,7 +71,9 @@ def test_interrupted_cli_run_resumes_to_the_same_draws(tmp_path, monkeypatch, ca
     monkeypatch.setattr(progress.ProgressBar, "update", interrupt_at_55)
     assert main(_args(tmp_path / "d.npz", part, *extra)) == 130
     assert "--resume" in capsys.readouterr().err
-    assert (tmp_path / "part.nc.ckpt").exists() and not part.exists()
+    assert (tmp_path / "part.nc.ckpt").exists()
+    partial = xr.open_datatree(part, engine="h5netcdf")          # written at the checkpoint of iteration 50
+    assert partial.attrs["complete"] == 0 and partial["posterior"].sizes["draw"] == partial.attrs["draws_recorded"]
     monkeypatch.setattr(progress.ProgressBar, "update", original)
     assert main(_args(tmp_path / "d.npz", part, "--resume", *extra)) == 0
 
