@@ -275,11 +275,7 @@ class NumpyPaperObjective:
         """PDG ids of the table rows that contribute to the members' predictions (ε > 0 or inside
         the UL grid), i.e. the particles SModelS lists in those theory predictions' elements."""
         wanted = np.concatenate([self._table_txnames(p) for p in members])
-        rows = self.contributing_rows([arrays], [[wanted]])[0][0]
-        if not len(rows):
-            return frozenset()
-        bits = int(np.bitwise_or.reduce(self.table.el_particles[rows].astype(np.uint64)))
-        return frozenset(int(p) for i, p in enumerate(self.table.particles) if bits >> i & 1)
+        return self.contributing_rows.particles(self.contributing_rows([arrays], [[wanted]])[0][0])
 
 
 class ContributingRows:
@@ -335,6 +331,14 @@ class ContributingRows:
             for j, w in enumerate(wanted[k]):
                 out[k][j] = np.unique(rows[ok & np.isin(tx_k, w)])
         return out
+
+    def particles(self, rows: np.ndarray) -> frozenset[int]:
+        """PDG ids (positive) of the particles in the given rows' elements."""
+        if not len(rows):
+            return frozenset()
+        t = self.predictor.table
+        bits = int(np.bitwise_or.reduce(t.el_particles[rows].astype(np.uint64)))
+        return frozenset(int(p) for i, p in enumerate(t.particles) if bits >> i & 1)
 
 
 def paper_prior(space, model: Protomodel, clustering: str = "bins") -> tuple[float, dict[str, float]]:

@@ -439,25 +439,39 @@ class LikelihoodTarget:
 
     def evaluate(self, models: Sequence[Protomodel]) -> tuple[TargetValues, PredictionArrays, ResultInputs]:
         """``paper`` target values of a batch, with the flat predictions and the per-result inputs."""
-        preds, inputs = self._inputs_of(models)
-        f = self.function()
-        out = f(*[getattr(inputs, k) for k in self._inputs])
-        return TargetValues(*out, *self.prediction_nll(preds)), preds, inputs
+        return self._evaluate(models)[:3]
+
+    def _evaluate(self, models: Sequence[Protomodel]):
+        preds, inputs, arrays = self._prepared(models)
+        out = self.function()(*[getattr(inputs, k) for k in self._inputs])
+        return TargetValues(*out, *self.prediction_nll(preds)), preds, inputs, arrays
 
     def evaluate_bayes(self, models: Sequence[Protomodel], mu: np.ndarray
                        ) -> tuple[BayesValues, PredictionArrays, ResultInputs]:
         """``bayes`` values of a batch at signal strengths `mu` (B,), with the flat predictions and the
         per-result inputs (the clique inputs are not used by this target)."""
-        preds, inputs = self._inputs_of(models)
+        preds, inputs = self.prepare(models)
+        return self.bayes_values(inputs, mu), preds, inputs
+
+    def bayes_values(self, inputs: ResultInputs, mu: np.ndarray) -> BayesValues:
+        """``bayes`` values at signal strengths `mu` (B,) from per-result inputs (:meth:`prepare`),
+        e.g. when μ is set from the critic's μ_max of the same inputs."""
         f = self.bayes_function()
         args = {k: getattr(inputs, k) for k in self._bayes_inputs if k != "mu"}
-        args["mu"] = np.broadcast_to(np.asarray(mu, dtype=float), (len(models),)).copy()
-        return BayesValues(*f(*[args[k] for k in self._bayes_inputs])), preds, inputs
+        args["mu"] = np.broadcast_to(np.asarray(mu, dtype=float), (len(inputs.signal),)).copy()
+        return BayesValues(*f(*[args[k] for k in self._bayes_inputs]))
 
-    def _inputs_of(self, models: Sequence[Protomodel]) -> tuple[PredictionArrays, ResultInputs]:
+    def prepare(self, models: Sequence[Protomodel]) -> tuple[PredictionArrays, ResultInputs]:
+        """Flat predictions and per-result inputs of a batch (stages 1 and 2)."""
+        return self._prepared(models)[:2]
+
+    _inputs_of = prepare
+
+    def _prepared(self, models: Sequence[Protomodel]) -> tuple[PredictionArrays, ResultInputs, list[ModelArrays]]:
+        """Flat predictions, per-result inputs and the models' table arrays of a batch."""
         arrays = [self.predictor.model_arrays(m) for m in models]
         preds = self.predictor.evaluate_batch(arrays)
-        return preds, self.result_inputs(preds, models, arrays)
+        return preds, self.result_inputs(preds, models, arrays), arrays
 
     def prediction_nll(self, preds: PredictionArrays) -> tuple[np.ndarray, np.ndarray]:
         """−ln L at μ = 0 and μ = 1 of every flat prediction (NaN without a likelihood)."""
@@ -505,15 +519,21 @@ class LikelihoodTarget:
 
     def __call__(self, models: Sequence[Protomodel]) -> list[PaperScore]:
         """The :class:`~tdmcmc.models.greedy.objective.PaperObjective` protocol."""
-        values, preds, inputs = self.evaluate(models)
+        values, preds, inputs, arrays = self._evaluate(models)
         flat = self.predictor.to_predictions(preds, len(models))
+        order_parts = np.argsort(preds.part_prediction, kind="stable")
+        starts = np.searchsorted(preds.part_prediction[order_parts], np.arange(len(preds.xsec_fb) + 1))
+        best = [self.best_combination(values, inputs, b) for b in range(len(models))]
+        wanted = [[np.concatenate([preds.part_txname[order_parts[starts[i]:starts[i + 1]]] for i in members]
+                                  + [np.zeros(0, np.int64)])] for members in best]
+        rows = self._contributing_rows(arrays, wanted)
         order = [np.flatnonzero(preds.model == b)[np.lexsort((preds.txname[preds.model == b],
                                                                preds.dataset[preds.model == b]))]
                  for b in range(len(models))]
         out = []
         for b, model in enumerate(models):
             position = {int(i): k for k, i in enumerate(order[b])}
-            members = [flat[b][position[i]] for i in self.best_combination(values, inputs, b)]
+            members = [flat[b][position[i]] for i in best[b]]
             counts = paper_prior(self.space, model, self.kappa_clustering)[1]
             finite = bool(np.isfinite(values.Z[b]))
             out.append(PaperScore(
@@ -521,7 +541,7 @@ class LikelihoodTarget:
                 mu_hat=float(values.mu_hat[b]) if finite else 0.0, mu_max=float(values.mu_max[b]),
                 r_max=float(values.r_max[b]), log_prior=float(values.log_prior[b]), prior_counts=counts,
                 best_combination=tuple(f"{p.analysis}:{p.dataset or 'UL'}" for p in members),
-                n_predictions=len(flat[b])))
+                contributing=self._contributing_rows.particles(rows[b][0]), n_predictions=len(flat[b])))
         return out
 
 

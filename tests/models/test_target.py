@@ -118,7 +118,7 @@ def numpy_objectives(db124, shared, space):
 
 
 def test_graph_equals_numpy_objective(paper_target, numpy_objectives):
-    """K, Z, μ̂, r_max and the best combination of the compiled graph against NumpyPaperObjective
+    """K, Z, μ̂, r_max, the best combination and its particles of the compiled graph against NumpyPaperObjective
     (per-clique profiling, per-model veto, no PyTensor) on 16 random protomodels of the 5-particle
     space, batched. Tolerance 1e-6 on K: both maximise the same function of μ; the profile's bracket
     is 2μ_max/63 · 0.618^30 wide. The veto must change K in at least 3 of them (it does in 5 of the 15 with a K)."""
@@ -134,6 +134,7 @@ def test_graph_equals_numpy_objective(paper_target, numpy_objectives):
             assert a.K == pytest.approx(b.K, abs=1e-6)
             assert a.mu_hat == pytest.approx(b.mu_hat, abs=1e-4 * b.mu_max)
             assert set(a.best_combination) == set(b.best_combination)
+            assert a.contributing == b.contributing and a.contributing
         n_bitten += (b.K is None) != (c.K is None) or (b.K is not None and abs(b.K - c.K) > 1e-6)
     print(f"{n_with_k} models with K, the veto changes {n_bitten}")
     assert n_with_k >= 10
