@@ -11,7 +11,7 @@ from pathlib import Path
 from tdmcmc.disk_cache import save_pickle
 from tdmcmc.errors import UserError
 
-_FORMAT = 3  # 2: runs carry CPU seconds; 3: SamplerConfig.slot_random_walk
+_FORMAT = 3  # 2: runs carry CPU seconds; 3: SamplerConfig.slot_random_walk, sharpened levels, best states
 
 
 def checkpoint_path(output: str | Path) -> Path:

@@ -8,6 +8,9 @@ Groups:
 - ``sample_stats``: ``lp`` (log L + log p of the cold chain), ``log_likelihood_total``,
   ``log_prior``, ``accept_<move>`` (fraction of the sweep's attempts of that move accepted, NaN if
   none), ``swap_accept`` (chain, draw, pair) and ``temperature`` (chain, draw, level).
+- ``best``: per chain the best state (largest log L) visited at any temperature level
+  (:mod:`tdmcmc.best`), its named variables, the running maximum of log L per iteration and the
+  cumulative CPU seconds (for best-found-against-CPU comparisons with optimisers).
 - attributes: sampler settings, seed, versions, wall-clock timings (s).
 
 Targets may also offer ``output_coords()`` (labels of their non-slot dims), ``output_attrs()``
@@ -32,29 +35,50 @@ from tdmcmc.target import Target
 
 def posterior_dataset(tr, target: Target) -> xr.Dataset:
     """The ``posterior`` group of a trace (:class:`tdmcmc.sampler.Trace`)."""
+    chains, draws = tr.active.shape[:2]
+    return _state_dataset(target, tr.active.astype(bool), tr.params, tr.globals,
+                          {"chain": np.arange(chains), "draw": np.arange(draws)})
+
+
+def best_dataset(best, target: Target) -> xr.Dataset:
+    """The ``best`` group (:class:`tdmcmc.best.BestStates`): per chain the best state seen at any
+    temperature level, ``best_log_likelihood`` (chain, iteration) the running maximum of log L and
+    ``cpu_seconds`` (iteration) the run's cumulative CPU time."""
+    chains = len(best.log_lik)
+    ds = _state_dataset(target, best.active[:, None], best.params[:, None], best.globals[:, None],
+                        {"chain": np.arange(chains), "draw": np.arange(1)}).isel(draw=0, drop=True)
+    iterations = np.arange(1, best.history.shape[1] + 1)
+    return ds.assign(
+        log_likelihood=(("chain",), best.log_lik), found_at_iteration=(("chain",), best.iteration),
+        best_log_likelihood=(("chain", "iteration"), best.history),
+        cpu_seconds=(("iteration",), best.cpu_seconds, {"units": "s"})).assign_coords(iteration=iterations)
+
+
+def _state_dataset(target: Target, active: np.ndarray, params: np.ndarray, globals_: np.ndarray,
+                   lead: dict[str, np.ndarray]) -> xr.Dataset:
+    """``active``, ``n_active`` and the target's named variables of states with leading dims `lead`."""
     layout = target.layout
-    chains, draws, slots = tr.active.shape
-    flat = (chains * draws,)
-    active = tr.active.astype(bool)
-    named = target.named_variables(
-        active.reshape(flat + (slots,)),
-        tr.params.reshape(flat + tr.params.shape[2:]),
-        tr.globals.reshape(flat + tr.globals.shape[2:]),
-    )
-    coords = {"chain": np.arange(chains), "draw": np.arange(draws), layout.slot_dim: list(layout.slot_names)}
+    shape = tuple(len(v) for v in lead.values())
+    dims = tuple(lead)
+    n, slots = int(np.prod(shape)), active.shape[-1]
+    flat_active = active.reshape(n, slots)
+    named = target.named_variables(flat_active, params.reshape((n,) + params.shape[len(shape):]),
+                                   globals_.reshape((n,) + globals_.shape[len(shape):]))
+    coords = dict(lead)
+    coords[layout.slot_dim] = list(layout.slot_names)
     coords.update(_optional(target, "output_coords"))
     var_attrs = _optional(target, "output_attrs")
     data = {
-        "active": (("chain", "draw", layout.slot_dim), tr.active),
-        "n_active": (("chain", "draw"), active.sum(axis=2).astype(np.int64)),
+        "active": (dims + (layout.slot_dim,), active.astype(np.int8)),
+        "n_active": (dims, active.sum(axis=-1).astype(np.int64)),
     }
-    for name, (dims, values) in named.items():
+    for name, (var_dims, values) in named.items():
         values = np.asarray(values)
         values = values.astype(str if values.dtype == object else values.dtype)
-        values = values.reshape((chains, draws) + values.shape[1:])
-        if dims and dims[0] == layout.slot_dim:
-            values = np.where(active.reshape(active.shape + (1,) * (len(dims) - 1)), values.astype(float), np.nan)
-        data[name] = (("chain", "draw") + tuple(dims), values, var_attrs.get(name, {}))
+        if var_dims and var_dims[0] == layout.slot_dim:
+            mask = flat_active.reshape(flat_active.shape + (1,) * (len(var_dims) - 1))
+            values = np.where(mask, values.astype(float), np.nan)
+        data[name] = (dims + tuple(var_dims), values.reshape(shape + values.shape[1:]), var_attrs.get(name, {}))
     return xr.Dataset(data, coords=coords)
 
 
@@ -110,7 +134,8 @@ def to_datatree(run, target: Target) -> xr.DataTree:
     attrs.update(draws_recorded=n, complete=int(n == run.config.draws))
     posterior = posterior_dataset(trace, target).assign_attrs(attrs)
     stats = sample_stats_dataset(trace).assign_attrs(attrs)
-    tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+    best = best_dataset(run.best, target).assign_attrs(attrs)
+    tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats, "best": best})
     tree.attrs.update(attrs)
     return tree
 

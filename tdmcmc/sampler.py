@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tdmcmc.adaptation import MaskedMoments, PseudoPriorFit
+from tdmcmc.best import BestStates
 from tdmcmc.moves.base import Move, MoveContext
 from tdmcmc.moves.birth_death import BirthDeath
 from tdmcmc.moves.random_walk import RandomWalk
@@ -114,6 +115,7 @@ class Run:
     pseudo_fit: PseudoPriorFit | None
     rng: ChainRandom
     trace: Trace
+    best: BestStates
     iteration: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {"tune": 0.0, "draws": 0.0})
     cpu_seconds: dict[str, float] = field(default_factory=lambda: {"tune": 0.0, "draws": 0.0})
@@ -174,7 +176,8 @@ def start(target: Target, config: SamplerConfig) -> Run:
     moves = default_moves(target, config, ladder, pseudo)
     trace = Trace.empty(params.shape, layout.n_globals, config.chains, config.draws,
                         [m.name for m, _ in moves if m.name != ReplicaExchange.name], ladder.n_levels)
-    return Run(config, state, moves, ladder, pseudo, fit, rng, trace)
+    return Run(config, state, moves, ladder, pseudo, fit, rng, trace,
+               BestStates.empty(state, config.chains, config.tune + config.draws))
 
 
 def _refit_pseudo_prior(run: Run, ctx: MoveContext, target: Target) -> None:
@@ -248,6 +251,7 @@ def advance(run: Run, target: Target, stop_at: int | None = None,
         phase = "tune" if ctx.tuning else "draws"
         run.seconds[phase] += time.perf_counter() - t0
         run.cpu_seconds[phase] += time.process_time() - c0
+        run.best.update(run.state, cfg.chains, run.iteration, sum(run.cpu_seconds.values()))
         if progress is not None:
             progress.update(run.iteration)
         if checkpoint is not None and cfg.checkpoint_every and run.iteration % cfg.checkpoint_every == 0:

@@ -60,3 +60,23 @@ def test_file_written_at_a_checkpoint_holds_the_draws_so_far(tmp_path):
     np.testing.assert_array_equal(tree["posterior"]["active"].values, run.trace.active[:, :30])
     whole = to_datatree(advance(run, target), target)
     assert whole.attrs["complete"] == 1 and whole["posterior"].sizes["draw"] == 50
+
+
+def test_best_states_record_the_largest_likelihood_of_any_level(tmp_path):
+    """The ``best`` group: per chain the largest log L over every level and iteration (so at least
+    the recorded T = 1 maximum), its state re-evaluates to that value, and the running maximum
+    never decreases; CPU seconds accumulate."""
+    target = IndependentSlots()
+    run = sample(target, SamplerConfig(chains=2, draws=80, tune=40, temperatures=2, max_temperature=4.0,
+                                       sharpened=1, min_temperature=0.5, seed=3))
+    best = run.best
+    assert np.all(best.log_lik >= run.trace.log_lik.max(axis=1))
+    again, _ = target.log_density(best.active, best.params, best.globals)
+    np.testing.assert_allclose(again, best.log_lik)
+    assert np.all(np.diff(best.history, axis=1) >= 0) and np.all(np.diff(best.cpu_seconds) >= 0)
+    path = tmp_path / "run.nc"
+    write(to_datatree(run, target), path)
+    group = xr.open_datatree(path, engine="h5netcdf")["best"]
+    np.testing.assert_allclose(group["log_likelihood"].values, best.log_lik)
+    assert group["best_log_likelihood"].dims == ("chain", "iteration") and group.sizes["iteration"] == 120
+    assert group["theta"].dims == ("chain", "slot", "component")
