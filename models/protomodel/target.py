@@ -284,6 +284,7 @@ class LikelihoodTarget:
     def graph_outputs(self, x: dict[str, Any]) -> dict[str, Any]:
         """The ``paper`` target's symbolic outputs from symbolic inputs `x` (:meth:`symbolic_inputs`).
         Exposed so that gradients can be taken of any output."""
+        import pytensor
         import pytensor.tensor as pt
 
         from tdmcmc.models.likelihood import PYTENSOR as xp
@@ -304,7 +305,10 @@ class LikelihoodTarget:
         # in the best grid cell); its gradient at μ̂ is the best clique's (envelope theorem).
         # Everything inside the profile's scan depends on the function's inputs directly: a
         # μ-independent intermediate computed from a μ grid would be recomputed at every step.
-        mu_hat, nll_min = profile_mu(nll, top, xp=xp, n_grid=self.n_grid)
+        # The scan's inner function is compiled with the default mode in force here: the target's
+        # (the default Numba linker compiled it at the first call, ~20 s, and ran it 3× slower).
+        with pytensor.config.change_flags(mode=self.mode):
+            mu_hat, nll_min = profile_mu(nll, top, xp=xp, n_grid=self.n_grid)
         z2 = pt.maximum(0.0, -2.0 * nll_min)          # Z² without a √ (its gradient at 0 is NaN)
         z = pt.sqrt(z2)
         k = z2 + 2.0 * x["log_prior"]
@@ -331,26 +335,32 @@ class LikelihoodTarget:
         import pytensor.tensor as pt
 
         from tdmcmc.models.likelihood import PYTENSOR as xp
-        from tdmcmc.models.likelihood import em_nll
+        from tdmcmc.models.likelihood import em_nll, ul_nll
 
+        # EM and UL terms on their own columns only (the graph evaluates both branches of a switch)
         is_em = np.asarray(self.compiled.arrays.result_is_em, bool)
+        em_idx, ul_idx = np.flatnonzero(is_em), np.flatnonzero(~is_em)
+        back = np.argsort(np.concatenate([em_idx, ul_idx]))      # [EM | UL] columns -> result order
 
-        def cols(name):                              # (B, 1, R): broadcast over a trailing μ axis
-            return x[name][:, None, :]
+        def cols(name, idx):                         # (B, 1, n): broadcast over a trailing μ axis
+            return x[name][:, None, idx]
 
-        data = [cols(k) for k in ("signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi")]
-        em_cols = is_em[None, None, :]
-        nll0, nll1, nll2 = (self._nll(mu, *data, em_cols) for mu in (0.0, 1.0, 2.0))
+        em_data = [cols(k, em_idx) for k in ("signal", "n", "b", "db")]
+        ul_data = [cols(k, ul_idx) for k in ("signal", "ul_obs", "ul_exp", "lumi")]
+        em0 = em_nll(0.0, *em_data, variant=self.likelihood.em, xp=xp)
+        ul0, ul1, ul2 = (ul_nll(mu, *ul_data, variant=self.likelihood.ul, xp=xp) for mu in (0.0, 1.0, 2.0))
         # The truncated Gaussian's −ln L is exactly quadratic in μ (its mode does not depend on μ):
         # its coefficients from μ = 0, 1, 2 keep the mode's Newton solve (a Python Op) out of the
         # μ grid and the golden-section scan.
-        quad = 0.5 * (nll2 - 2.0 * nll1 + nll0)
-        lin = nll1 - nll0 - quad
+        quad = 0.5 * (ul2 - 2.0 * ul1 + ul0)
+        lin = ul1 - ul0 - quad
+        selected = x["selected"][:, None, :] > 0
 
         def contributions(mu):
             mu = mu[:, :, None]
-            em = nll0 - em_nll(mu, *data[:4], variant=self.likelihood.em, xp=xp)
-            return pt.switch(cols("selected") > 0, pt.switch(em_cols, em, -(quad * mu + lin) * mu), 0.0)
+            em = em0 - em_nll(mu, *em_data, variant=self.likelihood.em, xp=xp)
+            both = pt.concatenate([em, -(quad * mu + lin) * mu], axis=-1)
+            return pt.switch(selected, both[:, :, back], 0.0)
 
         return contributions
 
