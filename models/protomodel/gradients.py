@@ -41,7 +41,7 @@ import numpy as np
 from numpy.polynomial import chebyshev
 
 from .model import Protomodel
-from .predictions import EFF_ZERO, MIN_PREDICTION_FB, ModelArrays, PredictionArrays, Predictor, _first_of_max, _ranges
+from .predictions import EFF_ZERO, MIN_PREDICTION_FB, ModelArrays, PredictionArrays, Predictor, _first_of_max
 from .space import Pair, ProductionChannel
 from .xsec import (NUMPY, ProcessFit, XsecFits, _chebyshev_basis, _contract, _pad, _process_masses, kappa_lookup,
                    load_fits)
@@ -162,32 +162,12 @@ def _interpolate(predictor: Predictor, map_rows: np.ndarray, points: np.ndarray)
     return values, jac
 
 
-def _entries(predictor: Predictor, m) -> dict[str, np.ndarray]:
-    """:meth:`Predictor.entries` plus each entry's table ``row``, √s index and map ``coords`` (a copy
-    of that method's few lines: it does not return the rows; ``_check`` guards the two against drift)."""
-    t = predictor.table
-    rows, w = predictor.element_weights(m, predictor.candidate_rows(m.present))
-    local = np.repeat(np.arange(len(rows)), t.match_start[rows + 1] - t.match_start[rows])
-    idx = _ranges(t.match_start[rows], t.match_start[rows + 1])
-    tx = t.m_txname[idx]
-    sqrts = predictor.tx_sqrts[tx]
-    weight = w[local, sqrts]
-    keep = weight > 0
-    idx, local, tx, sqrts, weight = idx[keep], local[keep], tx[keep], sqrts[keep], weight[keep]
-    coords = t.m_coords[idx].astype(np.int64)
-    return {"tx": tx, "weight": weight, "origin": t.el_origin[rows[local]], "coef": t.m_coef[idx],
-            "shape": t.m_shape[idx].astype(np.int64), "row": rows[local], "sqrts": sqrts, "coords": coords,
-            "points": np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)}
-
-
 def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: PredictionArrays) -> Linearization:
     """Re-run the predictions stage of the models `ms` (:meth:`Predictor.model_arrays`) with the partial
     derivatives of every flat prediction of `preds` (= ``predictor.evaluate_batch(ms)``), and check
     that the values agree."""
     p = predictor
-    parts = [_entries(p, m) for m in ms]
-    e = {k: np.concatenate([x[k] for x in parts]) for k in parts[0]}
-    e["model"] = np.repeat(np.arange(len(parts)), [len(x["tx"]) for x in parts])
+    e = p.entries(ms)
     tx, n = e["tx"], len(e["tx"])
     is_em = p.tx_is_em[tx]
     values, jac = _interpolate(p, p.tx_map[tx], e["points"])

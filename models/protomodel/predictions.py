@@ -239,24 +239,39 @@ class Predictor:
 
     def candidate_rows(self, present: int) -> np.ndarray:
         """Rows whose particles are all present."""
+        return self._candidate_rows(np.array([present], dtype=object))[1]
+
+    def _candidate_rows(self, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(model, row) of the rows whose particles are all present in each model (bitmasks
+        `present`), model by model, rows in table order."""
         t = self.table
-        ok = np.flatnonzero((t.block_keys & np.uint64(~present & 0xFFFFFFFFFFFFFFFF)) == 0)
-        starts, stops = t.block_start[ok], t.block_start[ok + 1]
-        return _ranges(starts, stops)
+        absent = np.array([~int(p) & 0xFFFFFFFFFFFFFFFF for p in present], dtype=np.uint64)
+        model, block = np.nonzero((t.block_keys[None, :] & absent[:, None]) == 0)
+        starts, stops = t.block_start[block], t.block_start[block + 1]
+        return np.repeat(model, stops - starts), _ranges(starts, stops)
 
     def element_weights(self, m: ModelArrays, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(active rows, weights (n, n_sqrts) fb) after sigmacut and the compression rule."""
+        _, rows, w = self._element_weights(_Stacked.of([m]), np.zeros(len(rows), dtype=np.int64), rows)
+        return rows, w
+
+    def _element_weights(self, s: _Stacked, model: np.ndarray,
+                         rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`element_weights` of rows `rows` of models `model` (indices into `s`): (model,
+        rows, weights) of the active ones."""
         t = self.table
-        brs = m.br[t.el_br[rows]].prod(axis=1) * t.el_share[rows]
-        w = m.xsec[t.el_channel[rows]] * brs[:, None]
+        brs = s.br[model[:, None], t.el_br[rows]].prod(axis=1) * t.el_share[rows]
+        w = s.xsec[model, t.el_channel[rows]] * brs[:, None]
         keep = (w.max(axis=1) >= t.sigmacut) & (brs > 0)
-        rows, w = rows[keep], w[keep]
+        model, rows, w = model[keep], rows[keep], w[keep]
         mask = t.el_mask[rows]
         compressed = mask.any(axis=1)
         if compressed.any():
             gap_idx = t.el_gap[rows[compressed]]
             valid = gap_idx[..., 0] >= 0
-            gaps = np.where(valid, m.masses[gap_idx[..., 0]] - m.masses[gap_idx[..., 1]], np.inf)
+            masses = s.masses[model[compressed]]
+            gaps = np.where(valid, np.take_along_axis(masses, gap_idx[..., 0], axis=1)
+                            - np.take_along_axis(masses, gap_idx[..., 1], axis=1), np.inf)
             small = gaps < t.minmassgap
             full = np.all(small | ~valid, axis=1)
             if full.any():
@@ -264,25 +279,32 @@ class Predictor:
                 small = np.where(full[:, None], gaps < 0.999 * top[:, None], small)
             ok = np.ones(len(rows), dtype=bool)
             ok[compressed] = np.all((small == mask[compressed]) | ~valid, axis=1)
-            rows, w = rows[ok], w[ok]
-        return rows, w
+            model, rows, w = model[ok], rows[ok], w[ok]
+        return model, rows, w
 
-    def entries(self, m: ModelArrays) -> dict[str, np.ndarray]:
-        """The model's matches with a nonzero weight: txname, weight (fb, at the txname's √s),
-        origin, coefficient, shape and mass point (GeV, map column order)."""
+    def entries(self, ms: Sequence[ModelArrays]) -> dict[str, np.ndarray]:
+        """The matches with a nonzero weight of models `ms`, model by model: ``model`` (index in
+        `ms`), ``tx``, ``weight`` (fb, at the txname's √s), ``origin``, ``coef``, ``shape``, ``bits``
+        (condition elements), ``row`` (table row), ``sqrts`` (index), ``coords`` (particle index per
+        map column, -1 pad) and ``points`` (GeV, map column order, 0 pad)."""
         t = self.table
-        rows, w = self.element_weights(m, self.candidate_rows(m.present))
+        s = _Stacked.of(ms)
+        model, rows = self._candidate_rows(s.present)
+        model, rows, w = self._element_weights(s, model, rows)
         counts = t.match_start[rows + 1] - t.match_start[rows]
         idx = _ranges(t.match_start[rows], t.match_start[rows + 1])
         local = np.repeat(np.arange(len(rows)), counts)
         tx = t.m_txname[idx]
-        weight = w[local, self.tx_sqrts[tx]]
+        sqrts = self.tx_sqrts[tx]
+        weight = w[local, sqrts]
         keep = weight > 0
-        idx, local, tx, weight = idx[keep], local[keep], tx[keep], weight[keep]
-        coords = t.m_coords[idx]
-        return {"tx": tx, "weight": weight, "origin": t.el_origin[rows[local]], "coef": t.m_coef[idx],
-                "shape": t.m_shape[idx].astype(np.int64), "bits": t.m_cond_bits[idx],
-                "points": np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)}
+        idx, local, tx, sqrts, weight = idx[keep], local[keep], tx[keep], sqrts[keep], weight[keep]
+        model, rows = model[local], rows[local]
+        coords = t.m_coords[idx].astype(np.int64)
+        return {"model": model, "tx": tx, "weight": weight, "origin": t.el_origin[rows], "coef": t.m_coef[idx],
+                "shape": t.m_shape[idx].astype(np.int64), "bits": t.m_cond_bits[idx], "row": rows, "sqrts": sqrts,
+                "coords": coords,
+                "points": np.where(coords >= 0, s.masses[model[:, None], np.maximum(coords, 0)], 0.0)}
 
     def evaluate_batch(self, models: Sequence[Protomodel | ModelArrays]) -> PredictionArrays:
         """Predictions of several protomodels as flat arrays; one interpolator call per map group
@@ -290,9 +312,7 @@ class Predictor:
         ms = [self.model_arrays(x) if isinstance(x, Protomodel) else x for x in models]
         if not ms:
             raise ValueError("evaluate_batch needs at least one protomodel")
-        parts = [self.entries(m) for m in ms]
-        e = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        e["model"] = np.repeat(np.arange(len(parts)), [len(p["tx"]) for p in parts])
+        e = self.entries(ms)
         tx, n = e["tx"], len(e["tx"])
         is_em = self.tx_is_em[tx]
         rows = np.concatenate([self.tx_map[tx], np.where(is_em, -1, self.tx_map_exp[tx])])
@@ -301,8 +321,9 @@ class Predictor:
         eff = np.nan_to_num(values, nan=0.0)
         em = is_em & (np.abs(eff) >= EFF_ZERO)
         ul = ~is_em & ~np.isnan(values)
-        em_out = self._em({k: v[em] for k, v in e.items()}, e["weight"][em] * eff[em])
-        ul_out = self._ul({k: v[ul] for k, v in e.items()}, values[ul], expected[ul])
+        em_out = self._em({k: e[k][em] for k in ("model", "tx", "origin", "coef", "bits")}, e["weight"][em] * eff[em])
+        ul_out = self._ul({k: e[k][ul] for k in ("model", "tx", "origin", "coef", "bits", "weight", "shape", "points")},
+                          values[ul], expected[ul])
         return PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1])
 
     def predict(self, model: Protomodel | ModelArrays) -> list[Prediction]:
@@ -490,6 +511,21 @@ class Predictor:
                 masses_gev=None if em else tuple(float(x) for x in masses[~np.isnan(masses)]),
                 max_condition=float(arrays.max_condition[i])))
         return out
+
+
+@dataclass(frozen=True)
+class _Stacked:
+    """:class:`ModelArrays` of a batch stacked along a first axis (B, ...)."""
+
+    masses: np.ndarray
+    br: np.ndarray
+    xsec: np.ndarray
+    present: np.ndarray  # (B,) object: Python int bitmasks
+
+    @staticmethod
+    def of(ms: Sequence[ModelArrays]) -> _Stacked:
+        return _Stacked(np.stack([m.masses for m in ms]), np.stack([m.br for m in ms]),
+                        np.stack([m.xsec for m in ms]), np.array([m.present for m in ms], dtype=object))
 
 
 @dataclass(frozen=True)
