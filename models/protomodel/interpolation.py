@@ -131,6 +131,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy.linalg import svd
 from scipy.spatial import Delaunay
@@ -600,37 +601,47 @@ class BatchedInterpolator:
         self._values = np.concatenate(values)
         self._locator = PointLocator(groups)
 
-    def _interpolate(self, grp: np.ndarray, col: np.ndarray, qp: np.ndarray):
-        """``TxNameData.interpolate`` of map column `col` of triangulation `grp` at projected points
-        qp (n, max_dim, zero beyond each map's dim): values (NaN outside), vertex values, simplex
-        transforms, found and clamped masks."""
-        n, dm = len(grp), self.max_dim
+    def _locate(self, grp: np.ndarray, qp: np.ndarray):
+        """Point location in triangulations `grp` at projected points qp (n, max_dim, zero beyond
+        each map's dim): simplex (global index, 0 where not found), found mask, simplex transforms
+        and barycentric weights (vertex d last)."""
+        dm = self.max_dim
         local = self._locator.find(grp, qp)
-        simplex = np.where(local >= 0, local + self._simplex_offset[grp], -1)
-        found = simplex >= 0
-        s = np.where(found, simplex, 0)
+        found = local >= 0
+        s = np.where(found, local + self._simplex_offset[grp], 0)
         t = self._transform[s]
         bary = np.einsum("nij,nj->ni", t[:, :dm], qp - t[:, dm])
         weights = np.concatenate([bary, 1.0 - bary.sum(axis=1, keepdims=True)], axis=1)
+        return s, found, t, weights
+
+    def _column_values(self, grp: np.ndarray, col: np.ndarray, s: np.ndarray, found: np.ndarray, weights: np.ndarray):
+        """``TxNameData.interpolate`` of map column `col` of triangulation `grp` from the location
+        (:meth:`_locate`): values (NaN outside), vertex values and the clamped mask."""
         vidx = self._value_offset[grp][:, None] + self._simplices[s] * self._k[grp][:, None] + col[:, None]
         yv = self._values[vidx]  # (n, dm+1)
         vals = np.sum(weights * yv, axis=1)
         floor = yv.min(axis=1)
         clamped = vals < floor
         vals = np.where(found, np.where(clamped, floor, vals), np.nan)
-        return vals, yv, t, found, clamped
+        return vals, yv, clamped
 
-    def _extrapolation_ok(self, grp, col, q, qp, proj) -> np.ndarray:
-        """:meth:`GridInterpolator._extrapolation_ok` for one map column per query, batched."""
-        n, dm = len(grp), self.max_dim
+    def _extrapolation_ok(self, grp, col, q, qp, proj, point) -> np.ndarray:
+        """:meth:`GridInterpolator._extrapolation_ok` for one map column per query, batched. `grp`,
+        `q`, `qp`: the distinct (triangulation, point) pairs; query i is map column `col[i]` at pair
+        `point[i]` with projected value `proj[i]`."""
+        n, dm = len(col), self.max_dim
         dim = self._dim[grp]
         in_plane = np.arange(q.shape[1]) < dim[:, None]
         alpha = np.sqrt(np.sum(np.where(in_plane, 0.0, q) ** 2, axis=1))
         with np.errstate(invalid="ignore", divide="ignore"):
-            # Probe i: the projected point moved by alpha along in-plane axis i (axes >= dim: none).
+            # Probe i: the projected point moved by alpha along in-plane axis i (axes >= dim: none),
+            # located once per point and evaluated per query's map column.
             probes = np.repeat(qp[:, None, :], dm, axis=1) + alpha[:, None, None] * np.eye(dm)[None]
             probes = np.where(np.arange(dm)[None, :, None] < dim[:, None, None], probes, qp[:, None, :])
-            pv = self._interpolate(np.repeat(grp, dm), np.repeat(col, dm), probes.reshape(-1, dm))[0]
+            s, found, _, weights = self._locate(np.repeat(grp, dm), probes.reshape(-1, dm))
+            at = (point[:, None] * dm + np.arange(dm)).ravel()
+            pv = self._column_values(np.repeat(grp[point], dm), np.repeat(col, dm), s[at], found[at], weights[at])[0]
+            alpha, dim, qp = alpha[point], dim[point], qp[point]
             g = (pv.reshape(n, dm) - proj[:, None]) / alpha[:, None]
             g = np.where(np.arange(dm) < dim[:, None], g, 0.0)
             norm = np.sqrt(np.sum(g ** 2, axis=1))
@@ -639,7 +650,9 @@ class BatchedInterpolator:
             last = dim - 1
             moved[0, np.arange(n), last] += step
             moved[1, np.arange(n), last] -= step
-            f = self._interpolate(np.tile(grp, 2), np.tile(col, 2), moved.reshape(-1, dm))[0].reshape(2, n)
+            grp2, col2 = np.tile(grp[point], 2), np.tile(col, 2)
+            s, found, _, weights = self._locate(grp2, moved.reshape(-1, dm))
+            f = self._column_values(grp2, col2, s, found, weights)[0].reshape(2, n)
             rel = np.where(proj == 0.0, (f != 0.0).astype(float), np.abs(f - proj) / proj)
             de = np.where(rel[1] > rel[0], rel[1], rel[0])
             de = np.where(norm == 0.0, 0.0, de)
@@ -660,26 +673,71 @@ class BatchedInterpolator:
             raise ValueError(f"map rows {map_rows[grp < 0]} have no interpolator (see .failed)")
         col = self.interps.map_column[map_rows]
         dm = self.max_dim
-        x = np.take_along_axis(pts, self._order[grp], axis=1)
+        # Maps sharing a triangulation (signal regions, observed and expected limits) are often
+        # asked at the same point: transform and locate each distinct (triangulation, point) once.
+        first, point = _distinct_queries(grp, pts.view(np.int64))
+        ugrp, upts = grp[first], pts[first]
+        x = np.take_along_axis(upts, self._order[ugrp], axis=1)
         dx = np.ones_like(x)
-        wmask = self._is_width[grp]
+        wmask = self._is_width[ugrp]
         if wmask.any():
             x[wmask], dx[wmask] = rescale_width(x[wmask])
-        q = np.einsum("nf,nfe->ne", x - self._delta[grp], self._rotation[grp])
-        dim = self._dim[grp]
+        q = np.einsum("nf,nfe->ne", x - self._delta[ugrp], self._rotation[ugrp])
+        dim = self._dim[ugrp]
         qp = np.where(np.arange(dm) < dim[:, None], q[:, :dm], 0.0)
-        vals, yv, t, found, clamped = self._interpolate(grp, col, qp)
-        off = np.flatnonzero(np.sum(np.abs(q) > NONZERO_TOL, axis=1) > dim)
+        s, found, t, weights = self._locate(ugrp, qp)
+        vals, yv, clamped = self._column_values(grp, col, s[point], found[point], weights[point])
+        off = np.flatnonzero((np.sum(np.abs(q) > NONZERO_TOL, axis=1) > dim)[point] & ~np.isnan(vals))  # NaN stays NaN
         if off.size:
-            ok = self._extrapolation_ok(grp[off], col[off], q[off], qp[off], vals[off])
+            off_points, local = np.unique(point[off], return_inverse=True)
+            ok = self._extrapolation_ok(ugrp[off_points], col[off], q[off_points], qp[off_points], vals[off], local)
             vals[off[~ok]] = np.nan
         vals = np.where(np.abs(vals) < ZERO_VALUE, 0.0, vals)
         inside = ~np.isnan(vals)
         jac = None
         if jacobian:
+            t = t[point]
             slope = np.einsum("ni,nij->nj", yv[:, :dm] - yv[:, dm:], t[:, :dm])
-            jac_flat = np.einsum("nj,nfj->nf", slope, self._rotation[grp][:, :, :dm]) * dx
+            jac_flat = np.einsum("nj,nfj->nf", slope, self._rotation[grp][:, :, :dm]) * dx[point]
             jac_flat[~inside | clamped] = 0.0
             jac = np.zeros_like(jac_flat)
             np.put_along_axis(jac, self._order[grp], jac_flat, axis=1)
         return Evaluation(vals, inside, jac)
+
+
+@numba.njit(cache=True)
+def _distinct_queries(grp: np.ndarray, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (grp[i], bits[i]) rows in order of first appearance: (first query of each,
+    index of each query's row) by open addressing on a hash of the bits."""
+    n, f = bits.shape
+    size = 2
+    while size < 2 * n:
+        size *= 2
+    table = np.full(size, -1, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    index = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        h = grp[i] + 1
+        for j in range(f):
+            h = (h ^ bits[i, j]) * 1099511628211
+        slot = (h ^ (h >> 29)) & (size - 1)
+        while True:
+            k = table[slot]
+            if k == -1:
+                table[slot] = m
+                first[m] = i
+                index[i] = m
+                m += 1
+                break
+            r = first[k]
+            same = grp[r] == grp[i]
+            for j in range(f):
+                if not same:
+                    break
+                same = bits[r, j] == bits[i, j]
+            if same:
+                index[i] = k
+                break
+            slot = (slot + 1) & (size - 1)
+    return first[:m], index
