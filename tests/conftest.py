@@ -91,3 +91,24 @@ def db300_compiled(db300extra: Path):
     from tdmcmc.models.database.compiled import load_compiled
 
     return load_compiled(db300extra)
+
+
+@pytest.fixture(scope="session")
+def oracle_space(oracle_models):
+    """The paper's space restricted to the oracle models' particles (N1, N2, C1, g, d, t1): small
+    topology tables, so tests of the likelihood graph build quickly."""
+    from tdmcmc.models.protomodel.space import default_space
+    from tdmcmc.models.protomodel.topologies import restrict_space
+
+    particles = {int(p) for data, _ in oracle_models.values() for p in data["masses"]}
+    return restrict_space(default_space(), sorted(particles))
+
+
+@pytest.fixture(scope="session")
+def oracle_space_target(db124, shared, db124_compiled, oracle_space):
+    """The paper-setting LikelihoodTarget on 1.2.4 over :func:`oracle_space`, shared by the test
+    modules (each compiled graph is built once per session)."""
+    from tdmcmc.models.protomodel.target import LikelihoodTarget
+
+    return LikelihoodTarget(db124, shared / "data" / "raw" / "protomodels" / "combination-matrix",
+                            space=oracle_space, compiled=db124_compiled)

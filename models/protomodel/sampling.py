@@ -5,9 +5,10 @@ Slots, parameters and globals: :mod:`.parameters`; prior: :mod:`.prior`; likelih
 
 * ``bayes``: log L = ln R(μ, θ) = max_c Σ_{i∈c} [ln L_i(μ s_i) − ln L_i(0)] at μ = f·μ_max(θ),
   f = sigmoid(``mu_fraction``) ~ U(0, 1); log p = the full prior (π(γ) ∝ exp(−λ n)).
-* ``paper``: log L = Z²/2 (μ̂ profiled in [0, μ_max], Z = 0 when no two predicted results combine);
-  log p = ln π_paper (expo1) + the prior's continuous densities with λ = 0 as reference measure,
-  so that the target is exp(K/2) × reference density (K = Z² + 2 ln π_paper).
+* ``paper``: log L = K/2 = Z²/2 + ln π_paper (μ̂ profiled in [0, μ_max], Z = 0 when no two
+  predicted results combine; π_paper the expo1 prior), log p = the prior's continuous densities
+  with λ = 0 as reference measure: the target is exp(K/2) × reference density. K/2 as a whole is
+  the tempered part, so sharpened levels (T < 1) favour high K, penalty for extra particles included.
 
 Tempering acts on log L only. μ_max above 10⁴ (tiny or no signal) is capped at 10⁴ for μ.
 """
@@ -21,6 +22,8 @@ import numpy as np
 
 from tdmcmc.randomness import RandomSource
 from tdmcmc.target import GaussianPseudoPrior
+
+from tdmcmc.models.greedy.objective import MU_MAX_SAFETY
 
 from .parameters import SlotParameters
 from .prior import PriorSettings, ProtomodelPrior
@@ -51,6 +54,8 @@ class ProtomodelTarget:
         self.layout = self.params.layout
         self.settings = settings
         self._cache: dict[bytes, tuple[float, float]] = {}
+        self._derived: dict[bytes, tuple[float, ...]] = {}
+        self._grad_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- Target protocol --------------------------------------------------------------------------
 
@@ -63,12 +68,30 @@ class ProtomodelTarget:
         if todo:
             values = self._evaluate(active[todo], params[todo], globals_[todo])
             for i, b in enumerate(todo):
-                self._remember(keys[b], (values["log_lik"][i], values["extra_log_prior"][i]))
+                _remember(self._cache, keys[b], (values["log_lik"][i], values["extra_log_prior"][i]))
         for b in np.flatnonzero(ok):
             lik, extra = self._cache[keys[b]]
             log_lik[b] = lik
             log_prior[b] += extra
         return log_lik, log_prior
+
+    def grad(self, active, params, globals_):
+        """(∂log L/∂params, ∂log L/∂globals, ∂log p/∂params, ∂log p/∂globals) in the unconstrained
+        coordinates; exact almost everywhere (discrete choices — SR selection, critic maximum,
+        cliques, open channels, mass compression — are frozen at the state, see
+        :mod:`.gradients`). The paper prior term ln π_paper is piecewise constant."""
+        log_prior, gp_p, gp_g = self.prior.log_prior(active, params, globals_)
+        gl_p, gl_g = np.zeros_like(params), np.zeros_like(globals_)
+        ok = np.isfinite(log_prior)
+        keys = [self._key(active[b], params[b], globals_[b]) if ok[b] else None for b in range(len(ok))]
+        todo = [b for b in range(len(ok)) if ok[b] and keys[b] not in self._grad_cache]
+        if todo:
+            values = self._evaluate(active[todo], params[todo], globals_[todo], gradient=True)
+            for i, b in enumerate(todo):
+                _remember(self._grad_cache, keys[b], (values["grad_params"][i], values["grad_globals"][i]))
+        for b in np.flatnonzero(ok):
+            gl_p[b], gl_g[b] = self._grad_cache[keys[b]]
+        return gl_p, gl_g, gp_p, gp_g
 
     def _key(self, active, params, globals_) -> bytes:
         """A state's identity: indicators, the used entries of active slots, globals (the
@@ -76,33 +99,82 @@ class ProtomodelTarget:
         used = np.where(active[:, None] & self.layout.param_mask, params, 0.0)
         return active.tobytes() + used.tobytes() + np.asarray(globals_, float).tobytes()
 
-    def _remember(self, key: bytes, value) -> None:
-        """Keep the likelihood of recent states: rejected and null proposals (e.g. an identity
-        swap of two inactive slots) come back to states already evaluated."""
-        if len(self._cache) >= CACHE_SIZE:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[key] = value
-
     def log_prior(self, active, params, globals_) -> np.ndarray:
         """The prior alone (for prior-only runs, which use the ``bayes`` kind)."""
         return self.prior.log_prior(active, params, globals_)[0]
 
-    def _evaluate(self, active, params, globals_) -> dict[str, np.ndarray]:
-        """Likelihood values of in-support states: log_lik, the paper prior term, and derived quantities."""
-        p = self.params
-        batch = p.physical(active, params, globals_)
-        models = p.protomodels(batch)
-        values, _, _ = self.likelihood.evaluate(models)
-        z = np.nan_to_num(values.Z, nan=0.0)
-        mu_max = np.minimum(values.mu_max, MU_CAP)
-        out = {"K": values.K, "Z": values.Z, "r_max": values.r_max, "mu_max": values.mu_max}
+    def _evaluate(self, active, params, globals_, gradient: bool = False, derived: bool = False
+                  ) -> dict[str, np.ndarray]:
+        """Likelihood of in-support states: ``log_lik``, ``extra_log_prior`` (paper: ln π_paper),
+        ``mu``, ``mu_max``, ``r_max``; with `gradient` ``grad_params``/``grad_globals`` of log L;
+        with `derived` (or for the paper target) also the paper ``K`` and ``Z``."""
+        from .gradients import GRAPH_INPUTS, chain_to_parameters
+
+        lt = self.likelihood
+        batch = self.params.physical(active, params, globals_)
+        models = self.params.protomodels(batch)
+        out: dict[str, np.ndarray] = {}
+        if self.kind == "paper" or derived:
+            values, preds, inputs = lt.evaluate(models)
+            out.update(K=values.K, Z=values.Z, r_max=values.r_max, mu_max=values.mu_max, mu=values.mu_hat)
         if self.kind == "paper":
-            out.update(log_lik=0.5 * z * z, extra_log_prior=values.log_prior, mu=values.mu_hat)
+            z = np.nan_to_num(values.Z, nan=0.0)
+            out.update(log_lik=0.5 * z * z + values.log_prior, extra_log_prior=np.zeros(len(models)))
+            cot = {k: 0.5 * getattr(values, f"grad_{k}") for k in GRAPH_INPUTS}
+            grad_mu = np.zeros(len(models))
         else:
-            mu = batch.mu_fraction * mu_max
-            bayes, _, _ = self.likelihood.evaluate_bayes(models, mu)
-            out.update(log_lik=bayes.log_ratio, extra_log_prior=np.zeros(len(models)), mu=mu,
-                       log_ratio=bayes.log_ratio)
+            preds, inputs = lt.prepare(models)
+            r_max = inputs.critic_r.max(axis=1)
+            with np.errstate(divide="ignore"):
+                mu_max = np.where(r_max > 0, MU_MAX_SAFETY * lt.r_threshold / r_max, np.inf)
+            bound = np.minimum(mu_max, MU_CAP)
+            mu = batch.mu_fraction * bound
+            bayes = lt.bayes_values(inputs, mu)
+            out.update(log_lik=bayes.log_ratio, extra_log_prior=np.zeros(len(models)), mu=mu, mu_max=mu_max,
+                       r_max=r_max, log_ratio=bayes.log_ratio)
+            # μ = f·0.999 r_thr/r_max: the critic's largest r moves μ (below the cap)
+            critic = np.zeros_like(inputs.critic_r)
+            top = np.argmax(inputs.critic_r, axis=1)
+            live = (mu_max < MU_CAP) & (r_max > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                critic[np.arange(len(models)), top] = np.where(live, -bayes.grad_mu * mu / r_max, 0.0)
+            cot = {"signal": bayes.grad_signal, "ul_obs": bayes.grad_ul_obs, "ul_exp": bayes.grad_ul_exp,
+                   "critic_r": critic}
+            grad_mu = bayes.grad_mu * bound * batch.mu_fraction * (1.0 - batch.mu_fraction)
+        if gradient:
+            physical = chain_to_parameters(lt, models, preds, inputs, cot)
+            out["grad_params"] = self._unconstrained_gradient(batch, params, physical)
+            out["grad_globals"] = grad_mu[:, None]
+        return out
+
+    def _unconstrained_gradient(self, batch, params, physical) -> np.ndarray:
+        """Chain rule from ∂/∂(masses, BRs, κ) to the slot entries (:mod:`.parameters`)."""
+        p = self.params
+        out = np.zeros_like(params)
+        f = 0.5 * (1.0 + np.tanh(0.5 * params[:, :, 0]))
+        lsp = p.lsp_slot
+        for b, g in enumerate(physical):
+            active = batch.active[b]
+            m_lsp = batch.masses[b, lsp]
+            low = np.maximum(p.mass_lo, m_lsp)
+            low[lsp] = p.mass_lo[lsp]
+            g_m = np.array([g.masses.get(pdg, 0.0) for pdg in p.pdgs])
+            dm_dz = (p.mass_hi - low) * f[b] * (1.0 - f[b])
+            follows = active & (m_lsp > p.mass_lo) & (np.arange(len(p.pdgs)) != lsp)
+            out[b, :, 0] = np.where(active, g_m * dm_dz, 0.0)
+            out[b, lsp, 0] = (g_m[lsp] + np.sum(np.where(follows, g_m * (1.0 - f[b]), 0.0))) * dm_dz[lsp]
+            for j in np.flatnonzero(active):
+                pdg = p.pdgs[j]
+                if pdg not in g.brs:
+                    continue
+                units = p.units[j]
+                g_unit = np.array([sum(g.brs[pdg].get(ch, 0.0) for ch in u) / len(u) for u in units])
+                br = batch.unit_br[b, j, :len(units)]
+                start = p.logit_start[j]
+                out[b, j, start:start + len(units)] = br * (g_unit - np.dot(br, g_unit))
+            for k, key in enumerate(p.kappa_keys):
+                if np.isfinite(batch.kappa[b, k]):
+                    out[b, p.kappa_slot[k], p.kappa_entry[k]] = batch.kappa[b, k] * g.kappas.get(key, 0.0)
         return out
 
     def initial_point(self, src: RandomSource):
@@ -147,18 +219,18 @@ class ProtomodelTarget:
         return out
 
     def derived_values(self, active, params, globals_) -> dict[str, np.ndarray]:
-        """K, Z, r_max, mu_max, mu (and ln R for ``bayes``) per state, each distinct state once."""
-        flat = np.concatenate([active.reshape(len(active), -1), np.where(self.layout.param_mask[None] & active[:, :, None],
-                               params, 0.0).reshape(len(active), -1), globals_], axis=1)
-        unique, inverse = np.unique(flat, axis=0, return_inverse=True)
-        s, d = self.layout.n_slots, self.layout.max_dim
-        u_active = unique[:, :s] > 0.5
-        u_params = unique[:, s:s + s * d].reshape(-1, s, d)
-        u_globals = unique[:, s + s * d:]
-        parts = [self._evaluate(u_active[i:i + DERIVED_BATCH], u_params[i:i + DERIVED_BATCH],
-                                u_globals[i:i + DERIVED_BATCH]) for i in range(0, len(unique), DERIVED_BATCH)]
+        """K, Z, r_max, mu_max, mu (and ln R for ``bayes``) per state; each distinct state is
+        evaluated once and remembered (a run file is rewritten at every checkpoint)."""
         names = ["K", "Z", "r_max", "mu_max", "mu"] + (["log_ratio"] if self.kind == "bayes" else [])
-        return {k: np.concatenate([part[k] for part in parts])[inverse.ravel()] for k in names}
+        keys = [self._key(active[b], params[b], globals_[b]) for b in range(len(active))]
+        todo = list({k: b for b, k in enumerate(keys) if k not in self._derived}.values())
+        for i in range(0, len(todo), DERIVED_BATCH):
+            rows = todo[i:i + DERIVED_BATCH]
+            values = self._evaluate(active[rows], params[rows], globals_[rows], derived=True)
+            for j, b in enumerate(rows):
+                self._derived[keys[b]] = tuple(float(values[k][j]) for k in names)
+        table = np.array([self._derived[k] for k in keys]).reshape(len(keys), len(names))
+        return {k: table[:, i] for i, k in enumerate(names)}
 
     # -- output metadata --------------------------------------------------------------------------
 
@@ -214,3 +286,11 @@ def build_target(database=None, *, kind: str = "bayes", space_path=None, combina
     likelihood = LikelihoodTarget(db, combination_matrix, space=space, r_threshold=r_threshold)
     # Prior-only runs sample the bayes prior π(γ)π(θ|γ) (the paper target's π_paper is part of its score).
     return ProtomodelTarget(likelihood, "bayes" if prior_only else kind, settings, derived=not prior_only)
+
+
+def _remember(cache: dict, key: bytes, value) -> None:
+    """Keep values of recent states (bounded, oldest out): rejected and null proposals (e.g. an
+    identity swap of two inactive slots) come back to states already evaluated."""
+    if len(cache) >= CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = value

@@ -28,7 +28,7 @@ def paper_objective(db124, shared):
 def test_paper_hiscore_model(paper_objective, oracle):
     """The paper's winner (method reference §8.1): its best combination contains the five analyses
     of the paper's, the prune set is its three particles, and Z²/2 is the best clique's ln R at μ̂,
-    checked against Combiner.paper_combination (brute-force tested) on a μ grid."""
+    checked against Combiner.paper_combination (brute-force tested, with the hasOverlap veto) on a μ grid."""
     from tdmcmc.models.protomodel.model import read_protomodel
 
     obj = paper_objective
@@ -51,7 +51,7 @@ def test_paper_hiscore_model(paper_objective, oracle):
     def best_ln_r(mu):
         r = np.zeros(len(predicted))
         r[results] = -terms(np.array(mu))
-        return obj.combiner.paper_combination(r, predicted)[0]
+        return obj.combiner.paper_combination(r, predicted, obj.vetoed_pairs(model, selected))[0]
 
     grid = np.linspace(0.0, score.mu_max, 401)
     values = np.array([best_ln_r(mu) for mu in grid])
