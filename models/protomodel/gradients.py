@@ -41,7 +41,8 @@ import numpy as np
 from numpy.polynomial import chebyshev
 
 from .model import Protomodel
-from .predictions import EFF_ZERO, MIN_PREDICTION_FB, ModelArrays, PredictionArrays, Predictor, _first_of_max
+from .predictions import (EFF_ZERO, MIN_PREDICTION_FB, ModelArrays, PredictionArrays, Predictor, _first_of_max,
+                          _unique_rows)
 from .space import Pair, ProductionChannel
 from .xsec import (NUMPY, ProcessFit, XsecFits, _chebyshev_basis, _contract, _pad, _process_masses, kappa_lookup,
                    load_fits)
@@ -198,8 +199,7 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: Prediction
     # UL: one entry per (model, origin, txname), the largest W; groups of identical points; clusters
     sel = ul[_first_of_max(np.stack([e["model"][ul], e["origin"][ul], tx[ul]]), e["weight"][ul])]
     key = np.column_stack([e["model"][sel], tx[sel], e["shape"][sel], e["points"][sel]]).astype(float)
-    groups, g_of = np.unique(key, axis=0, return_inverse=True)
-    g_of = g_of.ravel()
+    groups, g_of = _unique_rows(key)
     n_g = len(groups)
     by_group = np.argsort(g_of, kind="stable")
     group_entries = np.split(sel[by_group], np.cumsum(np.bincount(g_of, minlength=n_g))[:-1])
@@ -208,8 +208,8 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: Prediction
     g_xsec = np.bincount(g_of, weights=(e["coef"] * e["weight"])[sel], minlength=n_g)
     g_ul, g_exp = values[rep], expected[rep]
     g_tx, g_shape, g_points = groups[:, 1].astype(np.int64), groups[:, 2], groups[:, 3:]
-    _, owner, count = np.unique(groups[:, :2], axis=0, return_inverse=True, return_counts=True)
-    owner = owner.ravel()
+    _, owner = _unique_rows(groups[:, :2])
+    count = np.bincount(owner)
     clusters = [[g] for g in np.flatnonzero(count[owner] == 1)]
     limits = [(g_ul[g], g_exp[g], None) for g in np.flatnonzero(count[owner] == 1)]
     for o in np.unique(owner[count[owner] > 1]):
@@ -300,8 +300,9 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
     lin = linearize(predictor, ms, preds)
     d_x, d_obs, d_exp = cot
     has = lin.pred >= 0
-    w_bar = np.where(has, d_x[np.maximum(lin.pred, 0)] * lin.dx_dw, 0.0)
-    p_bar = np.where(has[:, None], d_x[np.maximum(lin.pred, 0), None] * lin.dx_dp, 0.0)
+    pred = np.maximum(lin.pred, 0) if n else np.zeros(0, np.int64)   # no prediction at all: no entry counts
+    w_bar = np.where(has, d_x[pred] * lin.dx_dw, 0.0) if n else np.zeros_like(lin.dx_dw)
+    p_bar = np.where(has[:, None], d_x[pred, None] * lin.dx_dp, 0.0) if n else np.zeros_like(lin.dx_dp)
     if len(lin.lim_pred):
         lo, le = d_obs[lin.lim_pred], d_exp[lin.lim_pred]
         np.add.at(w_bar, lin.lim_entry, lo * lin.dobs_dw + le * lin.dexp_dw)

@@ -364,8 +364,7 @@ class Predictor:
         e = {k: v[first] for k, v in e.items()}
         ul, ul_exp = ul[first], ul_exp[first]
         key = np.column_stack([e["model"], e["tx"], e["shape"], e["points"]]).astype(float)
-        groups, g_of = np.unique(key, axis=0, return_inverse=True)
-        g_of = g_of.ravel()
+        groups, g_of = _unique_rows(key)
         n_g = len(groups)
         g_weight = np.bincount(g_of, weights=e["weight"], minlength=n_g)
         g_xsec = np.bincount(g_of, weights=e["coef"] * e["weight"], minlength=n_g)
@@ -373,9 +372,8 @@ class Predictor:
         g_ul[g_of], g_exp[g_of] = ul, ul_exp
         g_model, g_tx, g_shape = groups[:, 0].astype(np.int64), groups[:, 1].astype(np.int64), groups[:, 2]
         g_points = groups[:, 3:]
-        _, owner, count = np.unique(groups[:, :2], axis=0, return_inverse=True, return_counts=True)
-        owner = owner.ravel()
-        single = count[owner] == 1
+        _, owner = _unique_rows(groups[:, :2])
+        single = np.bincount(owner)[owner] == 1
         out = {"model": [g_model[single]], "tx": [g_tx[single]], "xsec": [g_xsec[single]], "ul": [g_ul[single]],
                "exp": [g_exp[single]], "points": [g_points[single]]}
         group_pred = np.full(n_g, -1)
@@ -624,6 +622,18 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
     return offsets + np.arange(total)
+
+
+def _unique_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, axis=0, return_inverse=True)`` of a 2-D float array (the same sorted rows and
+    inverse) by one lexsort, several times faster than numpy's structured-dtype sort."""
+    order = np.lexsort(key.T[::-1])
+    rows = key[order]
+    new = np.ones(len(rows), dtype=bool)
+    new[1:] = (rows[1:] != rows[:-1]).any(axis=1)
+    inverse = np.empty(len(rows), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return rows[new], inverse
 
 
 def _first_of_max(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
