@@ -603,8 +603,9 @@ class BatchedInterpolator:
 
     def _locate(self, grp: np.ndarray, qp: np.ndarray):
         """Point location in triangulations `grp` at projected points qp (n, max_dim, zero beyond
-        each map's dim): simplex (global index, 0 where not found), found mask, simplex transforms
-        and barycentric weights (vertex d last)."""
+        each map's dim): found mask, simplex transforms (simplex 0 where not found),
+        barycentric weights (vertex d last) and the position of each vertex's first value column
+        in the packed values."""
         dm = self.max_dim
         local = self._locator.find(grp, qp)
         found = local >= 0
@@ -612,13 +613,13 @@ class BatchedInterpolator:
         t = self._transform[s]
         bary = np.einsum("nij,nj->ni", t[:, :dm], qp - t[:, dm])
         weights = np.concatenate([bary, 1.0 - bary.sum(axis=1, keepdims=True)], axis=1)
-        return s, found, t, weights
+        base = self._value_offset[grp][:, None] + self._simplices[s] * self._k[grp][:, None]
+        return found, t, weights, base
 
-    def _column_values(self, grp: np.ndarray, col: np.ndarray, s: np.ndarray, found: np.ndarray, weights: np.ndarray):
-        """``TxNameData.interpolate`` of map column `col` of triangulation `grp` from the location
-        (:meth:`_locate`): values (NaN outside), vertex values and the clamped mask."""
-        vidx = self._value_offset[grp][:, None] + self._simplices[s] * self._k[grp][:, None] + col[:, None]
-        yv = self._values[vidx]  # (n, dm+1)
+    def _column_values(self, col: np.ndarray, found: np.ndarray, weights: np.ndarray, base: np.ndarray):
+        """``TxNameData.interpolate`` of map column `col` from the location (:meth:`_locate`):
+        values (NaN outside), vertex values and the clamped mask."""
+        yv = self._values[base + col[:, None]]  # (n, dm+1)
         vals = np.sum(weights * yv, axis=1)
         floor = yv.min(axis=1)
         clamped = vals < floor
@@ -638,9 +639,9 @@ class BatchedInterpolator:
             # located once per point and evaluated per query's map column.
             probes = np.repeat(qp[:, None, :], dm, axis=1) + alpha[:, None, None] * np.eye(dm)[None]
             probes = np.where(np.arange(dm)[None, :, None] < dim[:, None, None], probes, qp[:, None, :])
-            s, found, _, weights = self._locate(np.repeat(grp, dm), probes.reshape(-1, dm))
+            found, _, weights, base = self._locate(np.repeat(grp, dm), probes.reshape(-1, dm))
             at = (point[:, None] * dm + np.arange(dm)).ravel()
-            pv = self._column_values(np.repeat(grp[point], dm), np.repeat(col, dm), s[at], found[at], weights[at])[0]
+            pv = self._column_values(np.repeat(col, dm), found[at], weights[at], base[at])[0]
             alpha, dim, qp = alpha[point], dim[point], qp[point]
             g = (pv.reshape(n, dm) - proj[:, None]) / alpha[:, None]
             g = np.where(np.arange(dm) < dim[:, None], g, 0.0)
@@ -650,9 +651,8 @@ class BatchedInterpolator:
             last = dim - 1
             moved[0, np.arange(n), last] += step
             moved[1, np.arange(n), last] -= step
-            grp2, col2 = np.tile(grp[point], 2), np.tile(col, 2)
-            s, found, _, weights = self._locate(grp2, moved.reshape(-1, dm))
-            f = self._column_values(grp2, col2, s, found, weights)[0].reshape(2, n)
+            found, _, weights, base = self._locate(np.tile(grp[point], 2), moved.reshape(-1, dm))
+            f = self._column_values(np.tile(col, 2), found, weights, base)[0].reshape(2, n)
             rel = np.where(proj == 0.0, (f != 0.0).astype(float), np.abs(f - proj) / proj)
             de = np.where(rel[1] > rel[0], rel[1], rel[0])
             de = np.where(norm == 0.0, 0.0, de)
@@ -685,8 +685,8 @@ class BatchedInterpolator:
         q = np.einsum("nf,nfe->ne", x - self._delta[ugrp], self._rotation[ugrp])
         dim = self._dim[ugrp]
         qp = np.where(np.arange(dm) < dim[:, None], q[:, :dm], 0.0)
-        s, found, t, weights = self._locate(ugrp, qp)
-        vals, yv, clamped = self._column_values(grp, col, s[point], found[point], weights[point])
+        found, t, weights, base = self._locate(ugrp, qp)
+        vals, yv, clamped = self._column_values(col, found[point], weights[point], base[point])
         off = np.flatnonzero((np.sum(np.abs(q) > NONZERO_TOL, axis=1) > dim)[point] & ~np.isnan(vals))  # NaN stays NaN
         if off.size:
             off_points, local = np.unique(point[off], return_inverse=True)
