@@ -638,16 +638,21 @@ def _unique_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _first_of_max(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Indices of one entry per distinct key column (non-negative integers): the largest weight,
-    the first on ties."""
+    the first on ties; in key order. Weights must not be NaN."""
     if weight.size == 0:
         return np.zeros(0, dtype=np.int64)
     key = np.zeros(weight.size, dtype=np.int64)
     for row in keys:  # mixed radix: one int64 per key column
         key = key * (int(row.max()) + 1) + row
-    order = np.lexsort((np.arange(weight.size), -weight, key))
+    order = np.argsort(key, kind="stable")  # within a key: original order
+    key, weight = key[order], weight[order]
     new = np.ones(weight.size, dtype=bool)
-    new[1:] = key[order[1:]] != key[order[:-1]]
-    return order[new]
+    new[1:] = key[1:] != key[:-1]
+    segment = np.cumsum(new) - 1
+    hit = np.flatnonzero(weight == np.maximum.reduceat(weight, np.flatnonzero(new))[segment])
+    first = np.ones(hit.size, dtype=bool)
+    first[1:] = segment[hit[1:]] != segment[hit[:-1]]
+    return order[hit[first]]
 
 
 def _interpolator_cache_dir() -> Path:
