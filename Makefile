@@ -6,6 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN_ARGS ?=
+RUN_OUT  ?= run.nc
 
 .PHONY: run test bench venv clean
 
@@ -18,7 +19,9 @@ $(STAMP): pyproject.toml scripts/find-python
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/tdmcmc db info $(RUN_ARGS)
+	$(VENV)/bin/tdmcmc sample --model protomodel $(if $(RUN_ARGS),--database $(RUN_ARGS)) \
+	    --chains 4 --tune 300 --draws 300 --sharpened 2 --seed 1 -o $(RUN_OUT)
+	$(VENV)/bin/tdmcmc summary $(RUN_OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

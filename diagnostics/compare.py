@@ -12,7 +12,9 @@ Conventions (see docs/compare.md):
   walkers, so step s (1-based) of S costs ``Σ_w cpu_seconds_w × s/S`` (the summed CPU at equal steps,
   uniform cost per step: the JSON has no per-step timing). The main process (database build) is left out.
 - best K: greedy, the running maximum of the *proposals'* K (what enters the hiscores); sampler, the
-  running maximum over chains of ``posterior.K`` (the cold chain's states; proposals are not stored).
+  running maximum over chains of ``posterior.K`` (the cold chain's states; proposals are not stored),
+  or, for ``paper``-target runs with a ``best`` group, twice its per-iteration best log L (= K/2 of
+  the best state of any temperature level) against the measured CPU seconds of every iteration.
 - particle sets: a set is the active particles of a state. Sampler: posterior visit frequency.
   Greedy: frequency among the hiscore entries, and among the accepted states (the state kept at each
   step whose proposal was accepted, each acceptance counted once; needs the walkers' per-step
@@ -154,7 +156,18 @@ def sampler_timing(attrs: dict) -> tuple[float, float, str]:
 
 
 def sampler_best_k(run: Run) -> pd.DataFrame:
-    """Per draw: CPU (or wall) seconds at that draw and the best K over all chains so far."""
+    """Per draw: CPU (or wall) seconds at that draw and the best K over all chains so far.
+
+    A ``paper``-target run file with a ``best`` group (log L = K/2 of the best state of any
+    temperature level, per iteration, with measured cumulative CPU seconds) gives the exact curve
+    from the first iteration on, warm-up and sharpened levels included."""
+    if run.attrs.get("target") == "paper" and "best" in run.tree.children:
+        best = run.tree["best"].dataset
+        k = 2.0 * np.fmax.reduce(np.asarray(best["best_log_likelihood"].values, dtype=float), axis=0)
+        cpu = np.asarray(best["cpu_seconds"].values, dtype=float)
+        done = np.isfinite(cpu)
+        return pd.DataFrame({"draw": np.asarray(best["iteration"].values)[done] - 1, "cpu_seconds": cpu[done],
+                             "best_K": k[done]})
     if "K" not in run.scalars:
         raise UserError("posterior has no 'K' variable")
     tune, sampling, _ = sampler_timing(run.attrs)

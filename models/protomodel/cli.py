@@ -62,9 +62,12 @@ def evaluate_file(model_path: str | Path, database: str | Path | None = None, *,
 
 def evaluate_target(model_path: str | Path, database: str | Path | None = None, *, target: str = "paper",
                     space_path: str | Path | None = None, em_likelihood: str = "2020", ul_likelihood: str = "2020",
-                    r_threshold: float = 1.3, combination_matrix: str | Path | None = None) -> dict[str, Any]:
-    """The ``--target paper`` document: K, Z, μ̂, μ_max, r_max, the best combination and, per
-    prediction, −ln L at μ = 0 and 1 (``nll_mu0``, ``nll_mu1``; None without a likelihood).
+                    r_threshold: float = 1.3, combination_matrix: str | Path | None = None, mu: float = 1.0,
+                    combination: str = "max") -> dict[str, Any]:
+    """The ``--target paper|bayes`` document: K, Z, μ̂, μ_max, r_max, the best combination (paper
+    definition) and, per prediction, −ln L at μ = 0 and 1 (``nll_mu0``, ``nll_mu1``; None without a
+    likelihood). ``bayes`` adds ``log_ratio`` = ln R(μ) at the given `mu` with the static maximal
+    cliques combined by `combination` (``max`` or ``logsumexp``), and ``mu_in_support`` (μ ≤ μ_max).
 
     Uses the topology table of the model's particles (:func:`restrict_space`), like :func:`evaluate_file`.
     """
@@ -74,13 +77,16 @@ def evaluate_target(model_path: str | Path, database: str | Path | None = None, 
     from tdmcmc.models.protomodel.target import LikelihoodTarget
     from tdmcmc.models.protomodel.topologies import restrict_space
 
-    if target != "paper":
-        raise UserError(f"--target {target}: only 'paper' is implemented by evaluate so far")
+    if target not in ("paper", "bayes"):
+        raise UserError(f"--target {target}: expected paper or bayes")
+    if not (np.isfinite(mu) and mu >= 0):
+        raise UserError(f"--mu: expected a signal strength >= 0, got {mu}")
     space = load_space(space_path) if space_path else default_space()
     model = read_protomodel(model_path, space)
     db = Path(database) if database else default_database()
     tgt = LikelihoodTarget(db, combination_matrix, space=restrict_space(space, list(model.masses)),
-                           likelihood=LikelihoodChoice(em=em_likelihood, ul=ul_likelihood), r_threshold=r_threshold)
+                           likelihood=LikelihoodChoice(em=em_likelihood, ul=ul_likelihood), r_threshold=r_threshold,
+                           combination=combination)
     values, preds, inputs = tgt.evaluate([model])
     flat = tgt.predictor.to_predictions(preds, 1)[0]
     order = np.lexsort((preds.txname, preds.dataset))           # the order of to_predictions
@@ -98,7 +104,12 @@ def evaluate_target(model_path: str | Path, database: str | Path | None = None, 
         return float(x) if np.isfinite(x) else None
 
     c = tgt.compiled.database
-    return {"model": model.name, "model_file": str(model_path), "target": target,
+    extra: dict[str, Any] = {}
+    if target == "bayes":
+        bayes = tgt.bayes_values(inputs, np.array([mu]))
+        extra = {"mu": mu, "log_ratio": float(bayes.log_ratio[0]), "combination_mode": combination,
+                 "mu_in_support": bool(mu <= bayes.mu_max[0])}
+    doc = {"model": model.name, "model_file": str(model_path), "target": target,
             "database": {"path": str(c.path), "version": c.version, "content_hash": c.content_hash},
             "settings": {"em_likelihood": em_likelihood, "ul_likelihood": ul_likelihood, "r_threshold": r_threshold,
                          "sr_selection": tgt.sr_selection, "combination": "max over maximal cliques (paper)",
@@ -108,8 +119,8 @@ def evaluate_target(model_path: str | Path, database: str | Path | None = None, 
             "K": num(values.K[0]), "Z": num(values.Z[0]), "mu_hat": float(values.mu_hat[0]),
             "mu_max": num(values.mu_max[0]), "r_max": float(values.r_max[0]), "log_prior": float(values.log_prior[0]),
             "best_combination": [{"analysis": p.analysis, "dataset": p.dataset, "txnames": list(p.txnames)}
-                                 for p in members],
-            "predictions": sorted(rows, key=lambda r: -(r["r_obs"] or 0.0))}
+                                 for p in members]}
+    return doc | extra | {"predictions": sorted(rows, key=lambda r: -(r["r_obs"] or 0.0))}
 
 
 def _matrix_path(database: Path, combination_matrix: str | Path | None) -> Path | None:
@@ -141,7 +152,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.target:
         doc = evaluate_target(args.model, args.database, target=args.target, space_path=args.space,
                               em_likelihood=args.em_likelihood or "2020", ul_likelihood=args.ul_likelihood or "2020",
-                              r_threshold=args.r_threshold, combination_matrix=args.combination_matrix)
+                              r_threshold=args.r_threshold, combination_matrix=args.combination_matrix,
+                              mu=args.mu, combination=args.combination)
         print(json.dumps(doc, indent=1) if args.json else _format_target(doc))
         return 0
     doc = evaluate_file(args.model, args.database, space_path=args.space, full_table=args.full_table,
@@ -155,9 +167,11 @@ def _format_target(doc: dict[str, Any]) -> str:
         return "None" if x is None else f"{x:.4g}"
 
     combo = ", ".join(f"{c['analysis']}:{c['dataset'] or 'UL'}" for c in doc["best_combination"])
+    bayes = (f"ln R(mu = {doc['mu']:g}) = {doc['log_ratio']:.4g} ({doc['combination_mode']} over cliques"
+             f"{'' if doc['mu_in_support'] else '; mu above mu_max'})\n") if "log_ratio" in doc else ""
     return (f"{doc['model']}: target {doc['target']}: K = {num(doc['K'])}, Z = {num(doc['Z'])}, "
             f"mu_hat = {num(doc['mu_hat'])}, mu_max = {num(doc['mu_max'])}, r_max = {num(doc['r_max'])}\n"
-            f"best combination: {combo or '(none)'}")
+            f"{bayes}best combination: {combo or '(none)'}")
 
 
 def _export_slha(args: argparse.Namespace) -> int:
@@ -189,8 +203,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--minmassgap", type=float, help="mass compression threshold in GeV (default 10)")
     ev.add_argument("--best-dataset", action="store_true",
                     help="one signal region per efficiency-map analysis: the best expected (SModelS useBestDataset)")
-    ev.add_argument("--target", choices=("paper",),
-                    help="also evaluate the likelihood target (paper: K = Z^2 + 2 ln pi, mu profiled on [0, mu_max])")
+    ev.add_argument("--target", choices=("paper", "bayes"),
+                    help="also evaluate the likelihood target (paper: K = Z^2 + 2 ln pi, mu profiled on [0, mu_max]; "
+                         "bayes: in addition ln R(mu) at --mu)")
+    ev.add_argument("--mu", type=float, default=1.0, help="signal strength for --target bayes (default 1)")
+    ev.add_argument("--combination", choices=("max", "logsumexp"), default="max",
+                    help="bayes: combine the static maximal cliques by max or logsumexp (default max)")
     ev.add_argument("--em-likelihood", choices=EM_VARIANTS, default=None,
                     help="EM signal-region likelihood with --target (default for paper: 2020)")
     ev.add_argument("--ul-likelihood", choices=UL_VARIANTS, default=None,

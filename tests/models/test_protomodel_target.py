@@ -92,3 +92,19 @@ def test_short_run_output_layout(target, tmp_path):
     assert np.all(best["log_likelihood"].values >= tree["sample_stats"]["log_likelihood_total"].values.max(axis=1) - 1e-12)
     if target.kind == "paper":     # log L = K/2
         np.testing.assert_allclose(best["K"].values, 2 * best["log_likelihood"].values, atol=1e-9)
+
+
+def test_evaluate_cli_bayes_target(oracle_space_target, oracle):
+    """``evaluate --target bayes --mu 0.8``: ln R(0.8) as LikelihoodTarget.evaluate_bayes gives it (the
+    CLI builds its own target on the model's particles only), plus the paper fields."""
+    from tdmcmc.models.protomodel.cli import evaluate_target
+    from tdmcmc.models.protomodel.model import read_protomodel
+
+    path = oracle / "models" / "best_paper.json"
+    doc = evaluate_target(path, oracle_space_target.compiled.database.path, target="bayes", mu=0.8,
+                          combination_matrix=oracle.parent / "data" / "raw" / "protomodels" / "combination-matrix")
+    model = read_protomodel(path, oracle_space_target.space)
+    bayes, _, _ = oracle_space_target.evaluate_bayes([model], np.array([0.8]))
+    assert doc["log_ratio"] == pytest.approx(bayes.log_ratio[0], abs=1e-9)
+    assert doc["mu_in_support"] and doc["K"] == pytest.approx(6.9, abs=0.5)
+    assert {"nll_mu0", "nll_mu1"} <= doc["predictions"][0].keys()
