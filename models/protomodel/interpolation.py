@@ -37,8 +37,10 @@ numbers for efficiencies).
     ``evaluate(map_rows (n,), points (n, c), jacobian=False) -> Evaluation`` with values (n,),
     inside (n,), jacobian (n, max_coords); query i is map row ``map_rows[i]`` at ``points[i]``
     (first n_coords columns in that map's layout, the rest ignored). Transform, weights, values,
-    Jacobians and SModelS' off-plane estimate are vectorised over all queries; point location is
-    one scipy call per triangulation that has queries.
+    Jacobians and SModelS' off-plane estimate are vectorised over all queries; each distinct
+    (triangulation, point) pair is transformed and located once (one compiled call for all), so
+    maps sharing a triangulation and asked at one point (the signal regions of an analysis,
+    observed and expected limits) share that work. Same bits as one query at a time.
 PyTensor: :mod:`tdmcmc.models.protomodel.interpolation_op`: ``interpolate_rows(batched, map_rows,
 points, fill_value=0.0) -> (values (n,), inside (n,))`` and ``interpolate(interp, points,
 fill_value=0.0) -> (values (n, k), inside (n, k))``, Ops with exact piecewise-linear gradients.
@@ -556,7 +558,8 @@ class BatchedInterpolator:
     ``points[i, :n_coords of that map]`` (further columns are ignored). Same results as
     ``DatabaseInterpolators.evaluate_map`` (tested). The coordinate transform, barycentric weights,
     values and Jacobians of all queries are single numpy passes over padded per-triangulation
-    arrays, and the point location is one compiled call (:class:`.point_location.PointLocator`).
+    arrays, and the point location is one compiled call (:class:`.point_location.PointLocator`);
+    both run once per distinct (triangulation, point) pair, values per query.
     Off-plane queries get SModelS' extrapolation estimate in two more such passes
     (dim shifted probes, then the two probes along the estimated gradient).
     """

@@ -2,7 +2,8 @@
 result and signal region, with SModelS 3.2.1 semantics (``matching/theoryPrediction.py``,
 ``matching/clusterTools.py``), as arrays.
 
-Per protomodel (all steps vectorised over table rows unless said otherwise):
+Per protomodel (all steps vectorised over table rows, and over the protomodels of a batch in
+:meth:`Predictor.evaluate_batch`, unless said otherwise):
 
 1. Rows: the blocks of the table whose particle set lies inside the model's particles.
 2. Element weight at √s: σ(channel, √s) × Π BR × (sign shares); rows whose largest weight over √s
@@ -307,23 +308,25 @@ class Predictor:
                 "points": np.where(coords >= 0, s.masses[model[:, None], np.maximum(coords, 0)], 0.0)}
 
     def evaluate_batch(self, models: Sequence[Protomodel | ModelArrays]) -> PredictionArrays:
-        """Predictions of several protomodels as flat arrays; one interpolator call per map group
-        for the whole batch."""
+        """Predictions of several protomodels as flat arrays: every step vectorised over the whole
+        batch (no loop over models), one interpolator call for all queries."""
         ms = [self.model_arrays(x) if isinstance(x, Protomodel) else x for x in models]
         if not ms:
             raise ValueError("evaluate_batch needs at least one protomodel")
         e = self.entries(ms)
         tx, n = e["tx"], len(e["tx"])
         is_em = self.tx_is_em[tx]
-        rows = np.concatenate([self.tx_map[tx], np.where(is_em, -1, self.tx_map_exp[tx])])
-        both = self.interps.evaluate(rows, np.concatenate([e["points"], e["points"]]))
-        values, expected = both[:n], both[n:]
+        ul = np.flatnonzero(~is_em)
+        both = self.interps.evaluate(np.concatenate([self.tx_map[tx], self.tx_map_exp[tx[ul]]]),
+                                     np.concatenate([e["points"], e["points"][ul]]))
+        values, expected = both[:n], both[n:]  # expected limits of the UL entries
         eff = np.nan_to_num(values, nan=0.0)
         em = is_em & (np.abs(eff) >= EFF_ZERO)
-        ul = ~is_em & ~np.isnan(values)
+        inside = ~np.isnan(values[ul])
+        ul = ul[inside]
         em_out = self._em({k: e[k][em] for k in ("model", "tx", "origin", "coef", "bits")}, e["weight"][em] * eff[em])
         ul_out = self._ul({k: e[k][ul] for k in ("model", "tx", "origin", "coef", "bits", "weight", "shape", "points")},
-                          values[ul], expected[ul])
+                          values[ul], expected[inside])
         return PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1])
 
     def predict(self, model: Protomodel | ModelArrays) -> list[Prediction]:

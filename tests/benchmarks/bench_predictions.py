@@ -7,8 +7,11 @@ SModelS 3.2.1 decomposition + theory predictions, the median of the oracle outpu
 Setup (not timed): the full-space topology table (built once, cached), the map interpolators of
 every map the models touch, and the models' arrays (masses, BRs, fitted σ). Models: the five oracle
 protomodels and 59 variants with masses scaled by U(0.9, 1.1) and random BRs over the same
-channels. The time spent inside the interpolators is reported separately. Also checked: the
-full-space table gives the same predictions as the sub-space tables the tests use.
+channels. The time spent inside the interpolators, and in there in the point location (compiled
+walk from simplex 0, :mod:`.point_location`), is reported separately (medians over the repeats,
+like the totals). Also checked: the full-space table gives the same predictions as the sub-space
+tables the tests use, a batch gives bit for bit the predictions of its models evaluated one by one,
+and the batched interpolation of the batch's queries equals one query at a time, bit for bit.
 Run: ``make bench`` or ``pytest -s -o python_files='bench_*.py' tests/benchmarks/bench_predictions.py``.
 """
 
@@ -28,10 +31,12 @@ from tdmcmc.models.protomodel.topologies import load_table, restrict_space
 
 MODELS = ("best_paper", "ewkino400_lsp100", "gluino1500_lsp300", "sqd900_lsp100", "stop800_lsp200")
 TARGET_ONE_MS, TARGET_BATCH_MS, BATCH = 2.0, 20.0, 64
-# Before the compiled point location (commit 6b4ddb2: one scipy find_simplex call and one
-# GridInterpolator call per map group), same benchmark on a quiet machine: one protomodel (mean
-# over the five) 7.8 ms of which 6.9 ms interpolation; 64 batched 57 ms of which 47.5 ms.
-BEFORE_ONE_MS, BEFORE_BATCH_MS = 7.8, 57.0
+# Before the batch was vectorised across models (commit 54319ba: entries, σ·BR and sigmacut per
+# model in a Python loop, every interpolator query transformed and located on its own), run
+# alternately with the current code in one process (medians of 15 repeats, 2 busy cores): one
+# protomodel 1.49 ms (now 1.37 ms), 64 batched 23.0 ms (now 13.8 ms). This benchmark itself gave
+# 2.40 ms and 36.3 ms for that commit, on a busier machine.
+BEFORE_ONE_MS, BEFORE_BATCH_MS = 1.49, 23.0
 
 
 def _variants(models: list[Protomodel], n: int, rng: np.random.Generator) -> list[Protomodel]:
@@ -46,13 +51,33 @@ def _variants(models: list[Protomodel], n: int, rng: np.random.Generator) -> lis
     return out
 
 
-def _median_ms(fn, repeat: int) -> float:
-    times = []
+def _medians_ms(fn, repeat: int, counters: dict[str, list[float]]) -> dict[str, float]:
+    """Median wall time of `fn` and of the time each counter (a one-element list of seconds that
+    instrumented code adds to) gained during one call, in ms."""
+    times: dict[str, list[float]] = {"total": [], **{k: [] for k in counters}}
     for _ in range(repeat):
+        for c in counters.values():
+            c[0] = 0.0
         t = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t)
-    return 1000.0 * float(np.median(times))
+        times["total"].append(time.perf_counter() - t)
+        for k, c in counters.items():
+            times[k].append(c[0])
+    return {k: 1000.0 * float(np.median(v)) for k, v in times.items()}
+
+
+def _timed(obj, name: str, counter: list[float]) -> None:
+    """Make ``obj.name`` add its running time to ``counter[0]``."""
+    fn = getattr(obj, name)
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            counter[0] += time.perf_counter() - t0
+
+    setattr(obj, name, timed)
 
 
 def test_prediction_speed(db124, oracle):
@@ -79,38 +104,47 @@ def test_prediction_speed(db124, oracle):
     models = _variants([protomodel_from_dict(d, space) for d in datas], BATCH, np.random.default_rng(1))
     arrays = [predictor.model_arrays(m) for m in models]
     predictor.evaluate_batch(arrays)  # builds every interpolator the batch needs
-    inside = [0.0]
-    evaluate = predictor.interps.evaluate
+    assert predictor.predict_many(arrays) == [predictor.predict(a) for a in arrays]  # batching changes nothing
 
-    def timed(rows, points):
-        t0 = time.perf_counter()
-        try:
-            return evaluate(rows, points)
-        finally:
-            inside[0] += time.perf_counter() - t0
+    # the batch's interpolator queries, batched and one at a time (no sharing between queries)
+    e = predictor.entries(arrays)
+    ul = ~predictor.tx_is_em[e["tx"]]
+    rows = np.concatenate([predictor.tx_map[e["tx"]], predictor.tx_map_exp[e["tx"][ul]]])
+    points = np.concatenate([e["points"], e["points"][ul]])
+    valid = rows >= 0
+    rows, points = rows[valid], points[valid]
+    batched = predictor.interps._batched
+    together = batched.evaluate(rows, points, jacobian=True)
+    alone = [batched.evaluate(rows[i:i + 1], points[i:i + 1], jacobian=True) for i in range(len(rows))]
+    np.testing.assert_array_equal(together.values, np.concatenate([x.values for x in alone]))
+    np.testing.assert_array_equal(together.jacobian, np.concatenate([x.jacobian for x in alone]))
+    print(f"{BATCH} protomodels: {len(rows)} interpolator queries, "
+          f"{len(np.unique(np.column_stack([batched.interps.map_group[rows], points]), axis=0))} distinct "
+          f"(triangulation, point) pairs; batched = one at a time, bit for bit")
 
-    predictor.interps.evaluate = timed
+    counters = {"interp": [0.0], "locate": [0.0]}
+    _timed(predictor.interps, "evaluate", counters["interp"])
+    _timed(batched._locator, "find", counters["locate"])
     repeat = 20
-    one = [_median_ms(lambda a=a: predictor.evaluate_batch([a]), repeat) for a in arrays[:len(MODELS)]]
-    inside[0] = 0.0
-    one_all = _median_ms(lambda: [predictor.evaluate_batch([a]) for a in arrays[:len(MODELS)]], repeat)
-    one_interp = 1000.0 * inside[0] / repeat
-    inside[0] = 0.0
-    batch = _median_ms(lambda: predictor.evaluate_batch(arrays), repeat)
-    batch_interp = 1000.0 * inside[0] / repeat
+    one = [_medians_ms(lambda a=a: predictor.evaluate_batch([a]), repeat, counters)["total"]
+           for a in arrays[:len(MODELS)]]
+    five = _medians_ms(lambda: [predictor.evaluate_batch([a]) for a in arrays[:len(MODELS)]], repeat, counters)
+    one_all, one_interp = five["total"], five["interp"]
+    many = _medians_ms(lambda: predictor.evaluate_batch(arrays), repeat, counters)
+    batch, batch_interp, batch_locate = many["total"], many["interp"], many["locate"]
     n_pred = len(predictor.evaluate_batch(arrays).xsec_fb)
 
     smodels = [r["summary"]["median_timings_s"]["wall"] for r in refs]
     ref_ms = 1000.0 * float(np.median([s["decomp"] + s["preds"] for s in smodels]))
     print("one protomodel (median per oracle model): " + ", ".join(f"{n} {x:.2f} ms" for n, x in zip(MODELS, one)))
     print(f"one protomodel, mean over the five: {one_all / len(MODELS):.2f} ms (target {TARGET_ONE_MS} ms, "
-          f"ratio {one_all / len(MODELS) / TARGET_ONE_MS:.1f}); inside the interpolators "
+          f"ratio {one_all / len(MODELS) / TARGET_ONE_MS:.2f}); inside the interpolators "
           f"{one_interp / len(MODELS):.2f} ms, table arithmetic {(one_all - one_interp) / len(MODELS):.2f} ms")
     print(f"{BATCH} protomodels batched: {batch:.1f} ms (target {TARGET_BATCH_MS} ms, ratio "
-          f"{batch / TARGET_BATCH_MS:.1f}); inside the interpolators {batch_interp:.1f} ms, table arithmetic "
-          f"{batch - batch_interp:.1f} ms; {n_pred} predictions")
+          f"{batch / TARGET_BATCH_MS:.2f}); inside the interpolators {batch_interp:.1f} ms (point location "
+          f"{batch_locate:.1f} ms), table arithmetic {batch - batch_interp:.1f} ms; {n_pred} predictions")
     print(f"before -> now: one protomodel {BEFORE_ONE_MS} -> {one_all / len(MODELS):.2f} ms "
-          f"({BEFORE_ONE_MS / (one_all / len(MODELS)):.1f}x), {BATCH} batched {BEFORE_BATCH_MS:.0f} -> {batch:.1f} ms "
+          f"({BEFORE_ONE_MS / (one_all / len(MODELS)):.1f}x), {BATCH} batched {BEFORE_BATCH_MS:.1f} -> {batch:.1f} ms "
           f"({BEFORE_BATCH_MS / batch:.1f}x)")
     print(f"SModelS 3.2.1 decomposition + predictions (oracle timings, median): {ref_ms:.0f} ms per protomodel; "
           f"speed-up one {ref_ms / (one_all / len(MODELS)):.0f}x, batched {ref_ms * BATCH / batch:.0f}x")
