@@ -155,13 +155,18 @@ def sampler_timing(attrs: dict) -> tuple[float, float, str]:
     raise UserError("run has no timing attributes (sampling_cpu_seconds or sampling_seconds)")
 
 
+def uses_best_states(run: Run) -> bool:
+    """Whether the sampler's best-K curve comes from the run's ``best`` group (paper target)."""
+    return run.attrs.get("target") == "paper" and "best" in run.tree.children
+
+
 def sampler_best_k(run: Run) -> pd.DataFrame:
     """Per draw: CPU (or wall) seconds at that draw and the best K over all chains so far.
 
     A ``paper``-target run file with a ``best`` group (log L = K/2 of the best state of any
     temperature level, per iteration, with measured cumulative CPU seconds) gives the exact curve
     from the first iteration on, warm-up and sharpened levels included."""
-    if run.attrs.get("target") == "paper" and "best" in run.tree.children:
+    if uses_best_states(run):
         best = run.tree["best"].dataset
         k = 2.0 * np.fmax.reduce(np.asarray(best["best_log_likelihood"].values, dtype=float), axis=0)
         cpu = np.asarray(best["cpu_seconds"].values, dtype=float)
@@ -361,6 +366,7 @@ class Comparison:
     run_chains: int
     run_draws: int
     warnings: list[str]
+    sampler_best_states: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready (NaN as None); the curves as their change points."""
@@ -372,6 +378,7 @@ class Comparison:
             "sampler_tune_seconds": self.sampler_tune_seconds,
             "greedy_walkers": self.greedy_walkers, "greedy_steps": self.greedy_steps,
             "run_chains": self.run_chains, "run_draws": self.run_draws,
+            "sampler_best_states": self.sampler_best_states,
             "greedy_best_K": records(change_points(self.greedy_curve)),
             "sampler_best_K": records(change_points(self.sampler_curve)),
             "best_K_table": records(self.best_k),
@@ -404,7 +411,7 @@ def compare(run: Run, greedy: GreedyRun, *, run_name: str = "run", max_sets: int
         contents=content_frames(run, greedy, max_sets=max_sets),
         placements=[place_hiscore(run, e, i, min_set_draws) for i, e in enumerate(greedy.hiscores[:n_hiscores])],
         greedy_walkers=greedy.n_walkers, greedy_steps=greedy.n_steps, run_chains=run.n_chains,
-        run_draws=run.n_draws, warnings=warnings,
+        run_draws=run.n_draws, warnings=warnings, sampler_best_states=uses_best_states(run),
     )
 
 

@@ -21,15 +21,18 @@ def best_k(c: Comparison) -> Figure:
     """Best K so far against seconds, greedy and sampler, as step functions with their end points marked."""
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
+    sampler = (f"sampler ({c.run_chains} chains, best state of any level)" if c.sampler_best_states
+               else f"sampler ({c.run_chains} chains, after tuning)")
     for curve, label, color in ((c.greedy_curve, f"greedy ({c.greedy_walkers} walkers, summed CPU)", "C3"),
-                                (c.sampler_curve, f"sampler ({c.run_chains} chains, after tuning)", "C0")):
+                                (c.sampler_curve, sampler, "C0")):
         ok = np.isfinite(curve["best_K"].to_numpy())
         x, k = curve["cpu_seconds"].to_numpy()[ok], curve["best_K"].to_numpy()[ok]
         if x.size:
             ax.step(x, k, where="post", color=color, lw=1.8, label=f"{label}: {k[-1]:.2f}")
             ax.plot(x[-1], k[-1], "o", color=color)
     if c.sampler_tune_seconds > 0:
-        ax.axvspan(0, c.sampler_tune_seconds, color="C0", alpha=0.08, label="sampler tuning (draws not stored)")
+        ax.axvspan(0, c.sampler_tune_seconds, color="C0", alpha=0.08,
+                   label="sampler warm-up" if c.sampler_best_states else "sampler tuning (draws not stored)")
     ax.set_xlabel(f"{c.time_kind} seconds")
     ax.set_ylabel("best K so far")
     ax.set_xlim(left=0)

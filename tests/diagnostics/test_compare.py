@@ -99,6 +99,25 @@ def test_best_k_curves_and_cpu_axes_by_hand(tmp_path):
         compare(from_tree(tree), greedy)
 
 
+def test_paper_run_best_group_gives_the_curve_from_the_first_iteration():
+    """A paper-target run with a ``best`` group: best K = 2 × the best log L over chains at each
+    iteration, at the measured CPU seconds (warm-up included); iterations not yet run are left out."""
+    import xarray as xr
+
+    tree = run_tree(np.ones((2, 3, 1), bool), {}, np.zeros((2, 3)), scalars={"K": np.zeros((2, 3))})
+    tree.attrs.update(tune_cpu_seconds=1.0, sampling_cpu_seconds=3.0, target="paper")
+    history = np.array([[0.5, 1.0, 1.0, 2.5, np.nan], [0.0, 1.5, 1.5, 1.5, np.nan]])
+    tree["best"] = xr.DataTree(xr.Dataset({"best_log_likelihood": (("chain", "iteration"), history),
+                                           "cpu_seconds": (("iteration",), [0.5, 1.0, 2.0, 3.0, np.nan])},
+                                          coords={"iteration": np.arange(1, 6)}))
+    run = from_tree(tree)
+    curve = sampler_best_k(run)
+    np.testing.assert_allclose(curve["cpu_seconds"], [0.5, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(curve["best_K"], [1.0, 3.0, 3.0, 5.0])
+    tree.attrs["target"] = "bayes"                     # ln R is not K/2: the posterior K is used
+    assert len(sampler_best_k(from_tree(tree))) == 3
+
+
 def test_content_frequencies_by_hand(tmp_path):
     walkers = [
         {"K_proposed": [1.0, 2.0, 3.0], "accepted": [True, True, False], "n_particles": [2, 3, 3],
