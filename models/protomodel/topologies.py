@@ -11,8 +11,12 @@ largest weight over √s is at least ``sigmacut`` (SModelS prunes decay trees ex
 chain pairs are separate rows, so g̃g̃ → (A, B) and (B, A) add up, as SModelS' merged SMS does.
 
 *Compression.* SModelS keeps the original element and adds its compressed forms, all with the
-original weight and all *related* (same ancestor): a theory prediction uses at most one element of
-a related family (the one with the largest σ·BR·ε; ``clusterTools.clusterSMS``).
+original weight; compressed forms of one element are *related* (same ancestor): a theory
+prediction uses at most one of them (the one with the largest σ·BR·ε; ``clusterTools.clusterSMS``).
+The original element is not related to its own compressed forms there: ``isRelatedTo`` compares
+object ids, the matched SMS is a copy of the original and an SMS' ancestors exclude itself, so an
+EM dataset whose txnames match both (TChiWZoff and the compressed TChiZoff of ATLAS-SUSY-2018-16)
+counts both, and so does the table (``el_origin``: one id for the original, one for its forms).
 - Mass compression removes every decay X → Y + SM with m_X − m_Y < ``minmassgap`` at once
   (``massCompress``). Which decays that is depends on the masses, so the table holds one row per
   *set* S of compressed decays (|S| ≤ ``max_compressions``, only decays whose SM daughters are
@@ -28,9 +32,10 @@ a related family (the one with the largest σ·BR·ε; ``clusterTools.clusterSMS
 
 *Matching.* A form matches a constraint element when its branches match the element's branches
 vertex by vertex (each vertex a permutation of labels covering the SM states; branch order free).
-Every txname with only MET final states and a bracket constraint (v1/v2) is matched; a v3 graph
+Every txname with only MET final states, mass-only maps and a bracket constraint (v1/v2) is matched,
+including constraints with one empty branch (a branch compressed to its final state); a v3 graph
 constraint is matched through :meth:`Graph.to_element` when it has a bracket form and names no
-specific BSM state (:func:`map_positions` lists what is left out). A match stores
+specific BSM state (:func:`map_positions` lists what is left out, docs/predictions.md why). A match stores
 the prefactor of the matched term and the particle behind every mass coordinate of the txname's
 maps, in the map's column order (branch swap included).
 
@@ -59,7 +64,7 @@ from .space import ProtomodelSpace
 MINMASSGAP_GEV = 10.0
 SIGMACUT_FB = 0.02
 MAX_COMPRESSIONS = 2
-TABLE_VERSION = "4"  # bump when enumeration or matching rules change: cached tables are rebuilt
+TABLE_VERSION = "5"  # bump when enumeration or matching rules change: cached tables are rebuilt
 
 Vertex = tuple[str, ...]
 
@@ -112,7 +117,7 @@ class TopologyTable:
     channels: tuple[tuple[int, int], ...]  # production channels (signed sorted pairs), by index
     txnames: tuple[TxnameRef, ...]
     el_channel: np.ndarray                # (E,) production channel index
-    el_origin: np.ndarray                 # (E,) id of (channel, chain A, chain B): related rows
+    el_origin: np.ndarray                 # (E,) related rows: (channel, chain A, chain B, original?)
     el_br: np.ndarray                     # (E, V) BR indices (padding: the constant 1)
     el_share: np.ndarray                  # (E,) product of sign-assignment shares
     el_gap: np.ndarray                    # (E, V, 2) particle indices (mother, daughter); -1 pad
@@ -275,11 +280,9 @@ def build_table(space: ProtomodelSpace, compiled, *, minmassgap: float = MINMASS
     refs, records = _txname_refs(db, arrays)
     classes: dict[str, _ConstraintClass] = {}
     for t, tx in enumerate(records):
-        if tx.all_zero or not _met_only(tx.final_state) or map_positions(tx) is None:
+        if unserved_reason(tx) is not None:
             continue
         terms = _elements(tx.constraint)
-        if not terms or any(min(e.n_vertices) == 0 for _, e in terms):
-            continue
         key = f"{tx.constraint} | {tx.condition_text}"
         if key not in classes:
             classes[key] = _ConstraintClass(tuple(terms), *_condition_elements(tx.condition), [])
@@ -343,24 +346,60 @@ def build_table(space: ProtomodelSpace, compiled, *, minmassgap: float = MINMASS
 
 GENERIC_BSM = frozenset({"MET", "anyBSM", "anyOdd"})
 
+UNSERVED_REASONS = {
+    "all-zero": "every map value is 0",
+    "resonance": "PV produces a single BSM state (Zprime): no such particle in the space",
+    "R-parity violation": "a BSM state decays to SM particles only: the LSP of a protomodel is stable",
+    "non-MET final state": "HSCP or R-hadron final states: the only final state of a protomodel is the LSP",
+    "width column": "the map depends on a total width (long-lived states): protomodel decays are prompt",
+    "specific BSM state": "the graph names a BSM state other than MET/anyBSM/anyOdd",
+    "sum of graphs": "a linear combination of several graphs",
+    "no bracket form": "a graph that is not two chains of one-BSM-daughter decays (a decay into two BSM states)",
+    "pure MET": "both branches empty",
+    "layout": "a map column is not a node of the branches",
+}
+"""Why :func:`unserved_reason` leaves a txname out of the table, keyed by the reason it returns."""
+
+
+def unserved_reason(tx) -> str | None:
+    """None when the table matches txname `tx`, else the first reason (a key of
+    :data:`UNSERVED_REASONS`, checked in that order) why it does not."""
+    constraint = tx.constraint
+    graphs = constraint.graphs if isinstance(constraint, GraphConstraint) else ()
+    if tx.all_zero:
+        return "all-zero"
+    if any(len(g.daughters(0)) == 1 for g in graphs):
+        return "resonance"
+    if any(g.daughters(i) and not any(g.is_bsm(d) for d in g.daughters(i)) for g in graphs for i, _ in g.nodes if i):
+        return "R-parity violation"
+    if not _met_only(tx.final_state):
+        return "non-MET final state"
+    if any(c.quantity != "mass" for c in tx.grid.layout):
+        return "width column"
+    if any(g.label(i).lstrip("*") not in GENERIC_BSM for g in graphs for i, _ in g.nodes if g.is_bsm(i)):
+        return "specific BSM state"
+    if len(graphs) > 1:
+        return "sum of graphs"
+    terms = _elements(constraint)
+    # One empty branch (TChiQ [[jet]],[]: a branch compressed to its final state) is matched;
+    # two are pure MET, which SModelS does not form from a protomodel (mass compression stops short).
+    if terms is None:
+        return "no bracket form"
+    if any(max(e.n_vertices) == 0 for _, e in terms):
+        return "pure MET"
+    if map_positions(tx) is None:
+        return "layout"
+    return None
+
 
 def map_positions(tx) -> tuple[tuple[int, int], ...] | None:
-    """(branch, position) of the BSM node behind every column of the txname's maps, or None when
-    the table cannot serve the txname: a width column (long-lived states; protomodel decays are
-    prompt), or a v3 graph that has no bracket form, is a sum of graphs, or names specific BSM
-    states (``C1+``, ``Zprime``; only ``MET``, ``anyBSM`` and ``anyOdd`` are matched)."""
+    """(branch, position) of the BSM node behind every column of the maps of a txname that
+    :func:`unserved_reason` does not leave out (v3 ``dataMap`` nodes located on the branches of
+    :meth:`Graph.to_element`), or None when a column is not on a branch."""
     layout = tx.grid.layout
-    if any(c.quantity != "mass" for c in layout):
-        return None
     if all(c.branch is not None for c in layout):
         return tuple((c.branch, c.position) for c in layout)
-    constraint = tx.constraint
-    if not isinstance(constraint, GraphConstraint) or len(constraint.terms) != 1:
-        return None
-    graph = constraint.terms[0][1]
-    if graph.to_element() is None or any(graph.label(i).lstrip("*") not in GENERIC_BSM
-                                         for i, _ in graph.nodes if graph.is_bsm(i)):
-        return None
+    graph = tx.constraint.terms[0][1]
     where = {}
     for b, node in enumerate(graph.daughters(0)):  # the same walk as Graph.to_element
         p = 0
@@ -399,14 +438,15 @@ def _assemble(space, db, refs, records, class_list, rows, forms, graph, channels
     shapes: dict[tuple, int] = {}
     el = {"channel": [], "origin": [], "br": [], "share": [], "gap": [], "mask": [], "bits": []}
     matches_per_row: list[list[tuple[int, float, int, tuple[int, ...]]]] = []
-    layouts = [map_positions(tx) for tx in records]
+    layouts = {t: map_positions(records[t]) for cls in class_list for t in cls.txnames}
     for c_i, fa_i, fb_i in keys:
         a, b = channels[c_i]
         fa, fb = forms[a][fa_i], forms[b][fb_i]
         ca, cb = graph.chains(a)[fa.chain], graph.chains(b)[fb.chain]
         decays = (*ca, *cb)
         el["channel"].append(c_i)
-        el["origin"].append(origins.setdefault((c_i, fa.chain, fb.chain), len(origins)))
+        original = not (fa.compressed or fb.compressed or fa.invisible or fb.invisible)
+        el["origin"].append(origins.setdefault((c_i, fa.chain, fb.chain, original), len(origins)))
         el["br"].append([br_index[(abs(d.mother), d.channel)] for d in decays])
         el["share"].append(float(np.prod([d.share for d in decays])) if decays else 1.0)
         el["gap"].append([(pindex[abs(d.mother)], pindex[abs(d.bsm)]) for d in decays])
