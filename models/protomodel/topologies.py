@@ -35,8 +35,8 @@ vertex by vertex (each vertex a permutation of labels covering the SM states; br
 Every txname with only MET final states, mass-only maps and a bracket constraint (v1/v2) is matched,
 including constraints with one empty branch (a branch compressed to its final state); a v3 graph
 constraint is matched through :meth:`Graph.to_element` when it has a bracket form and names no
-specific BSM state (:func:`map_positions` lists what is left out, docs/predictions.md why). A match stores
-the prefactor of the matched term and the particle behind every mass coordinate of the txname's
+specific BSM state (:func:`unserved_reason` says what is left out and why). A match stores the
+prefactor of the matched term and the particle behind every mass coordinate of the txname's
 maps, in the map's column order (branch swap included).
 
 *Layout for evaluation.* Element rows are sorted by the set of particles they involve (a bitmask);
@@ -382,7 +382,7 @@ def unserved_reason(tx) -> str | None:
         return "sum of graphs"
     terms = _elements(constraint)
     # One empty branch (TChiQ [[jet]],[]: a branch compressed to its final state) is matched;
-    # two are pure MET, which SModelS does not form from a protomodel (mass compression stops short).
+    # two are pure MET, which SModelS' compression never leaves (it redoes it with a smaller gap).
     if terms is None:
         return "no bracket form"
     if any(max(e.n_vertices) == 0 for _, e in terms):

@@ -91,15 +91,15 @@ SMODELS_TCHIQ = {
 }
 
 
+def _model(space, masses, decays, xsecs):
+    return protomodel_from_dict({"masses": {str(k): v for k, v in masses.items()}, "decays": decays,
+                                 "xsecs": xsecs}, space)
+
+
 def _gd_model(space, m_squark: float):
     return _model(space, {N1: 150.0, XD: m_squark, GLUINO: 700.0},
                       {str(GLUINO): {"1000022 21": 1.0}, str(XD): {"1000022 1": 1.0}},
                       [{"pids": list(p), "sqrts": 13, "xsec_pb": x / 1000} for p, x in SIGMA_GD_FB.items()])
-
-
-def _model(space, masses, decays, xsecs):
-    return protomodel_from_dict({"masses": {str(k): v for k, v in masses.items()}, "decays": decays,
-                                 "xsecs": xsecs}, space)
 
 
 @pytest.fixture(scope="module")
