@@ -88,6 +88,11 @@ def test_short_run_output_layout(target, tmp_path):
     assert np.isnan(post["mass"].values[post["active"].values == 0]).all()
     assert tree.attrs["database_content_hash"] == target.likelihood.compiled.database.content_hash
     assert tree.attrs["target"] == target.kind
+    import arviz as az                     # the output issue: ArviZ reads the file as it is
+
+    az.summary(tree, var_names=["n_particles", "K", "mu", "mass"])
+    az.rhat(tree, var_names=["n_particles", "mass"])
+    az.ess(tree, var_names=["n_particles", "mass"])
     best = tree["best"]
     assert np.all(best["log_likelihood"].values >= tree["sample_stats"]["log_likelihood_total"].values.max(axis=1) - 1e-12)
     if target.kind == "paper":     # log L = K/2
