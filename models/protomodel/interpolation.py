@@ -606,13 +606,14 @@ class BatchedInterpolator:
 
     def _locate(self, grp: np.ndarray, qp: np.ndarray):
         """Point location in triangulations `grp` at projected points qp (n, max_dim, zero beyond
-        each map's dim): found mask, simplex transforms (simplex 0 where not found),
+        each map's dim): found mask, simplex transforms,
         barycentric weights (vertex d last) and the position of each vertex's first value column
-        in the packed values."""
+        in the packed values. Not found: the group's own first simplex, so that the value indices
+        stay inside the group's values (its values are masked out afterwards)."""
         dm = self.max_dim
         local = self._locator.find(grp, qp)
         found = local >= 0
-        s = np.where(found, local + self._simplex_offset[grp], 0)
+        s = np.where(found, local, 0) + self._simplex_offset[grp]
         t = self._transform[s]
         bary = np.einsum("nij,nj->ni", t[:, :dm], qp - t[:, dm])
         weights = np.concatenate([bary, 1.0 - bary.sum(axis=1, keepdims=True)], axis=1)

@@ -12,8 +12,9 @@ Per protomodel (all steps vectorised over table rows, and over the protomodels o
 3. Matches (CSR gather) → the weight at the √s of the txname's result, and the mass point of the
    txname's maps. Efficiency maps give ε (0 outside the grid); upper-limit maps decide whether the
    element is inside the grid (SModelS' ``getEfficiencyFor``: ε = 1 inside, dropped outside).
-4. Related rows (same production channel and chains: the original element and its compressed
-   forms) count once per prediction: the one with the largest σ·BR·ε (``clusterSMS``).
+4. Related rows (compressed forms of the same original element; the original itself is not
+   related to them, as in SModelS 3.2.1 where ``isRelatedTo`` compares object ids of copies) count
+   once per prediction: the one with the largest σ·BR·ε (``clusterSMS``).
 5. EM signal region: σ_SR = Σ coefficient × σ·BR·ε over its txnames; ``signal_events`` = σ_SR × L.
    UL txname: elements with equal masses add up; clusters of different masses are merged with
    SModelS' ``doCluster`` (UL distance 2|UL₁−UL₂|/(UL₁+UL₂) < ``max_mass_dist``, σ-weighted

@@ -391,3 +391,23 @@ def test_rows_op_matches_batched_and_gradient(db124_compiled):
     fixed_rows = rows[keep]
     verify_grad(lambda p: InterpolateRowsOp(batched)(pt.constant(fixed_rows), p)[0], [points[keep]],
                 rng=rng, eps=1e-4, abs_tol=1e-6, rel_tol=1e-6)
+
+
+def test_batched_outside_point_of_a_small_map_after_a_large_one(db124_compiled):
+    """Regression: a query outside a small map's hull once fell back to the *global* simplex 0 (of
+    another, larger triangulation), whose vertex numbers run past the small map's values
+    (IndexError). It must give NaN like the map's own interpolator."""
+    arrays = db124_compiled.arrays
+    sizes = np.array([len(c) for c in arrays.map_coords])
+    ok = [i for i in np.argsort(sizes) if arrays.map_coords[i].shape[1] == arrays.map_coords[np.argmax(sizes)].shape[1]]
+    big, small = ok[-1], next(i for i in ok if sizes[i] >= 4)
+    layouts = map_layouts(db124_compiled)
+    built = build_interpolators([arrays.map_coords[big], arrays.map_coords[small]],
+                                [arrays.map_values[big], arrays.map_values[small]], [layouts[big], layouts[small]])
+    batched = BatchedInterpolator(built)
+    far = arrays.map_coords[small].max(axis=0) * 3.0 + 100.0
+    points = np.zeros((1, batched.max_coords))
+    points[0, :len(far)] = far
+    ev = batched.evaluate(np.array([1]), points)
+    assert np.isnan(ev.values[0])
+    assert np.isnan(built.evaluate_map(1, far[None])[0])
