@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from tdmcmc.models.greedy.objective import MU_MAX_SAFETY
 from tdmcmc.randomness import RandomSource
 from tdmcmc.target import GaussianPseudoPrior
-
-from tdmcmc.models.greedy.objective import MU_MAX_SAFETY
 
 from .parameters import SlotParameters
 from .prior import PriorSettings, ProtomodelPrior
@@ -53,7 +52,7 @@ class ProtomodelTarget:
         self.prior = ProtomodelPrior(self.params, settings if kind == "bayes" else replace(settings, lam=0.0))
         self.layout = self.params.layout
         self.settings = settings
-        self._cache: dict[bytes, tuple[float, float]] = {}
+        self._cache: dict[bytes, float] = {}
         self._derived: dict[bytes, tuple[float, ...]] = {}
         self._grad_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -68,11 +67,9 @@ class ProtomodelTarget:
         if todo:
             values = self._evaluate(active[todo], params[todo], globals_[todo])
             for i, b in enumerate(todo):
-                _remember(self._cache, keys[b], (values["log_lik"][i], values["extra_log_prior"][i]))
+                _remember(self._cache, keys[b], float(values["log_lik"][i]))
         for b in np.flatnonzero(ok):
-            lik, extra = self._cache[keys[b]]
-            log_lik[b] = lik
-            log_prior[b] += extra
+            log_lik[b] = self._cache[keys[b]]
         return log_lik, log_prior
 
     def grad(self, active, params, globals_):
@@ -105,9 +102,9 @@ class ProtomodelTarget:
 
     def _evaluate(self, active, params, globals_, gradient: bool = False, derived: bool = False
                   ) -> dict[str, np.ndarray]:
-        """Likelihood of in-support states: ``log_lik``, ``extra_log_prior`` (paper: ln π_paper),
-        ``mu``, ``mu_max``, ``r_max``; with `gradient` ``grad_params``/``grad_globals`` of log L;
-        with `derived` (or for the paper target) also the paper ``K`` and ``Z``."""
+        """Likelihood of in-support states: ``log_lik``, ``mu``, ``mu_max``, ``r_max``; with
+        `gradient` ``grad_params``/``grad_globals`` of log L; with `derived` (or for the paper
+        target) also the paper ``K`` and ``Z``."""
         from .gradients import GRAPH_INPUTS, chain_to_parameters
 
         lt = self.likelihood
@@ -119,7 +116,7 @@ class ProtomodelTarget:
             out.update(K=values.K, Z=values.Z, r_max=values.r_max, mu_max=values.mu_max, mu=values.mu_hat)
         if self.kind == "paper":
             z = np.nan_to_num(values.Z, nan=0.0)
-            out.update(log_lik=0.5 * z * z + values.log_prior, extra_log_prior=np.zeros(len(models)))
+            out.update(log_lik=0.5 * z * z + values.log_prior)
             cot = {k: 0.5 * getattr(values, f"grad_{k}") for k in GRAPH_INPUTS}
             grad_mu = np.zeros(len(models))
         else:
@@ -130,8 +127,7 @@ class ProtomodelTarget:
             bound = np.minimum(mu_max, MU_CAP)
             mu = batch.mu_fraction * bound
             bayes = lt.bayes_values(inputs, mu)
-            out.update(log_lik=bayes.log_ratio, extra_log_prior=np.zeros(len(models)), mu=mu, mu_max=mu_max,
-                       r_max=r_max, log_ratio=bayes.log_ratio)
+            out.update(log_lik=bayes.log_ratio, mu=mu, mu_max=mu_max, r_max=r_max, log_ratio=bayes.log_ratio)
             # μ = f·0.999 r_thr/r_max: the critic's largest r moves μ (below the cap)
             critic = np.zeros_like(inputs.critic_r)
             top = np.argmax(inputs.critic_r, axis=1)
@@ -256,7 +252,7 @@ class ProtomodelTarget:
         """Run-level attributes: target, prior settings, database identity."""
         lt = self.likelihood
         db = lt.compiled.database
-        return {"target": self.kind, "prior_lambda": self.settings.lam, "prior_logit_sd": self.settings.logit_sd,
+        return {"target": self.kind, "prior_lambda": self.prior.settings.lam, "prior_logit_sd": self.settings.logit_sd,
                 "prior_log_kappa_sd": self.settings.log_kappa_sd, "space": lt.space.name,
                 "database_path": str(getattr(db, "path", "")), "database_version": str(getattr(db, "version", "")),
                 "database_content_hash": str(getattr(db, "content_hash", "")),
