@@ -53,7 +53,6 @@ class ProtomodelPrior:
     def __init__(self, params: SlotParameters, settings: PriorSettings = PriorSettings()) -> None:
         self.params, self.settings = params, settings
         space = params.space
-        s = params.layout.n_slots
         self.n_kappa = params.logit_start - 1
         self.kappa_width = int(max(self.n_kappa.max(), 1))
         self.pairs = np.array([(params.slot[a], params.slot[b]) for a, b in space.ordering], dtype=np.int64).reshape(-1, 2)
@@ -63,7 +62,6 @@ class ProtomodelPrior:
         n = sets.sum(axis=1)
         self.log_norm_gamma = float(np.log(np.exp(-settings.lam * (n - n.min())).sum()) - settings.lam * n.min())
         self._batched = None
-        self._slot_range = np.arange(s)
 
     # -- structure -------------------------------------------------------------------------------
 
