@@ -15,6 +15,7 @@ from tdmcmc.errors import UserError
 from tdmcmc.models.database.cli import default_database
 from tdmcmc.models.likelihood.counting import EM_VARIANTS
 from tdmcmc.models.likelihood.limits import UL_VARIANTS
+from tdmcmc.models.protomodel.target import SR_SELECTIONS
 
 
 def evaluate_file(model_path: str | Path, database: str | Path | None = None, *, space_path: str | Path | None = None,
@@ -63,11 +64,12 @@ def evaluate_file(model_path: str | Path, database: str | Path | None = None, *,
 def evaluate_target(model_path: str | Path, database: str | Path | None = None, *, target: str = "paper",
                     space_path: str | Path | None = None, em_likelihood: str = "2020", ul_likelihood: str = "2020",
                     r_threshold: float = 1.3, combination_matrix: str | Path | None = None, mu: float = 1.0,
-                    combination: str = "max") -> dict[str, Any]:
+                    combination: str = "max", sr_selection: str = "paper") -> dict[str, Any]:
     """The ``--target paper|bayes`` document: K, Z, μ̂, μ_max, r_max, the best combination (paper
     definition) and, per prediction, −ln L at μ = 0 and 1 (``nll_mu0``, ``nll_mu1``; None without a
     likelihood). ``bayes`` adds ``log_ratio`` = ln R(μ) at the given `mu` with the static maximal
     cliques combined by `combination` (``max`` or ``logsumexp``), and ``mu_in_support`` (μ ≤ μ_max).
+    `sr_selection`: ``paper``, ``best-expected`` or ``combined`` (:class:`LikelihoodTarget`).
 
     Uses the topology table of the model's particles (:func:`restrict_space`), like :func:`evaluate_file`.
     """
@@ -86,7 +88,7 @@ def evaluate_target(model_path: str | Path, database: str | Path | None = None, 
     db = Path(database) if database else default_database()
     tgt = LikelihoodTarget(db, combination_matrix, space=restrict_space(space, list(model.masses)),
                            likelihood=LikelihoodChoice(em=em_likelihood, ul=ul_likelihood), r_threshold=r_threshold,
-                           combination=combination)
+                           combination=combination, sr_selection=sr_selection)
     values, preds, inputs = tgt.evaluate([model])
     flat = tgt.predictor.to_predictions(preds, 1)[0]
     order = np.lexsort((preds.txname, preds.dataset))           # the order of to_predictions
@@ -153,7 +155,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         doc = evaluate_target(args.model, args.database, target=args.target, space_path=args.space,
                               em_likelihood=args.em_likelihood or "2020", ul_likelihood=args.ul_likelihood or "2020",
                               r_threshold=args.r_threshold, combination_matrix=args.combination_matrix,
-                              mu=args.mu, combination=args.combination)
+                              mu=args.mu, combination=args.combination, sr_selection=args.sr_selection)
         print(json.dumps(doc, indent=1) if args.json else _format_target(doc))
         return 0
     doc = evaluate_file(args.model, args.database, space_path=args.space, full_table=args.full_table,
@@ -213,6 +215,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="EM signal-region likelihood with --target (default for paper: 2020)")
     ev.add_argument("--ul-likelihood", choices=UL_VARIANTS, default=None,
                     help="UL-map truncated Gaussian with --target (default for paper: 2020)")
+    ev.add_argument("--sr-selection", choices=SR_SELECTIONS, default="paper",
+                    help="signal regions per EM result with --target: paper = largest UL_obs/UL_exp, best-expected "
+                         "= largest r_exp, combined = simplified likelihood over all SRs of results with a "
+                         "covariance matrix, best-expected for the others (default: paper)")
     ev.add_argument("--r-threshold", type=float, default=1.3, help="critic threshold r_thr (default 1.3)")
     ev.add_argument("--combination-matrix",
                     help="combination allow-lists (default: <database>/../raw/protomodels/combination-matrix)")

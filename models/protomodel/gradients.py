@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from .target import LikelihoodTarget, ResultInputs
 
 # Per-result inputs of the target graph that depend on the parameters (ResultInputs fields).
-GRAPH_INPUTS = ("signal", "ul_obs", "ul_exp", "critic_r")
+GRAPH_INPUTS = ("signal", "ul_obs", "ul_exp", "critic_r", "sl_signal")
 
 
 @dataclass(frozen=True)
@@ -371,14 +371,17 @@ def chain_to_parameters(target: LikelihoodTarget, models: Sequence[Protomodel], 
     (missing: zero), e.g. ``TargetValues.grad_signal`` under ``"signal"``. `preds`, `inputs`: those
     of ``target.evaluate(models)``. ``signal`` is σ·L (EM, fb⁻¹ × fb) or σ (UL, fb) of the chosen
     prediction; ``critic_r`` is recomputed as in ``result_inputs``: the largest r_obs = σ/UL_obs of
-    the result's UL predictions, or r_obs of its best-expected EM signal region."""
+    the result's UL predictions, or r_obs of its best-expected EM signal region. ``sl_signal``
+    (B, n_sl) is σ·L of every SR of the combined results (SR selection ``combined``), the cotangent
+    e.g. ``TargetValues.grad_sl_signal``."""
     from .target import _first_max_per_key
 
     a = target.compiled.arrays
     n = len(preds.xsec_fb)
     d_x, d_obs, d_exp = np.zeros(n), np.zeros(n), np.zeros(n)
-    zero = np.zeros_like(inputs.signal)
-    c_signal, c_obs, c_exp, c_critic = (np.asarray(cot.get(k, zero), dtype=float) for k in GRAPH_INPUTS)
+    c_signal, c_obs, c_exp, c_critic, c_sl = (
+        np.asarray(cot[k], dtype=float) if k in cot else np.zeros_like(getattr(inputs, k), dtype=float)
+        for k in GRAPH_INPUTS)
     ds = preds.dataset
     res = a.dataset_result[ds]
     em = target._dataset_em[ds]
@@ -386,6 +389,9 @@ def chain_to_parameters(target: LikelihoodTarget, models: Sequence[Protomodel], 
     cm, cr = np.nonzero(inputs.choice >= 0)
     chosen = inputs.choice[cm, cr]
     np.add.at(d_x, chosen, c_signal[cm, cr] * np.where(em[chosen], a.result_lumi[cr], 1.0))
+    sm, sc = np.nonzero(inputs.sl_choice >= 0)
+    sl = inputs.sl_choice[sm, sc]
+    np.add.at(d_x, sl, c_sl[sm, sc] * a.result_lumi[res[sl]])
     for d, v, c in ((d_obs, obs, c_obs), (d_exp, exp, c_exp)):
         valid = np.isfinite(v[chosen]) & (np.nan_to_num(v[chosen]) > 0)
         np.add.at(d, chosen[valid], c[cm, cr][valid])

@@ -43,12 +43,17 @@ from tdmcmc.models.likelihood.options import PAPER, LikelihoodChoice
 from tdmcmc.models.protomodel.model import Protomodel
 from tdmcmc.models.protomodel.predictions import ModelArrays, PredictionArrays
 
-SR_SELECTIONS = ("paper", "best-expected")
+SR_SELECTIONS = ("paper", "best-expected", "combined")
 _GRAPH_OUTPUTS = ("K", "Z", "mu_hat", "mu_max", "r_max", "log_prior", "contributions", "grad_signal",
-                  "grad_critic_r", "grad_ul_obs", "grad_ul_exp")
+                  "grad_critic_r", "grad_ul_obs", "grad_ul_exp", "grad_sl_signal")
 _BAYES_OUTPUTS = ("log_ratio", "mu_max", "r_max", "grad_mu", "grad_signal", "grad_ul_obs", "grad_ul_exp",
-                  "contributions")
+                  "contributions", "grad_sl_signal")
 COMBINATIONS = ("max", "logsumexp", "fixed")
+# Newton steps of the combined results' θ̂, written out in the graph (a scan nested in the μ
+# profile's scan made one paper evaluation take ~20 s per model). From SModelS' starting guess,
+# 10 steps reproduce the 30-step value to 5e-12 (8 steps: 5e-3) on CMS-PAS-SUS-16-052-agg for 250
+# signal vectors × 41 μ in [0, 5]; 16 leave a margin.
+SL_NEWTON_STEPS = 16
 N_GRID = 64
 
 
@@ -64,6 +69,13 @@ class ResultInputs:
     (B, n_groups, C, n_nodes) and ``clique_valid`` (B, n_groups, C): the paper's cliques among the
     predicted results of each state (:meth:`Combiner.paper_cliques`, with the ``hasOverlap`` veto
     when it is on).
+
+    SR selection ``combined``: ``sl_signal`` (B, n_sl) the signal events at μ = 1 of every SR of the
+    results with a covariance matrix (:attr:`LikelihoodTarget.sl_results`), their SRs concatenated
+    in datasetOrder (0 for an SR without a prediction); ``sl_choice`` the flat prediction of each
+    (-1 if none). For those results ``choice``/``signal`` hold the best-expected SR (a representative
+    for the critic, ``best_combination`` and the hasOverlap veto; the graph does not use its
+    ``signal``). Other selections: (B, 0).
     """
 
     selected: np.ndarray
@@ -79,6 +91,8 @@ class ResultInputs:
     clique_members: np.ndarray
     clique_valid: np.ndarray
     choice: np.ndarray          # (B, n_results) index of the chosen prediction (flat), -1 if none
+    sl_signal: np.ndarray
+    sl_choice: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -87,8 +101,9 @@ class TargetValues:
 
     ``K``, ``Z``: NaN when no two predicted results combine; ``contributions`` (B, n_results)
     ln L_i(μ̂ s_i) − ln L_i(0); ``grad_signal``, ``grad_critic_r``, ``grad_ul_obs``, ``grad_ul_exp``
-    (B, n_results): ∂K/∂ of the per-result inputs (0 where K is NaN); ``nll_mu0``, ``nll_mu1``: per
-    flat prediction (NaN without a likelihood)."""
+    (B, n_results): ∂K/∂ of the per-result inputs (0 where K is NaN); ``grad_sl_signal`` (B, n_sl):
+    ∂K/∂ of the combined results' per-SR signals; ``nll_mu0``, ``nll_mu1``: per flat prediction (NaN
+    without a likelihood)."""
 
     K: np.ndarray
     Z: np.ndarray
@@ -101,6 +116,7 @@ class TargetValues:
     grad_critic_r: np.ndarray
     grad_ul_obs: np.ndarray
     grad_ul_exp: np.ndarray
+    grad_sl_signal: np.ndarray
     nll_mu0: np.ndarray
     nll_mu1: np.ndarray
 
@@ -114,7 +130,8 @@ class BayesValues:
     ``r_max``: the critic's bound and largest r (μ_max = +inf when r_max = 0); ``grad_mu`` (B,)
     ∂ln R/∂μ; ``grad_signal``, ``grad_ul_obs``, ``grad_ul_exp`` (B, n_results): ∂ln R/∂ of the
     per-result inputs (∂ln R/∂(critic r) is 0: μ is given); ``contributions`` (B, n_results)
-    ln L_i(μ s_i) − ln L_i(0).
+    ln L_i(μ s_i) − ln L_i(0); ``grad_sl_signal`` (B, n_sl) ∂ln R/∂ of the combined results' per-SR
+    signals (SR selection ``combined``).
     """
 
     log_ratio: np.ndarray
@@ -125,6 +142,7 @@ class BayesValues:
     grad_ul_obs: np.ndarray
     grad_ul_exp: np.ndarray
     contributions: np.ndarray
+    grad_sl_signal: np.ndarray
 
 
 class LikelihoodTarget:
@@ -135,7 +153,10 @@ class LikelihoodTarget:
         only results of different experiments or √s combine, with a warning)
     :param likelihood: EM/UL likelihood variants (default: the paper's ``2020``)
     :param r_threshold: the critic's r_thr (μ_max = 0.999 r_thr / r_max)
-    :param sr_selection: one of :data:`SR_SELECTIONS`
+    :param sr_selection: one of :data:`SR_SELECTIONS`: ``paper`` (largest UL_obs/UL_exp),
+        ``best-expected`` (largest r_exp), ``combined`` (EM results with a covariance matrix enter
+        with the simplified likelihood SLv1/SLv2 over all their SRs; the others best-expected,
+        including results with a pyhf workspace, with a warning: see :meth:`combined_likelihoods`)
     :param space: protomodel space (default: the paper's; a restricted space gives a small table)
     :param element_overlap: ``paper`` target: the paper-era ``hasOverlap`` veto (two predictions of
         the same experiment and √s sharing a contributing element do not combine)
@@ -193,6 +214,37 @@ class LikelihoodTarget:
         self._group_index = np.argmax(self._group_of_node, axis=0)         # group of each node
         self._function = self._nll_function = self._bayes_function = None
         self.mode = mode if mode is not None else _default_mode()
+        self.sl_results, self._sl_models, self._sl_nll0, self._sl_column = self.combined_likelihoods()
+
+    def combined_likelihoods(self) -> tuple[tuple[int, ...], tuple, np.ndarray, np.ndarray]:
+        """SR selection ``combined``: the results that enter with a simplified likelihood (EM, in the
+        combinability graph, with a covariance matrix; SLv2 where third moments are given), their
+        :class:`SimplifiedLikelihood`, −ln L(μ = 0) of each and the ``sl_signal`` column of every
+        dataset (-1 elsewhere). Results with a pyhf workspace keep their best-expected SR: the pyhf
+        backend fits with pyhf in Python (0.1–2 s per point), and the paper profile alone needs
+        ~100 points per model; a warning names them. Empty for the other selections."""
+        import warnings
+
+        from tdmcmc.models.likelihood.simplified import SimplifiedLikelihood, sl_nll
+
+        a = self.compiled.arrays
+        column = np.full(len(a.dataset_result), -1)
+        if self.sr_selection != "combined":
+            return (), (), np.zeros(0), column
+        results = tuple(sorted(r for r in a.covariances if a.result_is_em[r] and self._in_graph[r]))
+        models = tuple(SimplifiedLikelihood.from_compiled(a, r) for r in results)
+        start = 0
+        for r in results:
+            datasets = a.covariances[r][0]
+            column[datasets] = start + np.arange(len(datasets))
+            start += len(datasets)
+        pyhf = [str(a.result_id[r]) for r, res in enumerate(self.compiled.database.results)
+                if res.info.json_files and a.result_is_em[r] and self._in_graph[r] and r not in results]
+        if pyhf:
+            warnings.warn("sr_selection 'combined': pyhf likelihoods cannot run inside the compiled graph; "
+                          f"these results use their best-expected signal region: {', '.join(pyhf)}", stacklevel=3)
+        nll0 = np.array([float(sl_nll(0.0, np.zeros(len(m.n)), m)) for m in models])
+        return results, models, nll0, column
 
     @property
     def n_results(self) -> int:
@@ -223,7 +275,8 @@ class LikelihoodTarget:
         critic[preds.model[best_em], res[best_em]] = np.maximum(critic[preds.model[best_em], res[best_em]],
                                                                 r_obs[best_em])
 
-        # the likelihood set: one prediction per (model, analysis id)
+        # the likelihood set: one prediction per (model, analysis id); a combined result's is its
+        # best-expected SR (a representative: the graph uses all its SRs, `sl_signal`)
         ok = np.isfinite(obs) & (np.nan_to_num(exp) > 0) & self._in_graph[res] & (~em | self._em_ok[ds])
         key = obs / np.where(ok, exp, 1.0) if self.sr_selection == "paper" else r_exp
         chosen = _first_max_per_key(order[ok[order]], preds.model * n_r + self._analysis_code[res], key)
@@ -247,8 +300,23 @@ class LikelihoodTarget:
             arrays = arrays if arrays is not None else [self.predictor.model_arrays(m) for m in models]
             vetoed = self._overlapping_pairs(preds, choice, node_predicted, arrays)
         members, valid = self.combiner.paper_cliques(node_predicted, vetoed)
+        sl_signal, sl_choice = self._sl_inputs(preds, n_b)
         return ResultInputs(selected=selected, signal=signal, critic_r=critic, log_prior=log_prior,
-                            clique_members=members, clique_valid=valid, choice=choice, **out)
+                            clique_members=members, clique_valid=valid, choice=choice, sl_signal=sl_signal,
+                            sl_choice=sl_choice, **out)
+
+    def _sl_inputs(self, preds: PredictionArrays, n_b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n_sl) signal events at μ = 1 of the combined results' SRs and their flat predictions
+        (one EM prediction per model and dataset)."""
+        n_sl = sum(len(m.n) for m in self._sl_models)
+        sl_signal, sl_choice = np.zeros((n_b, n_sl)), np.full((n_b, n_sl), -1)
+        if n_sl:
+            col = self._sl_column[preds.dataset]
+            k = np.flatnonzero(col >= 0)
+            lumi = self.compiled.arrays.result_lumi[self.compiled.arrays.dataset_result[preds.dataset[k]]]
+            sl_signal[preds.model[k], col[k]] = preds.xsec_fb[k] * lumi
+            sl_choice[preds.model[k], col[k]] = k
+        return sl_signal, sl_choice
 
     def _overlapping_pairs(self, preds: PredictionArrays, choice: np.ndarray, node_predicted: np.ndarray,
                            arrays: Sequence[ModelArrays]) -> list[list[tuple[int, int]]]:
@@ -307,21 +375,25 @@ class LikelihoodTarget:
         # μ-independent intermediate computed from a μ grid would be recomputed at every step.
         # The scan's inner function is compiled with the default mode in force here: the target's
         # (the default Numba linker compiled it at the first call, ~20 s, and ran it 3× slower).
+        # (the combined results' Newton scan, built inside `contributions`, likewise)
         with pytensor.config.change_flags(mode=self.mode):
             mu_hat, nll_min = profile_mu(nll, top, xp=xp, n_grid=self.n_grid)
+            at_mu_hat = contributions(mu_hat[:, None])[:, 0, :]
         z2 = pt.maximum(0.0, -2.0 * nll_min)          # Z² without a √ (its gradient at 0 is NaN)
         z = pt.sqrt(z2)
         k = z2 + 2.0 * x["log_prior"]
         return {"K": pt.switch(combines, k, np.nan), "Z": pt.switch(combines, z, np.nan), "mu_hat": mu_hat,
                 "mu_max": mu_max, "r_max": r_max, "log_prior": x["log_prior"],
-                "contributions": contributions(mu_hat[:, None])[:, 0, :]}
+                "contributions": at_mu_hat}
 
     def bayes_outputs(self, x: dict[str, Any]) -> dict[str, Any]:
         """The ``bayes`` log-likelihood ratio at the given μ: `x` as :meth:`symbolic_inputs` plus
         ``mu`` (B,). Outputs ``log_ratio`` (B,), ``mu_max``, ``r_max``, ``contributions`` (B, n_results)."""
+        import pytensor
         import pytensor.tensor as pt
 
-        r = self._contributions(x)(x["mu"][:, None])[:, 0, :]
+        with pytensor.config.change_flags(mode=self.mode):     # the combined SL's Newton scan
+            r = self._contributions(x)(x["mu"][:, None])[:, 0, :]
         # ln N_cliques for logsumexp (0 for max, fixed): ln R = 0 without any prediction
         offset = self.combiner.combine(np.zeros(self.n_results), self.combination, self.fixed_analyses)
         log_ratio = self.combiner.combine(r, self.combination, self.fixed_analyses) - float(offset)
@@ -348,6 +420,7 @@ class LikelihoodTarget:
         em_data = [cols(k, em_idx) for k in ("signal", "n", "b", "db")]
         ul_data = [cols(k, ul_idx) for k in ("signal", "ul_obs", "ul_exp", "lumi")]
         em0 = em_nll(0.0, *em_data, variant=self.likelihood.em, xp=xp)
+        combined = self._combined_terms(x)
         ul0, ul1, ul2 = (ul_nll(mu, *ul_data, variant=self.likelihood.ul, xp=xp) for mu in (0.0, 1.0, 2.0))
         # The truncated Gaussian's −ln L is exactly quadratic in μ (its mode does not depend on μ):
         # its coefficients from μ = 0, 1, 2 keep the mode's Newton solve (a Python Op) out of the
@@ -359,10 +432,29 @@ class LikelihoodTarget:
         def contributions(mu):
             mu = mu[:, :, None]
             em = em0 - em_nll(mu, *em_data, variant=self.likelihood.em, xp=xp)
-            both = pt.concatenate([em, -(quad * mu + lin) * mu], axis=-1)
-            return pt.switch(selected, both[:, :, back], 0.0)
+            both = pt.concatenate([em, -(quad * mu + lin) * mu], axis=-1)[:, :, back]
+            for r, value in combined(mu[:, :, 0]):
+                both = pt.set_subtensor(both[:, :, r], value)
+            return pt.switch(selected, both, 0.0)
 
         return contributions
+
+    def _combined_terms(self, x: dict[str, Any]):
+        """The function μ (B, k) -> [(result, (B, k) ln L(μ s) − ln L(0))] of the combined results:
+        the simplified likelihood over all their SRs (θ profiled, SModelS 3.2.1 semantics)."""
+        from tdmcmc.models.likelihood import PYTENSOR as xp
+        from tdmcmc.models.likelihood.simplified import sl_nll
+
+        blocks, start = [], 0
+        for r, model, nll0 in zip(self.sl_results, self._sl_models, self._sl_nll0):
+            blocks.append((r, model, nll0, x["sl_signal"][:, None, start:start + len(model.n)]))
+            start += len(model.n)
+
+        def terms(mu):
+            return [(r, nll0 - sl_nll(mu, signal, model, xp=xp, unrolled=SL_NEWTON_STEPS))
+                    for r, model, nll0, signal in blocks]
+
+        return terms
 
     def _critic(self, x: dict[str, Any]):
         """(r_max, μ_max) of the batch: μ_max = 0.999 r_thr / r_max, +inf when r_max = 0."""
@@ -384,11 +476,11 @@ class LikelihoodTarget:
 
     def symbolic_inputs(self) -> dict[str, Any]:
         """The inputs of :meth:`graph_outputs`, named as the fields of :class:`ResultInputs`:
-        (B, n_results) matrices, ``log_prior`` (B,), ``clique_members`` (B, n_groups, C, n_nodes) and
-        ``clique_valid`` (B, n_groups, C)."""
+        (B, n_results) matrices, ``sl_signal`` (B, n_sl), ``log_prior`` (B,), ``clique_members``
+        (B, n_groups, C, n_nodes) and ``clique_valid`` (B, n_groups, C)."""
         import pytensor.tensor as pt
 
-        names = ("selected", "signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi", "critic_r")
+        names = ("selected", "signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi", "critic_r", "sl_signal")
         x = {k: pt.matrix(k, dtype="float64") for k in names}
         x["log_prior"] = pt.vector("log_prior", dtype="float64")
         x["clique_members"] = pt.tensor4("clique_members", dtype="float64")
@@ -405,8 +497,9 @@ class LikelihoodTarget:
             out = self.graph_outputs(x)
             # ∂K/∂(inputs): the envelope theorem at μ̂ plus μ_max's when μ̂ = μ_max
             k = pytensor.tensor.switch(pytensor.tensor.isnan(out["K"]), 0.0, out["K"])
-            wrt = ("signal", "critic_r", "ul_obs", "ul_exp")
-            out.update(zip([f"grad_{w}" for w in wrt], pytensor.grad(k.sum(), [x[w] for w in wrt])))
+            wrt = ("signal", "critic_r", "ul_obs", "ul_exp", "sl_signal")
+            out.update(zip([f"grad_{w}" for w in wrt], pytensor.grad(k.sum(), [x[w] for w in wrt],
+                                                                     disconnected_inputs="ignore")))
             self._inputs = list(x)
             self._function = pytensor.function(list(x.values()), [out[k] for k in _GRAPH_OUTPUTS],
                                                mode=self.mode, on_unused_input="ignore")
@@ -422,8 +515,9 @@ class LikelihoodTarget:
             x = self.symbolic_inputs()
             x["mu"] = pt.vector("mu", dtype="float64")
             out = self.bayes_outputs(x)
-            wrt = ("mu", "signal", "ul_obs", "ul_exp")
-            out.update(zip([f"grad_{w}" for w in wrt], pytensor.grad(out["log_ratio"].sum(), [x[w] for w in wrt])))
+            wrt = ("mu", "signal", "ul_obs", "ul_exp", "sl_signal")
+            out.update(zip([f"grad_{w}" for w in wrt], pytensor.grad(out["log_ratio"].sum(), [x[w] for w in wrt],
+                                                                     disconnected_inputs="ignore")))
             self._bayes_inputs = list(x)
             self._bayes_function = pytensor.function(list(x.values()), [out[k] for k in _BAYES_OUTPUTS],
                                                      mode=self.mode, on_unused_input="ignore")
