@@ -24,7 +24,7 @@ from tdmcmc.models.greedy.objective import MU_MAX_SAFETY
 from tdmcmc.randomness import RandomSource
 from tdmcmc.target import GaussianPseudoPrior
 
-from .parameters import SlotParameters
+from .parameters import SlotParameters, sigmoid
 from .prior import PriorSettings, ProtomodelPrior
 
 TARGETS = ("bayes", "paper")
@@ -147,15 +147,14 @@ class ProtomodelTarget:
         """Chain rule from ∂/∂(masses, BRs, κ) to the slot entries (:mod:`.parameters`)."""
         p = self.params
         out = np.zeros_like(params)
-        f = 0.5 * (1.0 + np.tanh(0.5 * params[:, :, 0]))
+        f = sigmoid(params[:, :, 0])
         lsp = p.lsp_slot
+        lows = p.lower_bounds(batch.masses[:, lsp])
         for b, g in enumerate(physical):
             active = batch.active[b]
             m_lsp = batch.masses[b, lsp]
-            low = np.maximum(p.mass_lo, m_lsp)
-            low[lsp] = p.mass_lo[lsp]
             g_m = np.array([g.masses.get(pdg, 0.0) for pdg in p.pdgs])
-            dm_dz = (p.mass_hi - low) * f[b] * (1.0 - f[b])
+            dm_dz = (p.mass_hi - lows[b]) * f[b] * (1.0 - f[b])
             follows = active & (m_lsp > p.mass_lo) & (np.arange(len(p.pdgs)) != lsp)
             out[b, :, 0] = np.where(active, g_m * dm_dz, 0.0)
             out[b, lsp, 0] = (g_m[lsp] + np.sum(np.where(follows, g_m * (1.0 - f[b]), 0.0))) * dm_dz[lsp]
@@ -174,13 +173,10 @@ class ProtomodelTarget:
         return out
 
     def initial_point(self, src: RandomSource):
-        """The LSP alone (mass from its prior), every other slot from the pseudo-prior, μ/μ_max = 1/2."""
+        """The LSP alone; every slot's entries (the LSP's too) drawn from the pseudo-prior; μ/μ_max = 1/2."""
         params = self.pseudo_prior().sample(src)
-        lsp = self.params.lsp_slot
-        u = 0.5 * (1.0 + np.tanh(0.5 * src.normal(())))              # a uniform-ish fraction in (0, 1)
-        params[:, lsp, 0] = np.log(u) - np.log1p(-u)
         active = np.zeros(params.shape[:2], bool)
-        active[:, lsp] = True
+        active[:, self.params.lsp_slot] = True
         return active, params, np.zeros((len(params), self.layout.n_globals))
 
     def pseudo_prior(self) -> GaussianPseudoPrior:
