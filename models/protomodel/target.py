@@ -5,7 +5,9 @@ Stages (docs/likelihood-graph.md):
 1. predictions, numpy (:meth:`Predictor.evaluate_batch`, all protomodels of the batch at once);
 2. per database result, in numpy from the flat predictions: the one prediction that enters the
    likelihood (SR selection ``paper``: the largest UL_obs/UL_exp, or ``best-expected``: the largest
-   r_exp; one per analysis id, so UL and EM versions compete) and the critic's r (UL predictions,
+   r_exp; one per analysis id, so UL and EM versions compete; ``combined``: best-expected, except
+   that results with a covariance matrix enter with all their SRs, ``sl_signal``, and the
+   simplified likelihood) and the critic's r (UL predictions,
    and the best-expected SR of EM results; 23 without an UL, as the original);
    these are dense (B, n_results) :class:`ResultInputs`;
    and the state's cliques: the maximal cliques among the predicted results of each (experiment,
