@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="combination allow-lists (default: ../shared/data/raw/protomodels/combination-matrix if found)")
     p.add_argument("--lam", type=float, default=1.0, help="protomodel prior exp(-lam * n_particles) (default 1)")
     p.add_argument("--r-threshold", type=float, default=1.3, help="critic threshold: mu_max = r_thr / r_max (default 1.3)")
+    p.add_argument("--sr-selection", choices=("paper", "best-expected", "combined"), default="paper",
+                   help="signal region(s) per EM result: the paper's, best expected, or the combined "
+                        "simplified likelihood where a covariance exists (default paper)")
     p.add_argument("--chains", type=int, required=True, help="number of independent chains")
     p.add_argument("--draws", type=int, required=True, help="recorded iterations per chain")
     p.add_argument("--tune", type=int, required=True, help="warm-up iterations per chain (adaptation)")
@@ -60,7 +63,8 @@ def _load_target(args: argparse.Namespace):
 
         return build_target(args.database, kind=args.target, space_path=args.space,
                             combination_matrix=args.combination_matrix, r_threshold=args.r_threshold,
-                            settings=PriorSettings(lam=args.lam), prior_only=args.prior_only)
+                            settings=PriorSettings(lam=args.lam), prior_only=args.prior_only,
+                            sr_selection=args.sr_selection)
     if args.data is None:
         raise UserError("--model linear-selection needs --data FILE.npz (keys X, y, sigma, tau, lam)")
     from tdmcmc.models.toys import linear_selection

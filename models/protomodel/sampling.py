@@ -134,8 +134,7 @@ class ProtomodelTarget:
             live = (mu_max < MU_CAP) & (r_max > 0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 critic[np.arange(len(models)), top] = np.where(live, -bayes.grad_mu * mu / r_max, 0.0)
-            cot = {"signal": bayes.grad_signal, "ul_obs": bayes.grad_ul_obs, "ul_exp": bayes.grad_ul_exp,
-                   "critic_r": critic}
+            cot = {k: getattr(bayes, f"grad_{k}") for k in GRAPH_INPUTS if k != "critic_r"} | {"critic_r": critic}
             grad_mu = bayes.grad_mu * bound * batch.mu_fraction * (1.0 - batch.mu_fraction)
         if gradient:
             physical = chain_to_parameters(lt, models, preds, inputs, cot)
@@ -259,9 +258,9 @@ class ProtomodelTarget:
 
 def build_target(database=None, *, kind: str = "bayes", space_path=None, combination_matrix=None,
                  r_threshold: float = 1.3, settings: PriorSettings = PriorSettings(),
-                 prior_only: bool = False) -> ProtomodelTarget:
+                 prior_only: bool = False, sr_selection: str = "paper") -> ProtomodelTarget:
     """The sampler's protomodel target on a database folder (default: the demo database), with the
-    paper's likelihood variants (2020) and SR selection."""
+    paper's likelihood variants (2020) and the given SR selection (default: the paper's)."""
     from pathlib import Path
 
     from tdmcmc.errors import UserError
@@ -275,7 +274,8 @@ def build_target(database=None, *, kind: str = "bayes", space_path=None, combina
         raise UserError(f"--r-threshold: expected a positive number, got {r_threshold}")
     space = load_space(space_path) if space_path else default_space()
     db = Path(database) if database else default_database()
-    likelihood = LikelihoodTarget(db, combination_matrix, space=space, r_threshold=r_threshold)
+    likelihood = LikelihoodTarget(db, combination_matrix, space=space, r_threshold=r_threshold,
+                                  sr_selection=sr_selection)
     # Prior-only runs sample the bayes prior π(γ)π(θ|γ) (the paper target's π_paper is part of its score).
     return ProtomodelTarget(likelihood, "bayes" if prior_only else kind, settings, derived=not prior_only)
 
