@@ -43,9 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tune", type=int, required=True, help="warm-up iterations per chain (adaptation)")
     p.add_argument("--temperatures", type=int, default=1, help="parallel-tempering levels (default 1: none)")
     p.add_argument("--max-temperature", type=float, default=100.0, help="hottest temperature (default 100)")
-    p.add_argument("--sharpened", type=int, default=0,
+    p.add_argument("--sharpened", type=int, default=None,
                    help="extra levels below T = 1 (likelihood^beta with beta > 1) that search high-likelihood "
-                        "states and pass them down by swaps; the recorded T = 1 chain is unchanged (default 0)")
+                        "states and pass them down by swaps; the recorded T = 1 chain is unchanged "
+                        "(default: 2 for protomodels, whose best models are rare in the posterior, 0 for --prior-only "
+                        "and other models)")
     p.add_argument("--min-temperature", type=float, default=0.1, help="coldest sharpened temperature (default 0.1)")
     p.add_argument("--birth-death-per-sweep", type=int, default=1, help="birth/death attempts per sweep (default 1)")
     p.add_argument("--seed", type=int, help="random seed (default: fresh entropy, recorded in the output)")
@@ -82,12 +84,14 @@ def run_sample(args: argparse.Namespace) -> int:
     target = _load_target(args)
     if args.prior_only:
         target = PriorOnly(target)
+    sharpened = args.sharpened if args.sharpened is not None else (
+        2 if args.model == "protomodel" and not args.prior_only else 0)
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % 2**63)
     try:
         config = SamplerConfig(
             chains=args.chains, draws=args.draws, tune=args.tune, temperatures=args.temperatures,
-            max_temperature=args.max_temperature, sharpened=args.sharpened,
-            min_temperature=args.min_temperature if args.sharpened else 1.0, seed=seed,
+            max_temperature=args.max_temperature, sharpened=sharpened,
+            min_temperature=args.min_temperature if sharpened else 1.0, seed=seed,
             birth_death_per_sweep=args.birth_death_per_sweep, checkpoint_every=args.checkpoint_every,
         )
     except ValueError as exc:
