@@ -443,7 +443,7 @@ def target_value_and_gradient(target: LikelihoodTarget, models: Sequence[Protomo
         value = values.K
         cot = {k: getattr(values, f"grad_{k}") for k in GRAPH_INPUTS}
     else:
-        preds, inputs = target._inputs_of(models)
+        preds, inputs = target.prepare(models)
         names, fn = gradient_function(target, output)
         value, *grads = fn(*[getattr(inputs, k) for k in names])
         cot = dict(zip(GRAPH_INPUTS, grads))

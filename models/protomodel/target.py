@@ -571,8 +571,6 @@ class LikelihoodTarget:
         """Flat predictions and per-result inputs of a batch (stages 1 and 2)."""
         return self._prepared(models)[:2]
 
-    _inputs_of = prepare
-
     def _prepared(self, models: Sequence[Protomodel]) -> tuple[PredictionArrays, ResultInputs, list[ModelArrays]]:
         """Flat predictions, per-result inputs and the models' table arrays of a batch."""
         arrays = [self.predictor.model_arrays(m) for m in models]

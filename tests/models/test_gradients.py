@@ -121,6 +121,24 @@ def _check_against_fd(model, grad, f, rel: float, noise: float) -> tuple[int, in
     return checked, skipped, worst
 
 
+class _Tally:
+    """Central-difference checks summed over models: at least `minimum` coordinates checked and at
+    most 5% skipped at switches."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.total, self.skipped, self.worst = label, 0, 0, 0.0
+
+    def add(self, result: tuple[int, int, float]) -> None:
+        checked, skipped, worst = result
+        self.total, self.skipped, self.worst = self.total + checked, self.skipped + skipped, max(self.worst, worst)
+
+    def check(self, minimum: int) -> None:
+        print(f"{self.label}: {self.total} coordinates agree with central differences (max relative error "
+              f"{self.worst:.1e}); {self.skipped} skipped at switches")
+        assert self.total >= minimum
+        assert self.skipped <= 0.05 * (self.total + self.skipped)
+
+
 def test_log_xsec_gradient_against_pytensor():
     """∂ ln σ/∂m of the fits (inside the table range, below it, above it, and the two-mass
     squark-gluino fit with one mass extrapolated) against pytensor.grad of the PyTensor σ graph."""
@@ -169,8 +187,7 @@ def test_prediction_vjp_against_finite_differences(target, models, monkeypatch):
     n = len(preds.xsec_fb)
     cot = rng.normal(size=(3, n))
     grads = prediction_vjp(predictor, models, preds, *cot)
-    total = skipped = 0
-    worst = 0.0
+    tally = _Tally(f"prediction VJP ({len(models)} models)")
     for b, model in enumerate(models):
         mine = preds.model == b
         c = cot[:, mine]
@@ -182,12 +199,8 @@ def test_prediction_vjp_against_finite_differences(target, models, monkeypatch):
 
         v = predictor.evaluate_batch([model])
         scale = float(np.abs(c[0] * v.xsec_fb).sum() + np.nansum(np.abs(c[1:] * [v.ul_obs_fb, v.ul_exp_fb])))
-        checked, skip, err = _check_against_fd(model, grads[b], f, rel=1e-6, noise=1e-13 * scale)
-        total, skipped, worst = total + checked, skipped + skip, max(worst, err)
-    print(f"prediction VJP: {total} coordinates of {len(models)} models agree with central differences "
-          f"(max relative error {worst:.1e}); {skipped} skipped at switches")
-    assert total >= 60
-    assert skipped <= 0.05 * (total + skipped)
+        tally.add(_check_against_fd(model, grads[b], f, rel=1e-6, noise=1e-13 * scale))
+    tally.check(60)
 
 
 def test_merged_ul_cluster_gradient(db124_compiled, monkeypatch):
@@ -240,19 +253,14 @@ def test_target_gradient_against_finite_differences(target, models):
     def k_of(m):
         return float(target.evaluate([m])[0].K[0])
 
-    total = skipped = 0
-    worst = 0.0
+    tally = _Tally("K")
     for b, model in enumerate(models):
         if not np.isfinite(k[b]):
             assert all(v == 0 for v in grads[b].masses.values())
             continue
         assert k_of(model) == pytest.approx(k[b], abs=1e-9)
-        checked, skip, err = _check_against_fd(model, grads[b], k_of, rel=1e-5, noise=1e-9)
-        total, skipped, worst = total + checked, skipped + skip, max(worst, err)
-    print(f"target: {total} coordinates agree with central differences of K (max relative error {worst:.1e}); "
-          f"{skipped} skipped at switches")
-    assert total >= 40
-    assert skipped <= 0.05 * (total + skipped)
+        tally.add(_check_against_fd(model, grads[b], k_of, rel=1e-5, noise=1e-9))
+    tally.check(40)
 
 
 def test_r_max_gradient(target, models):
@@ -263,14 +271,11 @@ def test_r_max_gradient(target, models):
 
     r_max, grads = target_value_and_gradient(target, models, output="r_max")
     np.testing.assert_allclose(r_max, target.evaluate(models)[0].r_max, rtol=1e-12)
-    total = skipped = 0
-    worst = 0.0
+    tally = _Tally("r_max")
     for b, model in enumerate(models):
-        checked, skip, err = _check_against_fd(model, grads[b], lambda m: float(target.evaluate([m])[0].r_max[0]),
-                                               rel=1e-6, noise=1e-13 * r_max[b])
-        total, skipped, worst = total + checked, skipped + skip, max(worst, err)
-    print(f"r_max: {total} coordinates agree (max relative error {worst:.1e}), {skipped} skipped at switches")
-    assert total >= 60 and skipped <= 0.05 * (total + skipped)
+        tally.add(_check_against_fd(model, grads[b], lambda m: float(target.evaluate([m])[0].r_max[0]),
+                                    rel=1e-6, noise=1e-13 * r_max[b]))
+    tally.check(60)
 
 
 def test_bayes_chain_to_parameters(target, models):
@@ -283,14 +288,11 @@ def test_bayes_chain_to_parameters(target, models):
     values, preds, inputs = target.evaluate_bayes(models, mu)
     cot = {k: getattr(values, f"grad_{k}") for k in ("signal", "ul_obs", "ul_exp")}
     grads = chain_to_parameters(target, models, preds, inputs, cot)
-    total = skipped = 0
-    worst = 0.0
+    tally = _Tally("bayes ln R")
     for b, model in enumerate(models[:3]):
-        checked, skip, err = _check_against_fd(
-            model, grads[b], lambda m: float(target.evaluate_bayes([m], mu)[0].log_ratio[0]), rel=1e-5, noise=1e-9)
-        total, skipped, worst = total + checked, skipped + skip, max(worst, err)
-    print(f"bayes ln R: {total} coordinates agree (max relative error {worst:.1e}), {skipped} skipped at switches")
-    assert total >= 40 and skipped <= 0.05 * (total + skipped)
+        tally.add(_check_against_fd(
+            model, grads[b], lambda m: float(target.evaluate_bayes([m], mu)[0].log_ratio[0]), rel=1e-5, noise=1e-9))
+    tally.check(40)
 
 
 def test_no_predictions_zero_gradient(target, models, space):
