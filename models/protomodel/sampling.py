@@ -61,15 +61,8 @@ class ProtomodelTarget:
     def log_density(self, active, params, globals_):
         log_prior, _, _ = self.prior.log_prior(active, params, globals_)
         log_lik = np.zeros(len(log_prior))
-        ok = np.isfinite(log_prior)
-        keys = [self._key(active[b], params[b], globals_[b]) if ok[b] else None for b in range(len(ok))]
-        todo = [b for b in range(len(ok)) if ok[b] and keys[b] not in self._cache]
-        if todo:
-            values = self._evaluate(active[todo], params[todo], globals_[todo])
-            for i, b in enumerate(todo):
-                _remember(self._cache, keys[b], float(values["log_lik"][i]))
-        for b in np.flatnonzero(ok):
-            log_lik[b] = self._cache[keys[b]]
+        for b, value in self._cached(self._cache, np.isfinite(log_prior), active, params, globals_, False):
+            log_lik[b] = value
         return log_lik, log_prior
 
     def grad(self, active, params, globals_):
@@ -79,16 +72,21 @@ class ProtomodelTarget:
         :mod:`.gradients`). The paper prior term ln π_paper is piecewise constant."""
         log_prior, gp_p, gp_g = self.prior.log_prior(active, params, globals_)
         gl_p, gl_g = np.zeros_like(params), np.zeros_like(globals_)
-        ok = np.isfinite(log_prior)
-        keys = [self._key(active[b], params[b], globals_[b]) if ok[b] else None for b in range(len(ok))]
-        todo = [b for b in range(len(ok)) if ok[b] and keys[b] not in self._grad_cache]
-        if todo:
-            values = self._evaluate(active[todo], params[todo], globals_[todo], gradient=True)
-            for i, b in enumerate(todo):
-                _remember(self._grad_cache, keys[b], (values["grad_params"][i], values["grad_globals"][i]))
-        for b in np.flatnonzero(ok):
-            gl_p[b], gl_g[b] = self._grad_cache[keys[b]]
+        for b, value in self._cached(self._grad_cache, np.isfinite(log_prior), active, params, globals_, True):
+            gl_p[b], gl_g[b] = value
         return gl_p, gl_g, gp_p, gp_g
+
+    def _cached(self, cache: dict, ok: np.ndarray, active, params, globals_, gradient: bool):
+        """(batch index, value) for every in-support state (`ok`): log L, or with `gradient` the
+        pair of log-L gradients; states not in `cache` are evaluated together and remembered."""
+        keys = [self._key(active[b], params[b], globals_[b]) if ok[b] else None for b in range(len(ok))]
+        todo = [b for b in range(len(ok)) if ok[b] and keys[b] not in cache]
+        if todo:
+            values = self._evaluate(active[todo], params[todo], globals_[todo], gradient=gradient)
+            for i, b in enumerate(todo):
+                _remember(cache, keys[b], (values["grad_params"][i], values["grad_globals"][i]) if gradient
+                          else float(values["log_lik"][i]))
+        return [(b, cache[keys[b]]) for b in np.flatnonzero(ok)]
 
     def _key(self, active, params, globals_) -> bytes:
         """A state's identity: indicators, the used entries of active slots, globals (the
@@ -120,7 +118,8 @@ class ProtomodelTarget:
             cot = {k: 0.5 * getattr(values, f"grad_{k}") for k in GRAPH_INPUTS}
             grad_mu = np.zeros(len(models))
         else:
-            preds, inputs = lt.prepare(models)
+            if not derived:                # derived: lt.evaluate gave the same predictions above
+                preds, inputs = lt.prepare(models)
             r_max = inputs.critic_r.max(axis=1)
             with np.errstate(divide="ignore"):
                 mu_max = np.where(r_max > 0, MU_MAX_SAFETY * lt.r_threshold / r_max, np.inf)
