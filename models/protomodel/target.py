@@ -499,31 +499,33 @@ class LikelihoodTarget:
             out = self.graph_outputs(x)
             # ∂K/∂(inputs): the envelope theorem at μ̂ plus μ_max's when μ̂ = μ_max
             k = pytensor.tensor.switch(pytensor.tensor.isnan(out["K"]), 0.0, out["K"])
-            wrt = ("signal", "critic_r", "ul_obs", "ul_exp", "sl_signal")
-            out.update(zip([f"grad_{w}" for w in wrt], pytensor.grad(k.sum(), [x[w] for w in wrt],
-                                                                     disconnected_inputs="ignore")))
-            self._inputs = list(x)
-            self._function = pytensor.function(list(x.values()), [out[k] for k in _GRAPH_OUTPUTS],
-                                               mode=self.mode, on_unused_input="ignore")
+            self._inputs, self._function = self._compile(x, out, k, ("signal", "critic_r", "ul_obs", "ul_exp",
+                                                                     "sl_signal"), _GRAPH_OUTPUTS)
         return self._function
 
     def bayes_function(self):
         """The compiled ``bayes`` function (built on first use): inputs of :meth:`symbolic_inputs`
         then ``mu`` -> outputs in :class:`BayesValues` order."""
         if self._bayes_function is None:
-            import pytensor
             import pytensor.tensor as pt
 
             x = self.symbolic_inputs()
             x["mu"] = pt.vector("mu", dtype="float64")
             out = self.bayes_outputs(x)
-            wrt = ("mu", "signal", "ul_obs", "ul_exp", "sl_signal")
-            out.update(zip([f"grad_{w}" for w in wrt], pytensor.grad(out["log_ratio"].sum(), [x[w] for w in wrt],
-                                                                     disconnected_inputs="ignore")))
-            self._bayes_inputs = list(x)
-            self._bayes_function = pytensor.function(list(x.values()), [out[k] for k in _BAYES_OUTPUTS],
-                                                     mode=self.mode, on_unused_input="ignore")
+            self._bayes_inputs, self._bayes_function = self._compile(
+                x, out, out["log_ratio"], ("mu", "signal", "ul_obs", "ul_exp", "sl_signal"), _BAYES_OUTPUTS)
         return self._bayes_function
+
+    def _compile(self, x: dict[str, Any], out: dict[str, Any], objective, wrt: tuple[str, ...],
+                 names: tuple[str, ...]):
+        """(input names, compiled function) from inputs `x` to the outputs `names` of `out`, where
+        ``grad_<w>`` is ∂(Σ_batch objective)/∂x[w] (each batch element's own gradient)."""
+        import pytensor
+
+        grads = pytensor.grad(objective.sum(), [x[w] for w in wrt], disconnected_inputs="ignore")
+        out = out | {f"grad_{w}": g for w, g in zip(wrt, grads)}
+        return list(x), pytensor.function(list(x.values()), [out[k] for k in names], mode=self.mode,
+                                          on_unused_input="ignore")
 
     def nll_function(self):
         """Compiled −ln L at μ = 0 and 1 of flat predictions (inputs ``p_*`` of
