@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
-from arviz_stats import mcse
 
 from tdmcmc.checkpoint import load_checkpoint
 from tdmcmc.sampler import SamplerConfig, advance, sample, start
 
 from tests.engine.independent_toy import IndependentSlots, inclusion, size_distribution, theta_mean
-
-
-def _mcse(values: np.ndarray) -> float:
-    return float(mcse(xr.DataArray(values, dims=("chain", "draw"))))
+from tests.mcse_checks import assert_within_mcse, mcse_of
 
 
 def _check_posterior(run) -> None:
@@ -28,9 +23,7 @@ def _check_posterior(run) -> None:
     checks += [(f"P(k={n})", (k == n).astype(float), p) for n, p in enumerate(size_distribution())]
     checks.append(("E[g]", tr.globals[..., 0], 0.4))
     for name, series, truth in checks:
-        err, se = abs(series.mean() - truth), _mcse(series)
-        assert se < 0.03, f"{name}: Monte-Carlo error {se:.3f} too large"
-        assert err < 4 * se + 0.005, f"{name}: {series.mean():.4f} vs exact {truth:.4f} (mcse {se:.4f})"
+        assert_within_mcse(name, series, truth)
     for j in range(4):
         on = tr.active[..., j] > 0
         est = tr.params[..., j, 0][on].mean()
@@ -157,4 +150,4 @@ def test_split_merge_alone_changes_dimension_correctly():
     for m in (1, 2, 3):
         series = (k_group == m).astype(float)
         truth = binom.pmf(m) / (1 - binom.pmf(0))
-        assert abs(series.mean() - truth) < 4 * _mcse(series) + 0.005, (m, series.mean(), truth)
+        assert abs(series.mean() - truth) < 4 * mcse_of(series) + 0.005, (m, series.mean(), truth)

@@ -16,12 +16,13 @@ import itertools
 import numpy as np
 import pytest
 import xarray as xr
-from arviz_stats import mcse
 from scipy import integrate
 
 from tdmcmc.models.protomodel.parameters import SlotParameters
 from tdmcmc.models.protomodel.prior import PriorSettings, ProtomodelPrior
 from tdmcmc.models.protomodel.space import default_space
+
+from tests.mcse_checks import assert_within_mcse
 
 
 @pytest.fixture(scope="module")
@@ -132,12 +133,6 @@ def test_closed_channels_and_offshell_rule(slots):
         assert batch.unit_br[0, j_t].sum() == pytest.approx(1.0)
 
 
-def _within_mcse(name, series, truth):
-    se = float(mcse(xr.DataArray(series, dims=("chain", "draw"))))
-    assert se < 0.03, f"{name}: Monte-Carlo error {se:.3f} too large"
-    assert abs(series.mean() - truth) < 4 * se + 0.005, f"{name}: {series.mean():.4f} vs {truth:.4f} (mcse {se:.4f})"
-
-
 def _conditional_uniform_cdf(x: float, lo: float, hi: float, lsp_lo: float = 10.0, lsp_hi: float = 2400.0) -> float:
     """P(m ≤ x) for m | m_LSP ~ U(max(lo, m_LSP), hi), m_LSP ~ U(lsp_lo, lsp_hi): scipy quad."""
     def cdf_given(ml):
@@ -159,11 +154,11 @@ def test_prior_only_sampling_matches_the_prior(tmp_path):
     prior = ProtomodelPrior(slots)
     active = post["active"].values
     for j, p in enumerate(prior.exact_inclusion()):
-        _within_mcse(f"P({slots.layout.slot_names[j]})", active[..., j].astype(float), p)
+        assert_within_mcse(f"P({slots.layout.slot_names[j]})", active[..., j].astype(float), p)
     n = post["n_particles"].values
     for k, p in prior.exact_n_particles().items():
         if p > 0.01:
-            _within_mcse(f"P(n={k})", (n == k).astype(float), p)
+            assert_within_mcse(f"P(n={k})", (n == k).astype(float), p)
     mass = post["mass"]
     for name, lo in (("XZ1", None), ("Xg", 310.0), ("Xe", 10.0)):
         m = mass.sel(particle=name).values
@@ -172,4 +167,4 @@ def test_prior_only_sampling_matches_the_prior(tmp_path):
             truth = (x - 10.0) / 2390.0 if lo is None else _conditional_uniform_cdf(x, lo, 2400.0)
             # conditional on the particle being active: P(m ≤ x | on) estimated as a ratio of means
             series = np.where(on, m <= x, False).astype(float) - truth * on
-            _within_mcse(f"P(m_{name} <= {x} | active) - truth", series, 0.0)
+            assert_within_mcse(f"P(m_{name} <= {x} | active) - truth", series, 0.0)
