@@ -10,8 +10,9 @@ UL is the 95% quantile of the truncated distribution:
 With z = m/σ_e and u = UL_obs/σ_e the mode condition is k(z) = ln 0.05 + ln Φ(z) − ln Φ(z − u) = 0.
 k is strictly decreasing and convex in z (the inverse Mills ratio is decreasing and convex) and
 runs from +∞ to ln 0.05, so the root is unique and Newton's method converges monotonically from
-the second step on; ``_NEWTON_STEPS`` steps reach 1e-9 relative for 1e-3 ≤ u ≤ 1e3 (tested
-against scipy's brentq). The gradient of z w.r.t. u is the implicit one.
+the second step on; it stops per value at a step below 1e-10 (1 + |z|), typically after 4–6
+steps, and agrees with scipy's brentq to 1e-9 relative for 1e-3 ≤ u ≤ 1e3 (tested). The gradient
+of z w.r.t. u is the implicit one.
 
 Variants (``UL_VARIANTS``; the ``--ul-likelihood`` choices):
 
@@ -38,8 +39,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-
 import pytensor.tensor as pt
+from scipy import special
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
@@ -52,6 +53,7 @@ PAPER_DRMAX = 0.338
 _HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
 _LOG_HALF_PDF = -0.5 * float(np.log(2.0 * np.pi))
 _NEWTON_STEPS = 40
+_NEWTON_RTOL = 1e-10
 _TINY_XSEC = 1e-300  # fb
 _LOG_ALPHA = float(np.log(0.05))  # 1 − CL
 
@@ -114,10 +116,22 @@ def mode_in_sigmas(u: Any, xp: SimpleNamespace = NUMPY) -> Any:
 
 
 def _newton_mode(u: np.ndarray) -> np.ndarray:
-    z = u - 1.96  # exact for u = 1.96 (UL_obs = UL_exp), left of the root for large u
+    """Newton's method on the distinct values of `u`, each until its step is below
+    ``_NEWTON_RTOL`` (1 + |z|) (at most ``_NEWTON_STEPS`` steps). Typically 4–6 steps; near
+    convergence the rounding of k limits z to ~2e-10 relative (u → 1e-3, where z ≈ −3000)."""
+    values, inverse = np.unique(u, return_inverse=True)     # a batch repeats u (e.g. 1.96 padding)
+    z = values - 1.96  # exact for u = 1.96 (UL_obs = UL_exp), left of the root for large u
+    todo = np.arange(len(z))
     for _ in range(_NEWTON_STEPS):
-        z = z - _k(z, u, NUMPY) / _dk(z, u, NUMPY)
-    return z
+        zt, ut = z[todo], values[todo]
+        log_cdf, log_cdf_shifted = special.log_ndtr(zt), special.log_ndtr(zt - ut)
+        k = _LOG_ALPHA + log_cdf - log_cdf_shifted
+        step = k / (_mills(zt, NUMPY, log_cdf) - _mills(zt - ut, NUMPY, log_cdf_shifted))
+        z[todo] = zt - step
+        todo = todo[~(np.abs(step) <= _NEWTON_RTOL * (1.0 + np.abs(zt)))]
+        if not todo.size:
+            break
+    return z[inverse].reshape(np.shape(u))
 
 
 class _ModeInSigmas(Op):
@@ -135,9 +149,8 @@ class _ModeInSigmas(Op):
     def infer_shape(self, node, shapes):
         return shapes
 
-    def grad(self, inputs, output_grads):
-        (u,), (g,) = inputs, output_grads
-        z = self(u)
+    def pullback(self, inputs, outputs, cotangents):
+        (u,), (z,), (g,) = inputs, outputs, cotangents
         left = _mills(z - u, PYTENSOR)
         return [g * left / (left - _mills(z, PYTENSOR))]
 
@@ -145,14 +158,7 @@ class _ModeInSigmas(Op):
 _MODE_OP = _ModeInSigmas()
 
 
-def _k(z: Any, u: Any, xp: SimpleNamespace) -> Any:
-    return _LOG_ALPHA + log_ndtr(z, xp) - log_ndtr(z - u, xp)
-
-
-def _dk(z: Any, u: Any, xp: SimpleNamespace) -> Any:
-    return _mills(z, xp) - _mills(z - u, xp)
-
-
-def _mills(x: Any, xp: SimpleNamespace) -> Any:
-    """φ(x)/Φ(x), the inverse Mills ratio."""
-    return xp.exp(_LOG_HALF_PDF - 0.5 * x * x - log_ndtr(x, xp))
+def _mills(x: Any, xp: SimpleNamespace, log_cdf: Any = None) -> Any:
+    """φ(x)/Φ(x), the inverse Mills ratio (`log_cdf`: ln Φ(x) when already known)."""
+    log_cdf = log_ndtr(x, xp) if log_cdf is None else log_cdf
+    return xp.exp(_LOG_HALF_PDF - 0.5 * x * x - log_cdf)

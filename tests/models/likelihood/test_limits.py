@@ -74,6 +74,16 @@ def test_mode_and_log_ndtr_against_scipy():
     assert np.allclose(mode_in_sigmas(u), reference, rtol=1e-9, atol=1e-9)
 
 
+def test_mode_of_a_batch_with_repeats_is_the_mode_of_each_value():
+    """The solver works on the distinct values and stops per value: a (3, 4) batch full of the
+    padding value 1.96 gives each element the mode it has alone."""
+    u = np.full((3, 4), 1.96)
+    u[0, 1], u[2, 3], u[1, 0] = 0.01, 250.0, 0.01
+    alone = np.array([[mode_in_sigmas(np.array([v]))[0] for v in row] for row in u])
+    assert mode_in_sigmas(u).shape == (3, 4)
+    assert np.array_equal(mode_in_sigmas(u), alone)
+
+
 def test_zero_signal_stays_finite_and_differences_are_exact():
     nll = ul_nll(np.array([0.0, 1.0]), 0.0, 4.5, 2.5, 12.9, "smodels3")
     assert np.all(np.isfinite(nll)) and nll[1] == nll[0]
