@@ -57,6 +57,11 @@ class ProtomodelPrior:
         self.kappa_width = int(max(self.n_kappa.max(), 1))
         self.pairs = np.array([(params.slot[a], params.slot[b]) for a, b in space.ordering], dtype=np.int64).reshape(-1, 2)
         self.components = self._components()
+        # per component: Σ log(k!/ext) of each subset of its members, indexed by the subset's bit code
+        self._ordering = [(members, np.array([self._log_k_over_ext(members, c) for c in range(1 << len(members))]))
+                          for members in self.components]
+        self._kappa_entries = self._entries(1, self.n_kappa, self.kappa_width)
+        self._logit_entries = self._entries(params.logit_start, params.n_logits, params.n_units_max)
         self.veto = self._veto_table()
         sets = self.allowed_sets()
         n = sets.sum(axis=1)
@@ -158,9 +163,8 @@ class ProtomodelPrior:
     def _ordering_log_norm(self, active: np.ndarray) -> np.ndarray:
         """Σ_components log(k!/ext) of the active members, (B,)."""
         out = np.zeros(active.shape[0])
-        for members in self.components:
+        for members, table in self._ordering:
             code = (active[:, members] * (1 << np.arange(len(members)))).sum(axis=1)
-            table = np.array([self._log_k_over_ext(members, c) for c in range(1 << len(members))])
             out += table[code]
         return out
 
@@ -220,24 +224,23 @@ class ProtomodelPrior:
             pm.Uniform("mu_fraction", 0.0, 1.0)
         return model
 
+    def _entries(self, start: np.ndarray, count: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(slot, entry) index arrays (S, width) of a padded per-slot block — slot j's entries
+        start[j], ..., start[j] + count[j] − 1 of its parameter row — and the (S, width) mask of
+        real entries."""
+        s = self.params.layout.n_slots
+        k = np.arange(width)
+        mask = k[None, :] < np.asarray(count)[:, None]
+        entry = np.where(mask, np.broadcast_to(start, (s,))[:, None] + k[None, :], 0)
+        return np.broadcast_to(np.arange(s)[:, None], (s, width)), entry, mask
+
     def _values_and_masks(self, active: np.ndarray, params: np.ndarray, globals_: np.ndarray):
-        p = self.params
-        b, s = active.shape
-        kappa = np.zeros((b, s, self.kappa_width))
-        logit = np.zeros((b, s, p.n_units_max))
-        k_mask = np.zeros((s, self.kappa_width), bool)
-        u_mask = np.zeros((s, p.n_units_max), bool)
-        for j in range(s):
-            k, u = self.n_kappa[j], p.n_logits[j]
-            kappa[:, j, :k] = params[:, j, 1:1 + k]
-            logit[:, j, :u] = params[:, j, 1 + k:1 + k + u]
-            k_mask[j, :k] = True
-            u_mask[j, :u] = True
         a = np.asarray(active, float)
-        values = {"mass_fraction_interval__": params[:, :, 0], "log_kappa": kappa, "br_logit": logit,
-                  "mu_fraction_interval__": globals_[:, 0]}
-        masks = {"mass_fraction_interval__": a, "log_kappa": a[:, :, None] * k_mask, "br_logit": a[:, :, None] * u_mask,
-                 "mu_fraction_interval__": np.ones(b)}
+        values = {"mass_fraction_interval__": params[:, :, 0], "mu_fraction_interval__": globals_[:, 0]}
+        masks = {"mass_fraction_interval__": a, "mu_fraction_interval__": np.ones(len(a))}
+        for name, (slot, entry, mask) in (("log_kappa", self._kappa_entries), ("br_logit", self._logit_entries)):
+            values[name] = np.where(mask, params[:, slot, entry], 0.0)
+            masks[name] = a[:, :, None] * mask
         return values, masks
 
     def log_prior(self, active: np.ndarray, params: np.ndarray, globals_: np.ndarray,
@@ -254,9 +257,7 @@ class ProtomodelPrior:
         g_params = np.zeros_like(params)
         g_params[:, :, 0] = grads["mass_fraction_interval__"]
         g_params[:, p.lsp_slot, 0] += d_lsp
-        for j in range(p.layout.n_slots):
-            k, u = self.n_kappa[j], p.n_logits[j]
-            g_params[:, j, 1:1 + k] = grads["log_kappa"][:, j, :k]
-            g_params[:, j, 1 + k:1 + k + u] = grads["br_logit"][:, j, :u]
+        for name, (slot, entry, mask) in (("log_kappa", self._kappa_entries), ("br_logit", self._logit_entries)):
+            g_params[:, slot[mask], entry[mask]] = np.asarray(grads[name])[:, mask]
         g_globals = np.asarray(grads["mu_fraction_interval__"]).reshape(-1, 1)
         return continuous + structural, g_params, g_globals
