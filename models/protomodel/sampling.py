@@ -15,7 +15,7 @@ Tempering acts on log L only. μ_max above 10⁴ (tiny or no signal) is capped a
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,14 +24,31 @@ from tdmcmc.models.greedy.objective import MU_MAX_SAFETY
 from tdmcmc.randomness import RandomSource
 from tdmcmc.target import GaussianPseudoPrior
 
-from .parameters import SlotParameters, sigmoid
+from .model import Protomodel
+from .parameters import PhysicalBatch, SlotParameters, sigmoid
+from .predictions import PredictionArrays
 from .prior import PriorSettings, ProtomodelPrior
+from .target import ResultInputs
 
 TARGETS = ("bayes", "paper")
 MU_CAP = 1.0e4
 LOGISTIC_SD = float(np.pi / np.sqrt(3.0))     # sd of the logistic law: a uniform mass in interval space
 DERIVED_BATCH = 32
 CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class _Forward:
+    """A batch's forward pass: what its gradient needs (physical values, protomodels, predictions,
+    per-result inputs, the cotangents of those inputs, ∂log L/∂μ-fraction) and the outputs."""
+
+    batch: PhysicalBatch
+    models: list[Protomodel]
+    preds: PredictionArrays
+    inputs: ResultInputs
+    cot: dict[str, np.ndarray]
+    grad_mu: np.ndarray
+    out: dict[str, np.ndarray]
 
 
 class ProtomodelTarget:
@@ -55,6 +72,7 @@ class ProtomodelTarget:
         self._cache: dict[bytes, float] = {}
         self._derived: dict[bytes, tuple[float, ...]] = {}
         self._grad_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._last_forward: tuple[tuple[bytes, ...], _Forward] | None = None
 
     # -- Target protocol --------------------------------------------------------------------------
 
@@ -78,14 +96,26 @@ class ProtomodelTarget:
 
     def _cached(self, cache: dict, ok: np.ndarray, active, params, globals_, gradient: bool):
         """(batch index, value) for every in-support state (`ok`): log L, or with `gradient` the
-        pair of log-L gradients; states not in `cache` are evaluated together and remembered."""
+        pair of log-L gradients; states not in `cache` are evaluated together and remembered.
+
+        The forward pass of the last batch of values is kept: MALA asks for the value of its
+        proposals and then for their gradient, which then costs only the backward pass."""
         keys = [self._key(active[b], params[b], globals_[b]) if ok[b] else None for b in range(len(ok))]
         todo = [b for b in range(len(ok)) if ok[b] and keys[b] not in cache]
         if todo:
-            values = self._evaluate(active[todo], params[todo], globals_[todo], gradient=gradient)
-            for i, b in enumerate(todo):
-                _remember(cache, keys[b], (values["grad_params"][i], values["grad_globals"][i]) if gradient
-                          else float(values["log_lik"][i]))
+            batch_key = tuple(keys[b] for b in todo)
+            if gradient and self._last_forward is not None and self._last_forward[0] == batch_key:
+                forward = self._last_forward[1]
+            else:
+                forward = self._forward(active[todo], params[todo], globals_[todo])
+                self._last_forward = (batch_key, forward)
+            if gradient:
+                g_params, g_globals = self._backward(forward, params[todo])
+                values = [(g_params[i], g_globals[i]) for i in range(len(todo))]
+            else:
+                values = forward.out["log_lik"].tolist()
+            for b, value in zip(todo, values):
+                _remember(cache, keys[b], value)
         return [(b, cache[keys[b]]) for b in np.flatnonzero(ok)]
 
     def _key(self, active, params, globals_) -> bytes:
@@ -98,12 +128,21 @@ class ProtomodelTarget:
         """The prior alone (for prior-only runs, which use the ``bayes`` kind)."""
         return self.prior.log_prior(active, params, globals_)[0]
 
-    def _evaluate(self, active, params, globals_, gradient: bool = False, derived: bool = False
-                  ) -> dict[str, np.ndarray]:
-        """Likelihood of in-support states: ``log_lik``, ``mu``, ``mu_max``, ``r_max``; with
-        `gradient` ``grad_params``/``grad_globals`` of log L; with `derived` (or for the paper
-        target) also the paper ``K`` and ``Z``."""
-        from .gradients import GRAPH_INPUTS, chain_to_parameters
+    def evaluate(self, active, params, globals_, gradient: bool = False, derived: bool = False
+                 ) -> dict[str, np.ndarray]:
+        """The likelihood of a batch of in-support states, uncached: ``log_lik`` (B,), ``mu``,
+        ``mu_max``, ``r_max``; with `gradient` ``grad_params`` (B, S, D) and ``grad_globals`` (B, G),
+        the gradient of log L in the unconstrained coordinates; with `derived` (and always for the
+        ``paper`` target) also the paper ``K`` and ``Z``."""
+        forward = self._forward(active, params, globals_, derived)
+        if not gradient:
+            return forward.out
+        g_params, g_globals = self._backward(forward, params)
+        return forward.out | {"grad_params": g_params, "grad_globals": g_globals}
+
+    def _forward(self, active, params, globals_, derived: bool = False) -> _Forward:
+        """log L and the cotangents of the per-result inputs (:data:`.gradients.GRAPH_INPUTS`)."""
+        from .gradients import GRAPH_INPUTS
 
         lt = self.likelihood
         batch = self.params.physical(active, params, globals_)
@@ -119,7 +158,7 @@ class ProtomodelTarget:
             grad_mu = np.zeros(len(models))
         else:
             if not derived:                # derived: lt.evaluate gave the same predictions above
-                preds, inputs = lt.prepare(models)
+                preds, inputs = lt.prepare(models, paper=False)
             r_max = inputs.critic_r.max(axis=1)
             with np.errstate(divide="ignore"):
                 mu_max = np.where(r_max > 0, MU_MAX_SAFETY * lt.r_threshold / r_max, np.inf)
@@ -135,11 +174,14 @@ class ProtomodelTarget:
                 critic[np.arange(len(models)), top] = np.where(live, -bayes.grad_mu * mu / r_max, 0.0)
             cot = {k: getattr(bayes, f"grad_{k}") for k in GRAPH_INPUTS if k != "critic_r"} | {"critic_r": critic}
             grad_mu = bayes.grad_mu * bound * batch.mu_fraction * (1.0 - batch.mu_fraction)
-        if gradient:
-            physical = chain_to_parameters(lt, models, preds, inputs, cot)
-            out["grad_params"] = self._unconstrained_gradient(batch, params, physical)
-            out["grad_globals"] = grad_mu[:, None]
-        return out
+        return _Forward(batch, models, preds, inputs, cot, grad_mu, out)
+
+    def _backward(self, forward: _Forward, params) -> tuple[np.ndarray, np.ndarray]:
+        """(∂log L/∂params, ∂log L/∂globals) of a forward pass."""
+        from .gradients import chain_to_parameters
+
+        physical = chain_to_parameters(self.likelihood, forward.models, forward.preds, forward.inputs, forward.cot)
+        return self._unconstrained_gradient(forward.batch, params, physical), forward.grad_mu[:, None]
 
     def _unconstrained_gradient(self, batch, params, physical) -> np.ndarray:
         """Chain rule from ∂/∂(masses, BRs, κ) to the slot entries (:mod:`.parameters`)."""
@@ -216,7 +258,7 @@ class ProtomodelTarget:
         todo = list({k: b for b, k in enumerate(keys) if k not in self._derived}.values())
         for i in range(0, len(todo), DERIVED_BATCH):
             rows = todo[i:i + DERIVED_BATCH]
-            values = self._evaluate(active[rows], params[rows], globals_[rows], derived=True)
+            values = self.evaluate(active[rows], params[rows], globals_[rows], derived=True)
             for j, b in enumerate(rows):
                 self._derived[keys[b]] = tuple(float(values[k][j]) for k in names)
         table = np.array([self._derived[k] for k in keys]).reshape(len(keys), len(names))

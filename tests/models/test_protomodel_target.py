@@ -71,6 +71,25 @@ def test_gradient_against_finite_differences(target, oracle_models):
     assert checked >= 30
 
 
+def test_gradient_after_value_reuses_the_forward_pass(target, oracle_models):
+    """MALA asks for the value of a batch of proposals, then for their gradient: the second call
+    runs only the backward pass, and gives exactly the uncached ``evaluate`` result."""
+    _, active, params, glob = _best_paper_state(target, oracle_models)
+    states = np.concatenate([params, params + 0.05 * np.random.default_rng(3).normal(size=params.shape)])
+    active, glob = np.repeat(active, 2, axis=0), np.repeat(glob, 2, axis=0)
+    fresh = target.evaluate(active, states, glob, gradient=True)
+    sampler_view = ProtomodelTarget(target.likelihood, target.kind)
+    calls = []
+    forward = sampler_view._forward
+    sampler_view._forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    log_lik, _ = sampler_view.log_density(active, states, glob)
+    gl_p, gl_g, _, _ = sampler_view.grad(active, states, glob)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(log_lik, fresh["log_lik"])
+    np.testing.assert_array_equal(gl_p, fresh["grad_params"])
+    np.testing.assert_array_equal(gl_g, fresh["grad_globals"])
+
+
 def test_short_run_output_layout(target, tmp_path):
     from tdmcmc.output import to_datatree, write
     from tdmcmc.sampler import SamplerConfig, sample
