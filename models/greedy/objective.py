@@ -23,7 +23,7 @@ If no two predictions combine, Z and K are None (the paper's "Z = None": the ste
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -298,39 +298,86 @@ class ContributingRows:
     def __call__(self, arrays: Sequence, wanted: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
         """`arrays`: per model its :class:`~tdmcmc.models.protomodel.predictions.ModelArrays`;
         `wanted`: per model, per prediction the table txname indices of the prediction. Returns per
-        model, per prediction the sorted unique row indices; one interpolator call for the batch."""
-        from tdmcmc.models.protomodel.predictions import EFF_ZERO, _ranges
+        model, per prediction the sorted unique row indices (:meth:`rows`)."""
+        sizes = [len(want) for want in wanted]
+        tx = [np.asarray(w, dtype=np.int64) for want in wanted for w in want]
+        owner_model = np.repeat(np.arange(len(wanted)), sizes)
+        owner, rows = self.rows(arrays, owner_model, np.repeat(np.arange(len(tx)), [len(w) for w in tx]),
+                                np.concatenate(tx + [np.zeros(0, np.int64)]))
+        bounds = np.searchsorted(owner, np.arange(len(tx) + 1))
+        flat = [rows[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        return [flat[lo:hi] for lo, hi in zip(starts[:-1], starts[1:])]
 
-        t, pr = self.predictor.table, self.predictor
-        parts = []
-        for k, (m, want) in enumerate(zip(arrays, wanted)):
-            union = np.unique(np.concatenate([np.asarray(w, dtype=np.int64) for w in want] + [np.zeros(0, np.int64)]))
-            idx = self._by_txname[_ranges(self._start[union], self._start[union + 1])]
-            rows = self._row[idx]
-            present = (t.el_particles[rows] & np.uint64(~m.present & 0xFFFFFFFFFFFFFFFF)) == 0
-            idx, rows = idx[present], rows[present]
-            kept, w = pr.element_weights(m, np.unique(rows))
-            at = np.minimum(np.searchsorted(kept, rows), max(len(kept) - 1, 0))
-            ok = (kept[at] == rows) if len(kept) else np.zeros(len(rows), bool)
-            idx, at = idx[ok], at[ok]
-            tx = t.m_txname[idx]
-            positive = w[at, pr.tx_sqrts[tx]] > 0
-            idx, at, tx = idx[positive], at[positive], tx[positive]
-            coords = t.m_coords[idx]
-            parts.append((k, kept[at], tx, np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0)))
-        out = [[np.zeros(0, np.int64) for _ in want] for want in wanted]
-        tx = np.concatenate([p[2] for p in parts] + [np.zeros(0, np.int64)])
-        if not len(tx):
-            return out
-        values = pr.interps.evaluate(pr.tx_map[tx], np.concatenate([p[3] for p in parts]))
-        good = ~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) >= EFF_ZERO))
-        start = 0
-        for k, rows, tx_k, _ in parts:
-            ok = good[start:start + len(rows)]
-            start += len(rows)
-            for j, w in enumerate(wanted[k]):
-                out[k][j] = np.unique(rows[ok & np.isin(tx_k, w)])
-        return out
+    def rows(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """The contributing rows of several *owners* (predictions, or any set of txnames) of a batch,
+        vectorised over the batch (the predictor's matches of all models, one interpolator call).
+
+        `arrays`: per model its :class:`~tdmcmc.models.protomodel.predictions.ModelArrays`;
+        `owner_model` (n_owners,) the model of each owner (index into `arrays`); (`tx_owner`, `tx`)
+        the owners' table txnames, one pair per entry. Returns (owner, row), sorted, unique: row
+        contributes to owner.
+        """
+        e, entry, owner = self._reach(arrays, owner_model, tx_owner, tx)
+        n_rows = len(self.predictor.table.match_start) - 1
+        good = self._counts(e, entry)
+        found = np.unique((owner * n_rows + e["row"][entry])[good])
+        return found // n_rows, found % n_rows
+
+    def overlapping(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray,
+                    allowed: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+        """The pairs of owners (as in :meth:`rows`) of one model that share a contributing row, among
+        the pairs (a, b), a < b, for which `allowed(a, b)` (vectorised) is true: (n_pairs, 2), sorted.
+        Only the matches of rows that allowed pairs both reach are interpolated."""
+        e, entry, owner = self._reach(arrays, owner_model, tx_owner, tx)
+        n_rows, n_owners = len(self.predictor.table.match_start) - 1, len(owner_model)
+        reach = (e["model"][entry] * n_rows + e["row"][entry]) * n_owners + owner
+        code = np.unique(reach)
+        key, who = code // n_owners, code % n_owners
+        # candidate pairs: two owners reaching one (model, row), at any distance within its run
+        first, second, at = [], [], []
+        for d in range(1, len(code)):
+            same = key[d:] == key[:-d]
+            if not same.any():
+                break
+            first.append(who[:-d][same])
+            second.append(who[d:][same])
+            at.append(key[d:][same])
+        a, b, at = (np.concatenate(x + [np.zeros(0, np.int64)]) for x in (first, second, at))
+        keep = allowed(a, b)
+        a, b, at = a[keep], b[keep], at[keep]
+        needed = np.isin(reach, np.concatenate([at * n_owners + a, at * n_owners + b]))
+        hit = np.unique(reach[needed][self._counts(e, entry[needed])])
+        both = np.isin(at * n_owners + a, hit) & np.isin(at * n_owners + b, hit)
+        pairs = np.unique(a[both] * n_owners + b[both])
+        return np.stack([pairs // n_owners, pairs % n_owners], axis=1)
+
+    def _reach(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray
+               ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """The models' matches with a weight > 0 at their √s (:meth:`Predictor.entries`) and the
+        (entry, owner) pairs of the owners wanting the entry's (model, txname)."""
+        from tdmcmc.models.protomodel.predictions import _ranges
+
+        n_tx = len(self.predictor.table.txnames)
+        e = self.predictor.entries(arrays)
+        tx_owner = np.asarray(tx_owner, dtype=np.int64)
+        wanted = np.asarray(owner_model, dtype=np.int64)[tx_owner] * n_tx + np.asarray(tx, dtype=np.int64)
+        by_key = np.argsort(wanted, kind="stable")
+        key = e["model"] * n_tx + e["tx"]
+        lo, hi = np.searchsorted(wanted[by_key], key, "left"), np.searchsorted(wanted[by_key], key, "right")
+        return e, np.repeat(np.arange(len(key)), hi - lo), tx_owner[by_key[_ranges(lo, hi)]]
+
+    def _counts(self, e: dict[str, np.ndarray], entry: np.ndarray) -> np.ndarray:
+        """Whether each of the `entry` matches counts: ε > 0 (efficiency map) or inside the grid
+        (upper-limit map); each distinct match is interpolated once."""
+        from tdmcmc.models.protomodel.predictions import EFF_ZERO
+
+        pr = self.predictor
+        needed, back = np.unique(entry, return_inverse=True)
+        tx = e["tx"][needed]
+        values = pr.interps.evaluate(pr.tx_map[tx], e["points"][needed])
+        return (~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) >= EFF_ZERO)))[back]
 
     def particles(self, rows: np.ndarray) -> frozenset[int]:
         """PDG ids (positive) of the particles in the given rows' elements."""
@@ -341,19 +388,90 @@ class ContributingRows:
         return frozenset(int(p) for i, p in enumerate(t.particles) if bits >> i & 1)
 
 
-def paper_prior(space, model: Protomodel, clustering: str = "bins") -> tuple[float, dict[str, float]]:
-    """ln π_paper (expo1) of one protomodel and its counts; n_SSM counts κ of the channels whose
-    particles are present, with their fitted 13-TeV σ (κ applied, summed over a κ class, fb)."""
-    from tdmcmc.models.likelihood.prior import paper_log_prior
-    from tdmcmc.models.protomodel.xsec import cross_sections, kappa_lookup
+class PaperPrior:
+    """ln π_paper (expo1, :mod:`tdmcmc.models.likelihood.prior`) of batches of protomodels of one
+    space, the counts of all models in one vectorised pass (BRs, κ and σ gathered into padded arrays).
 
-    xsec13 = cross_sections(space, model.masses, model.kappas, 13)
-    kappa = kappa_lookup(space, model.kappas)
-    class_kappas = {key: kappa.get(key, 1.0) for key, channels in space.kappa_classes().items()
-                    if all(abs(p) in model.masses for p in channels[0].pair)}
-    class_xsecs: dict[tuple[int, int], float] = {}
-    for channel in space.productions:
-        if channel.key in xsec13:
-            class_xsecs[channel.kappa_key] = class_xsecs.get(channel.kappa_key, 0.0) + xsec13[channel.key]
-    return paper_log_prior(model.masses, model.decays, class_kappas, class_xsecs, clustering=clustering,
-                           lsp=space.lsp)
+    n_SSM counts κ of the classes whose channels' particles are present, with their 13-TeV σ (κ
+    applied, summed over the class's channels in the space's order, fb). κ keys are resolved with
+    :func:`~tdmcmc.models.protomodel.xsec.kappa_lookup` (once per distinct key; a model giving one
+    class two different κ goes through it whole, for its error).
+    """
+
+    def __init__(self, space, clustering: str = "bins"):
+        classes = space.kappa_classes()
+        self.space, self.clustering = space, clustering
+        self._keys = tuple(classes)
+        self._pindex = {p: i for i, p in enumerate(space.particles)}
+        self._needs = np.array([[self._pindex[abs(p)] for p in channels[0].pair] for channels in classes.values()],
+                               dtype=np.int64).reshape(-1, 2)
+        self._key_particles = np.array([[self._pindex[abs(p)] for p in key] for key in self._keys],
+                                       dtype=np.int64).reshape(-1, 2)
+        column = {key: k for k, key in enumerate(self._keys)}
+        self._channel_class = np.array([column[c.kappa_key] for c in space.productions], dtype=np.int64)
+        self._kappa_column: dict = {}          # user κ key -> class column (-1: not produced)
+
+    def __call__(self, models: Sequence[Protomodel], channel_xsecs: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(ln π (B,), counts {"n_particles", "n_br", "n_ssm"} (B,) each) of `models`.
+        `channel_xsecs` (B, n_productions): κ × σ at 13 TeV (fb) of each of the space's production
+        channels, 0 where a particle is absent or no fit exists; None: from the fits
+        (:func:`~tdmcmc.models.protomodel.xsec.cross_sections`)."""
+        from tdmcmc.models.likelihood.prior import counted_ssms, log_prior_expo1, n_branchings, n_ssm
+
+        n_b, lsp = len(models), self.space.lsp
+        if channel_xsecs is None:
+            channel_xsecs = np.stack([self.channel_xsecs(m) for m in models]) if n_b else np.zeros((0, 0))
+        alive = [{p for p, m in model.masses.items() if abs(m) < 1e5} for model in models]
+        brs = [[list(model.decays.get(p, {}).values()) for p in sorted(a - {lsp})] for model, a in zip(models, alive)]
+        n_others = max([len(b) for b in brs] + [1])
+        width = max([len(v) for b in brs for v in b] + [1])
+        br, br_active = np.zeros((n_b, n_others, width)), np.zeros((n_b, n_others))
+        for b, rows in enumerate(brs):
+            br_active[b, :len(rows)] = 1.0
+            for i, values in enumerate(rows):
+                br[b, i, :len(values)] = values
+        kappa = np.stack([self._kappas(m.kappas) for m in models]) if n_b else np.zeros((0, len(self._keys)))
+        given, living = np.zeros((n_b, len(self._pindex) + 1), bool), np.zeros((n_b, len(self._pindex) + 1), bool)
+        for b, (model, a) in enumerate(zip(models, alive)):      # column -1: particles outside the space
+            given[b, [self._pindex.get(p, -1) for p in model.masses]] = True
+            living[b, [self._pindex.get(p, -1) for p in a]] = True
+        present = given[:, self._needs[:, 0]] & given[:, self._needs[:, 1]]
+        pair_alive = living[:, self._key_particles[:, 0]] & living[:, self._key_particles[:, 1]]
+        class_xsec = np.zeros((n_b, len(self._keys)))
+        for c, k in enumerate(self._channel_class):         # the channels' order, as a running sum
+            class_xsec[:, k] += channel_xsecs[:, c]
+        counted = counted_ssms(kappa, class_xsec, present & pair_alive)
+        counts = {"n_particles": np.array([float(len(a)) for a in alive]),
+                  "n_br": n_branchings(br, br_active).reshape(n_b),
+                  "n_ssm": n_ssm(kappa, counted, self.clustering).reshape(n_b)}
+        return log_prior_expo1(counts["n_particles"], counts["n_br"], counts["n_ssm"]), counts
+
+    def channel_xsecs(self, model: Protomodel) -> np.ndarray:
+        """κ × σ at 13 TeV (fb) of each production channel of the space (0 where absent), from the fits."""
+        from tdmcmc.models.protomodel.xsec import cross_sections
+
+        xsec13 = cross_sections(self.space, model.masses, model.kappas, 13)
+        return np.array([xsec13.get(c.key, 0.0) for c in self.space.productions])
+
+    def _kappas(self, kappas) -> np.ndarray:
+        """κ per class column (1 where not given)."""
+        from tdmcmc.models.protomodel.xsec import kappa_lookup
+
+        out, given = np.ones(len(self._keys)), {}
+        for raw, value in kappas.items():
+            if raw not in self._kappa_column:
+                resolved = kappa_lookup(self.space, {raw: 1.0})
+                self._kappa_column[raw] = self._keys.index(next(iter(resolved))) if resolved else -1
+            k = self._kappa_column[raw]
+            if k >= 0:
+                if given.setdefault(k, float(value)) != float(value):
+                    kappa_lookup(self.space, kappas)                 # raises, naming both keys
+                out[k] = float(value)
+        return out
+
+
+def paper_prior(space, model: Protomodel, clustering: str = "bins") -> tuple[float, dict[str, float]]:
+    """ln π_paper (expo1) of one protomodel and its counts (:class:`PaperPrior`)."""
+    log_prior, counts = PaperPrior(space, clustering)([model])
+    return float(log_prior[0]), {k: float(v[0]) for k, v in counts.items()}

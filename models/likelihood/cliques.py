@@ -36,6 +36,7 @@ from tdmcmc.models.likelihood.backend import NUMPY, backend_of
 from tdmcmc.models.likelihood.combinability import CombinabilityGraph
 
 MODES = ("max", "logsumexp", "fixed")
+STATE_MEMO = 1 << 16          # states (predicted nodes, veto) of paper_cliques remembered; then forgotten at once
 
 
 def maximal_cliques(adjacency: np.ndarray) -> list[tuple[int, ...]]:
@@ -99,6 +100,7 @@ class Combiner:
     versions: np.ndarray
     has_version: np.ndarray
     _subgraph_cliques: dict = field(default_factory=dict, repr=False)
+    _state_cliques: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_cliques(self) -> dict[tuple[str, float], int]:
@@ -252,33 +254,60 @@ class Combiner:
 
         `node_predicted` (B, n_nodes) bool; `vetoed` per state the node pairs that do not combine in
         that state (``hasOverlap``), or None. Per state and group: the maximal cliques of the
-        predicted nodes with the vetoed edges removed (memoised); single-node cliques dropped when
-        only one group has predictions; a group without predictions contributes the empty clique;
-        a state without any clique left (the paper's Z = None) has no valid row at all.
+        predicted nodes with the vetoed edges removed; single-node cliques dropped when only one
+        group has predictions; a group without predictions contributes the empty clique; a state
+        without any clique left (the paper's Z = None) has no valid row at all (memoised per state).
         Returns ``members`` (B, n_groups, C, n_nodes) 0/1 and ``valid`` (B, n_groups, C) 0/1, C the
         largest clique count in the batch (at least 1).
         """
         node_predicted = np.asarray(node_predicted, bool)
-        n_b = node_predicted.shape[0]
-        rows: list[list[list[tuple[int, ...]]]] = []
+        n_b, n_groups = node_predicted.shape[0], len(self.groups)
+        n = self.graph.n_nodes
+        group_of = np.full(n, -1)
+        for k, g in enumerate(self.groups):
+            group_of[g.nodes] = k
+        # the vetoed pairs that matter, a·n + b (a < b, both predicted, one group), per state
+        pairs = [np.asarray(v if isinstance(v, np.ndarray) else list(v), dtype=np.int64).reshape(-1, 2)
+                 for v in vetoed] if vetoed is not None else []
+        state = np.repeat(np.arange(len(pairs)), [len(p) for p in pairs])
+        pairs = np.sort(np.concatenate(pairs + [np.zeros((0, 2), np.int64)]), axis=1)
+        inside = (node_predicted[state, pairs[:, 0]] & node_predicted[state, pairs[:, 1]]
+                  & (group_of[pairs[:, 0]] == group_of[pairs[:, 1]]))
+        code = np.unique((state[inside] * n + pairs[inside, 0]) * n + pairs[inside, 1])
+        bounds = np.searchsorted(code // (n * n), np.arange(n_b + 1))
+        code %= n * n
+        states = []
         for b in range(n_b):
-            veto = _veto_set(vetoed[b]) if vetoed is not None else frozenset()
-            per_group = [tuple(int(n) for n in g.nodes if node_predicted[b, n]) for g in self.groups]
-            cliques = [self._cliques_among(nodes, veto) if nodes else [()] for nodes in per_group]
-            if sum(bool(nodes) for nodes in per_group) == 1:
-                cliques = [[c for c in cs if len(c) > 1] if nodes else cs for cs, nodes in zip(cliques, per_group)]
-            if not any(per_group) or not all(cliques):
-                cliques = [[] for _ in per_group]
-            rows.append(cliques)
-        n_c = max([len(c) for state in rows for c in state] + [1])
-        members = np.zeros((n_b, len(self.groups), n_c, self.graph.n_nodes))
-        valid = np.zeros((n_b, len(self.groups), n_c))
-        for b, state in enumerate(rows):
-            for g, cliques in enumerate(state):
-                valid[b, g, :len(cliques)] = 1.0
-                for c, clique in enumerate(cliques):
-                    members[b, g, c, list(clique)] = 1.0
+            veto = code[bounds[b]:bounds[b + 1]]
+            key = node_predicted[b].tobytes() + veto.tobytes()
+            if key not in self._state_cliques:
+                if len(self._state_cliques) >= STATE_MEMO:
+                    self._state_cliques.clear()
+                self._state_cliques[key] = self._state_rows(node_predicted[b], veto)
+            states.append(self._state_cliques[key])
+        counts = np.array([s[0] for s in states], dtype=np.int64).reshape(n_b, n_groups)
+        n_c = max(int(counts.max(initial=0)), 1)
+        valid = (np.arange(n_c) < counts[:, :, None]) * 1.0
+        members = np.zeros((n_b, n_groups, n_c, self.graph.n_nodes))
+        sizes = [s[1].shape[1] for s in states]
+        if sum(sizes):
+            g, c, node = np.concatenate([s[1] for s in states], axis=1)
+            members[np.repeat(np.arange(n_b), sizes), g, c, node] = 1.0
         return members, valid
+
+    def _state_rows(self, predicted: np.ndarray, vetoed: np.ndarray) -> tuple[list[int], np.ndarray]:
+        """One state of :meth:`paper_cliques`: the clique count per group and the (group, clique,
+        node) index of every membership; `vetoed` the pairs a·n_nodes + b (a < b) inside one group."""
+        n = self.graph.n_nodes
+        veto = frozenset(zip((vetoed // n).tolist(), (vetoed % n).tolist()))
+        per_group = [tuple(g.nodes[predicted[g.nodes]].tolist()) for g in self.groups]
+        cliques = [self._cliques_among(nodes, veto) if nodes else [()] for nodes in per_group]
+        if sum(bool(nodes) for nodes in per_group) == 1:
+            cliques = [[c for c in cs if len(c) > 1] if nodes else cs for cs, nodes in zip(cliques, per_group)]
+        if not any(per_group) or not all(cliques):
+            cliques = [[] for _ in per_group]
+        index = [(g, c, node) for g, cs in enumerate(cliques) for c, clique in enumerate(cs) for node in clique]
+        return [len(cs) for cs in cliques], np.array(index, dtype=np.int64).reshape(-1, 3).T
 
     def paper_clique_max(self, r, predicted, members, valid):
         """max over the per-state cliques of :meth:`paper_cliques` of Σ_{i∈c} r_i, either backend.

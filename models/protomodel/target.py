@@ -32,7 +32,9 @@ The μ profile then runs on a maximum of log-concave functions, not log-concave 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +42,15 @@ import numpy as np
 
 from tdmcmc.errors import UserError
 from tdmcmc.models.greedy.objective import (MISSING_R, MU_MAX_SAFETY, MU_MAX_UNBOUNDED, R_THRESHOLD, PaperScore,
-                                            ContributingRows, default_combination_matrix, paper_prior)
+                                            ContributingRows, PaperPrior, default_combination_matrix,
+                                            paper_prior)
 from tdmcmc.models.likelihood.options import PAPER, LikelihoodChoice
 from tdmcmc.models.protomodel.model import Protomodel
-from tdmcmc.models.protomodel.predictions import ModelArrays, PredictionArrays
+from tdmcmc.models.protomodel.predictions import ModelArrays, PredictionArrays, _ranges
 
 SR_SELECTIONS = ("paper", "best-expected", "combined")
+# prepare(..., paper=False) -> result_inputs, through _prepared (which takes no such argument)
+_PAPER_INPUTS: ContextVar[bool] = ContextVar("paper_inputs", default=True)
 _GRAPH_OUTPUTS = ("K", "Z", "mu_hat", "mu_max", "r_max", "log_prior", "contributions", "grad_signal",
                   "grad_critic_r", "grad_ul_obs", "grad_ul_exp", "grad_sl_signal")
 _BAYES_OUTPUTS = ("log_ratio", "mu_max", "r_max", "grad_mu", "grad_signal", "grad_ul_obs", "grad_ul_exp",
@@ -255,9 +260,12 @@ class LikelihoodTarget:
     # -- stage 2: per-result inputs --------------------------------------------------------------
 
     def result_inputs(self, preds: PredictionArrays, models: Sequence[Protomodel],
-                      arrays: Sequence[ModelArrays] | None = None) -> ResultInputs:
+                      arrays: Sequence[ModelArrays] | None = None, *, paper: bool | None = None) -> ResultInputs:
         """Dense per-result inputs from the flat predictions of a batch of `models` (`arrays`: their
-        :meth:`Predictor.model_arrays`, recomputed when None)."""
+        :meth:`Predictor.model_arrays`, recomputed when None and needed). `paper` False leaves out
+        what only the ``paper`` function reads (ln π_paper: NaN; the state's cliques: none valid),
+        for the ``bayes`` function; None: as :meth:`prepare` asked (default True)."""
+        paper = _PAPER_INPUTS.get() if paper is None else paper
         a = self.compiled.arrays
         n_b, n_r = len(models), self.n_results
         ds = preds.dataset
@@ -295,17 +303,51 @@ class LikelihoodTarget:
                              ("ul_obs", obs[chosen]), ("ul_exp", exp[chosen]), ("lumi", lumi)):
             valid = np.isfinite(values) & ((values >= 0) if name in ("n", "b") else (values > 0))
             out[name][cm, cr] = np.where(valid, values, 1.0)
-        log_prior = np.array([paper_prior(self.space, m, self.kappa_clustering)[0] for m in models])
-        node_predicted = selected @ self.combiner.versions.sum(axis=0) > 0
-        vetoed = None
-        if self.element_overlap:
+        if paper:
             arrays = arrays if arrays is not None else [self.predictor.model_arrays(m) for m in models]
-            vetoed = self._overlapping_pairs(preds, choice, node_predicted, arrays)
-        members, valid = self.combiner.paper_cliques(node_predicted, vetoed)
+            log_prior = self._paper_prior(models, self._prior_xsecs(models, arrays))[0]
+            members, valid = self._paper_cliques(preds, cm, cr, chosen, arrays)
+        else:
+            log_prior = np.full(n_b, np.nan)
+            members = np.zeros((n_b, len(self.combiner.groups), 1, self.graph.n_nodes))
+            valid = np.zeros((n_b, len(self.combiner.groups), 1))
         sl_signal, sl_choice = self._sl_inputs(preds, n_b)
         return ResultInputs(selected=selected, signal=signal, critic_r=critic, log_prior=log_prior,
                             clique_members=members, clique_valid=valid, choice=choice, sl_signal=sl_signal,
                             sl_choice=sl_choice, **out)
+
+    @cached_property
+    def _paper_prior(self) -> PaperPrior:
+        return PaperPrior(self.space, self.kappa_clustering)
+
+    @cached_property
+    def _prior_columns(self) -> tuple[int, np.ndarray] | None:
+        """(√s index of 13 TeV, table channel of each production channel of the space) for reading the
+        prior's σ from the models' table arrays; None when the table lacks either."""
+        pr = self.predictor
+        columns = np.array([pr.channel_index.get(c.key, -1) for c in self.space.productions], dtype=np.int64)
+        return (pr.sqrts.index(13), columns) if 13 in pr.sqrts and np.all(columns >= 0) else None
+
+    def _prior_xsecs(self, models: Sequence[Protomodel], arrays: Sequence[ModelArrays]) -> np.ndarray:
+        """κ × σ at 13 TeV (B, n_productions) for :class:`PaperPrior`: the models' table arrays hold
+        them (from the same fits), unless σ was injected (then from the fits)."""
+        if self._prior_columns is None:
+            return np.stack([self._paper_prior.channel_xsecs(m) for m in models])
+        s13, columns = self._prior_columns
+        return np.stack([x.xsec[columns, s13] if m.xsecs is None else self._paper_prior.channel_xsecs(m)
+                         for m, x in zip(models, arrays)])
+
+    def _paper_cliques(self, preds: PredictionArrays, cm: np.ndarray, cr: np.ndarray, chosen: np.ndarray,
+                       arrays: Sequence[ModelArrays]) -> tuple[np.ndarray, np.ndarray]:
+        """The states' cliques (:meth:`Combiner.paper_cliques`) of the chosen predictions `chosen`
+        (of models `cm`, results `cr`), with the ``hasOverlap`` veto when it is on."""
+        g = self.graph
+        inside = g.result_node[cr] >= 0
+        cm, node, chosen = cm[inside], g.result_node[cr[inside]], chosen[inside]
+        node_predicted = np.zeros((len(arrays), g.n_nodes), bool)
+        node_predicted[cm, node] = True
+        vetoed = self._overlapping_pairs(preds, cm, node, chosen, node_predicted, arrays) if self.element_overlap else None
+        return self.combiner.paper_cliques(node_predicted, vetoed)
 
     def _sl_inputs(self, preds: PredictionArrays, n_b: int) -> tuple[np.ndarray, np.ndarray]:
         """(B, n_sl) signal events at μ = 1 of the combined results' SRs and their flat predictions
@@ -320,34 +362,25 @@ class LikelihoodTarget:
             sl_choice[preds.model[k], col[k]] = k
         return sl_signal, sl_choice
 
-    def _overlapping_pairs(self, preds: PredictionArrays, choice: np.ndarray, node_predicted: np.ndarray,
-                           arrays: Sequence[ModelArrays]) -> list[list[tuple[int, int]]]:
-        """Per model, the combinable node pairs of one (experiment, √s) group whose chosen
-        predictions share a contributing element (the paper's ``hasOverlap``). Only groups with
-        two or more predicted nodes are looked at."""
-        g = self.graph
-        crowded = (node_predicted @ self._group_of_node.T) > 1                   # (B, n_groups)
-        b_idx, res = np.nonzero((choice >= 0) & self._in_graph)                  # one result per node
-        node = g.result_node[res]
-        keep = crowded[b_idx, self._group_index[node]]
-        b_idx, node, chosen = b_idx[keep], node[keep], choice[b_idx[keep], res[keep]]
+    def _overlapping_pairs(self, preds: PredictionArrays, model: np.ndarray, node: np.ndarray, chosen: np.ndarray,
+                           node_predicted: np.ndarray, arrays: Sequence[ModelArrays]) -> list[np.ndarray]:
+        """Per model, the combinable node pairs (k, 2) of one (experiment, √s) group whose chosen
+        predictions share a contributing element (the paper's ``hasOverlap``). `model`, `node`,
+        `chosen`: the chosen (flat) prediction of each predicted node. Only groups with two or more
+        predicted nodes are looked at."""
+        group = self._group_index[node]
+        crowded = ((node_predicted @ self._group_of_node.T) > 1)[model, group]
+        model, node, chosen, group = model[crowded], node[crowded], chosen[crowded], group[crowded]
         # the table txnames of each chosen prediction, from the per-txname parts
-        order = np.argsort(preds.part_prediction, kind="stable")
-        bounds = np.searchsorted(preds.part_prediction[order], np.stack([chosen, chosen + 1]))
-        txnames = [preds.part_txname[order[lo:hi]] for lo, hi in bounds.T]
-        wanted = [[txnames[k] for k in np.flatnonzero(b_idx == b)] for b in range(len(arrays))]
-        rows = self._contributing_rows(arrays, wanted)
-        out = []
-        for b in range(len(arrays)):
-            nodes = node[b_idx == b]
-            pairs = []
-            for k, m in zip(*np.triu_indices(len(nodes), 1)):
-                a, c = int(nodes[k]), int(nodes[m])
-                if (self._group_index[a] == self._group_index[c] and g.adjacency[a, c]
-                        and np.intersect1d(rows[b][k], rows[b][m], assume_unique=True).size):
-                    pairs.append((a, c))
-            out.append(pairs)
-        return out
+        by_prediction = np.argsort(preds.part_prediction, kind="stable")
+        bounds = np.searchsorted(preds.part_prediction[by_prediction], np.stack([chosen, chosen + 1]))
+        parts = by_prediction[_ranges(bounds[0], bounds[1])]
+        pairs = self._contributing_rows.overlapping(
+            arrays, model, np.repeat(np.arange(len(chosen)), bounds[1] - bounds[0]), preds.part_txname[parts],
+            lambda a, c: (group[a] == group[c]) & self.graph.adjacency[node[a], node[c]])
+        pairs = pairs[np.argsort(model[pairs[:, 0]], kind="stable")]
+        bounds = np.searchsorted(model[pairs[:, 0]], np.arange(len(arrays) + 1))
+        return [node[pairs[lo:hi]] for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     # -- stage 3: the compiled graph -------------------------------------------------------------
 
@@ -569,14 +602,19 @@ class LikelihoodTarget:
         args["mu"] = np.broadcast_to(np.asarray(mu, dtype=float), (len(inputs.signal),)).copy()
         return BayesValues(*f(*[args[k] for k in self._bayes_inputs]))
 
-    def prepare(self, models: Sequence[Protomodel]) -> tuple[PredictionArrays, ResultInputs]:
-        """Flat predictions and per-result inputs of a batch (stages 1 and 2)."""
-        return self._prepared(models)[:2]
+    def prepare(self, models: Sequence[Protomodel], *, paper: bool = True) -> tuple[PredictionArrays, ResultInputs]:
+        """Flat predictions and per-result inputs of a batch (stages 1 and 2); `paper` False: without
+        the inputs only the ``paper`` function reads (:meth:`result_inputs`), for the ``bayes`` one."""
+        token = _PAPER_INPUTS.set(paper)           # read by result_inputs, called inside _prepared
+        try:
+            return self._prepared(models)[:2]
+        finally:
+            _PAPER_INPUTS.reset(token)
 
     def _prepared(self, models: Sequence[Protomodel]) -> tuple[PredictionArrays, ResultInputs, list[ModelArrays]]:
         """Flat predictions, per-result inputs and the models' table arrays of a batch."""
-        arrays = [self.predictor.model_arrays(m) for m in models]
-        preds = self.predictor.evaluate_batch(arrays)
+        arrays = self.predictor.model_arrays_batch(models)
+        preds = self.predictor.evaluate_batch(arrays, jacobian=True)     # the gradients reuse its trace
         return preds, self.result_inputs(preds, models, arrays), arrays
 
     def prediction_nll(self, preds: PredictionArrays) -> tuple[np.ndarray, np.ndarray]:
