@@ -38,14 +38,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.polynomial import chebyshev
 
 from .model import Protomodel
 from .predictions import (EFF_ZERO, MIN_PREDICTION_FB, ModelArrays, PredictionArrays, Predictor, _first_of_max,
-                          _unique_rows)
-from .space import Pair, ProductionChannel
-from .xsec import (NUMPY, ProcessFit, XsecFits, _chebyshev_basis, _contract, _pad, _process_masses, kappa_lookup,
-                   load_fits)
+                          _Stacked, _unique_rows)
+from .space import Pair
 
 if TYPE_CHECKING:
     from .target import LikelihoodTarget, ResultInputs
@@ -66,50 +63,6 @@ class ParameterGradient:
     masses: dict[int, float]
     brs: dict[int, dict[tuple[int, ...], float]]
     kappas: dict[Pair, float]
-
-
-# ---------------------------------------------------------------------------------------------
-# Cross sections
-
-
-def log_xsec_gradient(fit: ProcessFit, masses: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """∂ ln(σ/fb)/∂ m_i (1/GeV) of :meth:`ProcessFit.log_xsec` at `masses` (GeV, one array per mass
-    argument), exact: the differentiated Chebyshev series inside the table range, the slopes of
-    the extrapolation rules outside it (and, for two-mass fits, the cross term of an extrapolated
-    argument's edge slope with the other argument)."""
-    m = [np.asarray(x, dtype=float) for x in masses]
-    u = [np.log(x) for x in m]
-    uc = [np.clip(x, lo, hi) for x, lo, hi in zip(u, fit.log_lo, fit.log_hi)]
-    scale = [2.0 / (hi - lo) for lo, hi in zip(fit.log_lo, fit.log_hi)]
-    bases = [_chebyshev_basis(NUMPY, a * (x - lo) - 1.0, n)
-             for x, a, lo, n in zip(uc, scale, fit.log_lo, fit.coefficients.shape)]
-    slope = [_contract(NUMPY, g, bases) for g in fit.gradients]              # ∂ series / ∂ t_j
-    excess = [np.minimum(x - c, 0.0) + np.maximum(np.exp(x - c) - 1.0, 0.0) for x, c in zip(u, uc)]
-    d_excess = [np.where(x < c, 1.0, np.where(x > c, np.exp(x - c), 0.0)) for x, c in zip(u, uc)]
-    out = []
-    for i in range(fit.n_masses):
-        inner = slope[i]
-        for j in range(fit.n_masses):
-            if j != i:  # the edge slope of an extrapolated argument j still varies with t_i
-                cross = _pad(chebyshev.chebder(fit.gradients[j], axis=i), fit.coefficients.shape)
-                inner = inner + _contract(NUMPY, cross, bases) * scale[j] * excess[j]
-        inside = (u[i] >= fit.log_lo[i]) & (u[i] <= fit.log_hi[i])
-        d_u = np.where(inside, scale[i] * inner, 0.0) + slope[i] * scale[i] * d_excess[i]
-        out.append(d_u / m[i])
-    return out
-
-
-def channel_log_xsec_gradient(channel: ProductionChannel, m_a: float, m_b: float, sqrts: int,
-                              fits: XsecFits | None = None) -> tuple[float, float]:
-    """∂ ln σ/∂ m_a, ∂ ln σ/∂ m_b (1/GeV) of one production channel at √s (TeV); m_a, m_b: the masses
-    of ``channel.pair[0]``, ``channel.pair[1]`` (one-mass processes take the mean mass)."""
-    fit = (fits or load_fits()).fit(channel.process, sqrts)
-    if fit is None:
-        return 0.0, 0.0
-    grads = log_xsec_gradient(fit, _process_masses(fit, np.asarray(m_a, float), np.asarray(m_b, float)))
-    if fit.n_masses == 1:
-        return 0.5 * float(grads[0]), 0.5 * float(grads[0])
-    return float(grads[0]), float(grads[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,37 +95,18 @@ class Linearization:
     dexp_dw: np.ndarray
 
 
-def _interpolate(predictor: Predictor, map_rows: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:meth:`MapInterpolators.evaluate` (values, NaN where SModelS gives None) with the exact
-    Jacobian (n, C) per GeV in the same pass (zero where the value is NaN or clamped)."""
-    interps = predictor.interps
-    n = len(map_rows)
-    values, jac = np.full(n, np.nan), np.zeros(points.shape)
-    valid = np.flatnonzero(map_rows >= 0)
-    if not len(valid):
-        return values, jac
-    unbuilt = valid[interps._batch_group[interps.map_group[map_rows[valid]]] == -2]
-    if len(unbuilt):
-        interps.evaluate(map_rows[unbuilt], points[unbuilt])       # builds (and batches) their groups
-    sel = valid[interps._batch_group[interps.map_group[map_rows[valid]]] >= 0]
-    if len(sel):
-        ev = interps._batched.evaluate(map_rows[sel], points[sel], jacobian=True)
-        values[sel] = ev.values
-        c = min(points.shape[1], ev.jacobian.shape[1])
-        jac[sel, :c] = np.where(np.isnan(ev.values)[:, None], 0.0, ev.jacobian[:, :c])
-    return values, jac
-
-
 def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: PredictionArrays) -> Linearization:
-    """Re-run the predictions stage of the models `ms` (:meth:`Predictor.model_arrays`) with the partial
-    derivatives of every flat prediction of `preds` (= ``predictor.evaluate_batch(ms)``), and check
-    that the values agree."""
+    """The partial derivatives of every flat prediction of `preds` (= ``predictor.evaluate_batch(ms)``)
+    with respect to its entries' weights and points: the forward pass's discrete choices replayed on
+    its trace (``preds.trace``, re-run when it lacks the Jacobians), checking that the values agree.
+    Vectorised over the batch but for the UL clusters that merge several mass points."""
     p = predictor
-    e = p.entries(ms)
+    tr = preds.trace
+    if tr is None or tr.jacobian is None:
+        tr = p.trace(ms, jacobian=True)
+    e, values, expected, jac, jac_exp = tr.entries, tr.values, tr.expected, tr.jacobian, tr.jacobian_expected
     tx, n = e["tx"], len(e["tx"])
     is_em = p.tx_is_em[tx]
-    values, jac = _interpolate(p, p.tx_map[tx], e["points"])
-    expected, jac_exp = _interpolate(p, np.where(is_em, -1, p.tx_map_exp[tx]), e["points"])
     eff = np.nan_to_num(values, nan=0.0)
     em = np.flatnonzero(is_em & (np.abs(eff) >= EFF_ZERO))
     ul = np.flatnonzero(~is_em & ~np.isnan(values))
@@ -191,7 +125,7 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: Prediction
     pred[sel] = np.where(keep[inv], (np.cumsum(keep) - 1)[inv], -1)
     dx_dw[sel] = e["coef"][sel] * eff[sel]
     dx_dp[sel] = (e["coef"] * e["weight"])[sel, None] * jac[sel]
-    n_em = int(keep.sum())
+    next_pred = int(keep.sum())
     xsec_check.append(xsec[keep])
     obs_check.append(p.arrays.upper_limit[keys[keep] % n_ds])
     exp_check.append(p.arrays.expected_upper_limit[keys[keep] % n_ds])
@@ -201,76 +135,86 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: Prediction
     key = np.column_stack([e["model"][sel], tx[sel], e["shape"][sel], e["points"][sel]]).astype(float)
     groups, g_of = _unique_rows(key)
     n_g = len(groups)
-    by_group = np.argsort(g_of, kind="stable")
-    group_entries = np.split(sel[by_group], np.cumsum(np.bincount(g_of, minlength=n_g))[:-1])
-    rep = np.array([x[0] for x in group_entries if len(x)], dtype=np.int64)   # the entry whose point stands for the group
+    by_group = sel[np.argsort(g_of, kind="stable")]        # the entries of group g: by_group[start[g]:stop[g]]
+    stop = np.cumsum(np.bincount(g_of, minlength=n_g))
+    start = stop - np.bincount(g_of, minlength=n_g)
+    rep = by_group[start]                                  # the entry whose point stands for the group
     g_weight = np.bincount(g_of, weights=e["weight"][sel], minlength=n_g)
     g_xsec = np.bincount(g_of, weights=(e["coef"] * e["weight"])[sel], minlength=n_g)
     g_ul, g_exp = values[rep], expected[rep]
     g_tx, g_shape, g_points = groups[:, 1].astype(np.int64), groups[:, 2], groups[:, 3:]
     _, owner = _unique_rows(groups[:, :2])
-    count = np.bincount(owner)
-    clusters = [[g] for g in np.flatnonzero(count[owner] == 1)]
-    limits = [(g_ul[g], g_exp[g], None) for g in np.flatnonzero(count[owner] == 1)]
-    for o in np.unique(owner[count[owner] > 1]):
-        members = np.flatnonzero(owner == o)
+    single = np.bincount(owner)[owner] == 1
+    # groups alone in their txname: one cluster each, its limits vary with its own point only
+    alone = np.flatnonzero(single)
+    alone = alone[g_xsec[alone] >= MIN_PREDICTION_FB]
+    group_pred = np.full(n_g, -1)
+    group_pred[alone] = next_pred + np.arange(len(alone))
+    next_pred += len(alone)
+    entry_pred = group_pred[g_of]
+    pred[sel] = np.where(entry_pred >= 0, entry_pred, pred[sel])
+    dx_dw[sel] = np.where(entry_pred >= 0, e["coef"][sel], dx_dw[sel])
+    xsec_check.append(g_xsec[alone])
+    obs_check.append(g_ul[alone])
+    exp_check.append(g_exp[alone])
+    zeros = np.zeros(len(alone))
+    lim = {"pred": [group_pred[alone]], "entry": [rep[alone]], "dobs_dp": [jac[rep[alone]]],
+           "dexp_dp": [jac_exp[rep[alone]]], "dobs_dw": [zeros], "dexp_dw": [zeros]}
+    # txnames with several mass points: SModelS' clustering (a loop over those txnames)
+    multi = np.flatnonzero(~single)
+    multi = multi[np.argsort(owner[multi], kind="stable")]
+    for members in np.split(multi, np.flatnonzero(np.diff(owner[multi])) + 1) if len(multi) else []:
         t = int(g_tx[members[0]])
         for chosen, avg, value, exp_value in p._clusters(t, g_weight[members], g_shape[members], g_points[members],
                                                         g_ul[members], g_exp[members]):
-            clusters.append(list(members[chosen]))
-            single = len(chosen) == 1
-            limits.append((value, g_exp[members[chosen[0]]] if single else exp_value, None if single else avg))
-    lim = {k: [] for k in ("pred", "entry", "dobs_dp", "dexp_dp", "dobs_dw", "dexp_dw")}
-    next_pred = n_em
-    for gs, (value, exp_value, avg) in zip(clusters, limits):
-        entries = np.concatenate([group_entries[g] for g in gs])
-        total = float(g_xsec[gs].sum())
-        if total < MIN_PREDICTION_FB:
-            continue
-        k = next_pred
-        next_pred += 1
-        pred[entries] = k
-        dx_dw[entries] = e["coef"][entries]
-        xsec_check.append([total])
-        obs_check.append([value])
-        exp_check.append([np.nan if exp_value is None else exp_value])
-        if avg is None:                          # one point: the limits vary with that point only
-            g = gs[0]
-            _add_limit(lim, k, [rep[g]], jac[rep[g]][None], jac_exp[rep[g]][None], [0.0], [0.0])
-            continue
-        # merged: limits at the W-weighted mean point p̄ (slope at the rounded p̄ the forward used)
-        t = int(g_tx[gs[0]])
-        nc = int(p.tx_ncoords[t])
-        point = np.zeros((2, c))
-        point[:, :len(avg)] = avg
-        _, slopes = _interpolate(p, np.array([p.tx_map[t], p.tx_map_exp[t]]), point)
-        w_sum = float(g_weight[gs].sum())
-        mean = (g_weight[gs, None] * g_points[gs, :nc]).sum(axis=0) / w_sum
-        d_dweight = (g_points[gs, :nc] - mean) @ slopes[:, :nc].T / w_sum        # (groups, 2)
-        for i, g in enumerate(gs):
-            members = group_entries[g]
-            share = g_weight[g] / w_sum
-            dp = np.zeros((len(members), 2, c))
-            dp[0] = share * slopes                                               # on the group's representative
-            _add_limit(lim, k, members, dp[:, 0], dp[:, 1], np.full(len(members), d_dweight[i, 0]),
-                       np.full(len(members), d_dweight[i, 1]))
+            gs = members[chosen]
+            total = float(g_xsec[gs].sum())
+            if total < MIN_PREDICTION_FB:
+                continue
+            k = next_pred
+            next_pred += 1
+            entries = np.concatenate([by_group[start[g]:stop[g]] for g in gs])
+            pred[entries] = k
+            dx_dw[entries] = e["coef"][entries]
+            xsec_check.append([total])
+            obs_check.append([value])
+            if len(gs) == 1:                     # one point: the limits vary with that point only
+                exp_check.append([g_exp[gs[0]]])
+                _add_limit(lim, k, rep[gs], jac[rep[gs]], jac_exp[rep[gs]], np.zeros((1, 2)))
+                continue
+            exp_check.append([np.nan if exp_value is None else exp_value])
+            # merged: limits at the W-weighted mean point p̄ (slope at the rounded p̄ the forward used)
+            nc = int(p.tx_ncoords[t])
+            point = np.zeros((2, c))
+            point[:, :len(avg)] = avg
+            _, slopes = p.interps.evaluate_with_jacobian(np.array([p.tx_map[t], p.tx_map_exp[t]]), point)
+            w_sum = float(g_weight[gs].sum())
+            mean = (g_weight[gs, None] * g_points[gs, :nc]).sum(axis=0) / w_sum
+            d_dweight = (g_points[gs, :nc] - mean) @ slopes[:, :nc].T / w_sum        # (groups, 2)
+            for i, g in enumerate(gs):
+                members_g = by_group[start[g]:stop[g]]
+                share = g_weight[g] / w_sum
+                dp = np.zeros((len(members_g), 2, c))
+                dp[0] = share * slopes                                               # on the group's representative
+                _add_limit(lim, k, members_g, dp[:, 0], dp[:, 1], np.repeat(d_dweight[i:i + 1], len(members_g), axis=0))
     _check(preds, np.concatenate(xsec_check), np.concatenate(obs_check), np.concatenate(exp_check))
+    lim = {k: np.concatenate(v) for k, v in lim.items()}
     return Linearization(
         model=e["model"], row=e["row"], sqrts=e["sqrts"], weight=e["weight"], coords=e["coords"], pred=pred,
-        dx_dw=dx_dw, dx_dp=dx_dp, lim_pred=np.array(lim["pred"], dtype=np.int64),
-        lim_entry=np.array(lim["entry"], dtype=np.int64),
-        dobs_dp=np.array(lim["dobs_dp"]).reshape(-1, c), dexp_dp=np.array(lim["dexp_dp"]).reshape(-1, c),
-        dobs_dw=np.array(lim["dobs_dw"], dtype=float), dexp_dw=np.array(lim["dexp_dw"], dtype=float))
+        dx_dw=dx_dw, dx_dp=dx_dp, lim_pred=lim["pred"].astype(np.int64), lim_entry=lim["entry"].astype(np.int64),
+        dobs_dp=lim["dobs_dp"].reshape(-1, c), dexp_dp=lim["dexp_dp"].reshape(-1, c),
+        dobs_dw=lim["dobs_dw"].astype(float), dexp_dw=lim["dexp_dw"].astype(float))
 
 
-def _add_limit(lim: dict, pred: int, entries, dobs_dp, dexp_dp, dobs_dw, dexp_dw) -> None:
-    for j, i in enumerate(entries):
-        lim["pred"].append(pred)
-        lim["entry"].append(int(i))
-        lim["dobs_dp"].append(dobs_dp[j])
-        lim["dexp_dp"].append(dexp_dp[j])
-        lim["dobs_dw"].append(dobs_dw[j])
-        lim["dexp_dw"].append(dexp_dw[j])
+def _add_limit(lim: dict, pred: int, entries: np.ndarray, dobs_dp: np.ndarray, dexp_dp: np.ndarray,
+               dlim_dw: np.ndarray) -> None:
+    """Limit derivatives of prediction `pred` on `entries`: ∂UL/∂p (k, C) and ∂(UL_obs, UL_exp)/∂W (k, 2)."""
+    lim["pred"].append(np.full(len(entries), pred))
+    lim["entry"].append(np.asarray(entries))
+    lim["dobs_dp"].append(dobs_dp)
+    lim["dexp_dp"].append(dexp_dp)
+    lim["dobs_dw"].append(dlim_dw[:, 0])
+    lim["dexp_dw"].append(dlim_dw[:, 1])
 
 
 def _check(preds: PredictionArrays, xsec, obs, exp) -> None:
@@ -296,7 +240,7 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
            (d_xsec_fb, d_ul_obs_fb, d_ul_exp_fb)]
     for d, v in zip(cot[1:], (preds.ul_obs_fb, preds.ul_exp_fb)):
         d[~np.isfinite(v)] = 0.0
-    ms = [predictor.model_arrays(x) for x in models]
+    ms = preds.trace.models if preds.trace is not None else predictor.model_arrays_batch(models)
     lin = linearize(predictor, ms, preds)
     d_x, d_obs, d_exp = cot
     has = lin.pred >= 0
@@ -307,56 +251,57 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
         lo, le = d_obs[lin.lim_pred], d_exp[lin.lim_pred]
         np.add.at(w_bar, lin.lim_entry, lo * lin.dobs_dw + le * lin.dexp_dw)
         np.add.at(p_bar, lin.lim_entry, lo[:, None] * lin.dobs_dp + le[:, None] * lin.dexp_dp)
-    return [_to_parameters(predictor, model, m, lin, b, w_bar, p_bar) for b, (model, m) in enumerate(zip(models, ms))]
+    return _to_parameters(predictor, models, ms, lin, w_bar, p_bar)
 
 
-def _to_parameters(p: Predictor, model: Protomodel, m: ModelArrays, lin: Linearization, b: int,
-                   w_bar: np.ndarray, p_bar: np.ndarray) -> ParameterGradient:
-    """Cotangents of one model's entry weights W and points p -> masses, BRs, κ."""
-    t = p.table
-    mine = np.flatnonzero(lin.model == b)
-    w_bar, p_bar, row, weight = w_bar[mine], p_bar[mine], lin.row[mine], lin.weight[mine]
-    coords = lin.coords[mine]
-    mass_bar = np.zeros(len(t.particles))
-    ok = coords >= 0
-    np.add.at(mass_bar, coords[ok], p_bar[ok])
+def _to_parameters(p: Predictor, models: Sequence[Protomodel], ms: Sequence[ModelArrays], lin: Linearization,
+                   w_bar: np.ndarray, p_bar: np.ndarray) -> list[ParameterGradient]:
+    """Cotangents of the entry weights W and points p of a batch -> masses, BRs, κ per model; the
+    sums are scatter-adds over the whole batch (per bin in the order of the entries)."""
+    t, n_b = p.table, len(models)
+    s = _Stacked.of(ms)
+    n_p, n_br = s.masses.shape[1], s.br.shape[1]
+    n_c, n_s = s.xsec.shape[1:]
     # W = X[channel, √s] · Π BR · share
-    channel = t.el_channel[row]
-    x = m.xsec[channel, lin.sqrts[mine]]
-    x_bar = np.zeros_like(m.xsec)
-    np.add.at(x_bar, (channel, lin.sqrts[mine]), w_bar * weight / x)
-    br_idx = t.el_br[row]
-    br_bar = np.zeros(len(m.br))
-    np.add.at(br_bar, br_idx, (w_bar * weight)[:, None] / m.br[br_idx])
-    kappa_bar: dict[Pair, float] = {}
-    kappa = _kappas(p, model)
-    for channel in p.space.productions:
-        a, c = (abs(q) for q in channel.pair)
-        if a not in model.masses or c not in model.masses or channel.key not in p.channel_index:
-            continue
-        kappa_bar.setdefault(channel.kappa_key, 0.0)
-        if model.xsecs is not None:
-            continue                            # injected σ: constants
-        ci = p.channel_index[channel.key]
-        for s_i, s in enumerate(p.sqrts):
-            xs = m.xsec[ci, s_i]
-            if x_bar[ci, s_i] == 0.0 or xs == 0.0:
-                continue
-            d_a, d_c = channel_log_xsec_gradient(channel, model.masses[a], model.masses[c], s)
-            mass_bar[p.pindex[a]] += x_bar[ci, s_i] * xs * d_a
-            mass_bar[p.pindex[c]] += x_bar[ci, s_i] * xs * d_c
-            kappa_bar[channel.kappa_key] += x_bar[ci, s_i] * xs / kappa[channel.kappa_key]
-    brs: dict[int, dict[tuple[int, ...], float]] = {}
-    for j, (parent, ch) in enumerate(t.br_channels):
-        if parent in model.masses and all(d in model.masses for d in ch if d in p.space.particles):
-            brs.setdefault(parent, {})[ch] = float(br_bar[j])
-    return ParameterGradient(masses={pdg: float(mass_bar[p.pindex[pdg]]) for pdg in model.masses}, brs=brs,
-                             kappas={k: float(v) for k, v in kappa_bar.items()})
-
-
-def _kappas(p: Predictor, model: Protomodel) -> dict[Pair, float]:
-    given = kappa_lookup(p.space, model.kappas)
-    return {key: given.get(key, 1.0) for key in p.space.kappa_classes()}
+    channel = t.el_channel[lin.row]
+    x_index = (lin.model * n_c + channel) * n_s + lin.sqrts
+    x_bar = np.bincount(x_index, weights=w_bar * lin.weight / s.xsec.reshape(-1)[x_index],
+                        minlength=n_b * n_c * n_s).reshape(n_b, n_c, n_s)
+    br_idx = t.el_br[lin.row]
+    br_index = lin.model[:, None] * n_br + br_idx
+    br_bar = np.bincount(br_index.ravel(), weights=((w_bar * lin.weight)[:, None] / s.br.reshape(-1)[br_index]).ravel(),
+                         minlength=n_b * n_br).reshape(n_b, n_br)
+    # X = κ · σ_fit(m_a, m_b): ∂X/∂m = X ∂ln σ/∂m, ∂X/∂κ = X/κ (injected σ: constants)
+    fitted = np.array([m.kappa is not None for m in ms], dtype=bool)
+    b, c, si = np.nonzero((x_bar != 0.0) & (s.xsec != 0.0) & fitted[:, None, None])
+    xs = x_bar[b, c, si] * s.xsec[b, c, si]
+    dlog = np.stack([m.dlog_xsec for m in ms])[b, c, si]                        # (k, 2)
+    pair = p.xsecs.channel_particles[c]
+    ok = lin.coords >= 0
+    mass_index = np.concatenate([(lin.model[:, None] * n_p + lin.coords)[ok], (b[:, None] * n_p + pair).ravel()])
+    mass_bar = np.bincount(mass_index, weights=np.concatenate([p_bar[ok], (xs[:, None] * dlog).ravel()]),
+                           minlength=n_b * n_p).reshape(n_b, n_p)
+    n_k = len(p.xsecs.kappa_keys)
+    kappa = np.stack([m.kappa if m.kappa is not None else np.ones(n_c) for m in ms])
+    kappa_bar = np.bincount(b * n_k + p.xsecs.channel_kappa[c], weights=xs / kappa[b, c],
+                            minlength=n_b * n_k).reshape(n_b, n_k)
+    # which BR channels and κ classes a model has: their particles are all present
+    present = np.array([int(m.present) for m in ms], dtype=np.uint64)[:, None]
+    has_br = (p.br_required[None, :] & ~present) == 0
+    has_channel = (p.channel_required[None, :] & ~present) == 0
+    has_kappa = np.zeros((n_b, n_k), dtype=bool)
+    has_kappa[:, p.xsecs.channel_kappa] = has_channel          # a class's channels share their particles
+    out = []
+    keys, br_channels = p.xsecs.kappa_keys, t.br_channels
+    for b_i, model in enumerate(models):
+        masses, brs_b, kappas_b = mass_bar[b_i].tolist(), br_bar[b_i].tolist(), kappa_bar[b_i].tolist()
+        brs: dict[int, dict[tuple[int, ...], float]] = {}
+        for j in np.flatnonzero(has_br[b_i]).tolist():
+            parent, ch = br_channels[j]
+            brs.setdefault(parent, {})[ch] = brs_b[j]
+        out.append(ParameterGradient(masses={pdg: masses[p.pindex[pdg]] for pdg in model.masses}, brs=brs,
+                                     kappas={keys[k]: kappas_b[k] for k in np.flatnonzero(has_kappa[b_i]).tolist()}))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from .interpolation import (BatchedInterpolator, DatabaseInterpolators, Degenera
 from .model import Protomodel
 from .space import ProtomodelSpace
 from .topologies import TopologyTable
-from .xsec import cross_sections
+from .xsec import channel_xsecs
 
 MAX_MASS_DIST = 0.2
 MIN_PREDICTION_FB = 1e-6
@@ -54,12 +54,17 @@ EFF_ZERO = 1e-14
 @dataclass(frozen=True)
 class ModelArrays:
     """One protomodel in table coordinates: ``masses`` (P,) GeV (NaN when absent), ``br`` (n_br+1,)
-    with the constant 1 last, ``xsec`` (n_channels, n_sqrts) fb (κ included), ``present`` bitmask."""
+    with the constant 1 last, ``xsec`` (n_channels, n_sqrts) fb (κ included), ``present`` bitmask;
+    for the gradients ``dlog_xsec`` (n_channels, n_sqrts, 2) ∂ ln σ/∂(m_a, m_b) in 1/GeV (m_a, m_b:
+    the channel's pair; zero where σ is injected) and ``kappa`` (n_channels,) the κ of each channel
+    (None when σ is injected: then σ depends on neither masses nor κ)."""
 
     masses: np.ndarray
     br: np.ndarray
     xsec: np.ndarray
     present: int
+    dlog_xsec: np.ndarray
+    kappa: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -148,10 +153,17 @@ class MapInterpolators:
         """Value of map ``map_rows[i]`` at ``points[i]`` (GeV), NaN where SModelS gives None or
         where ``map_rows[i]`` is -1. One vectorised pass over all groups (:class:`BatchedInterpolator`
         over the groups built so far; it is rebuilt, once, when a call needs a new group)."""
+        return self.evaluate_with_jacobian(map_rows, points, jacobian=False)[0]
+
+    def evaluate_with_jacobian(self, map_rows: np.ndarray, points: np.ndarray,
+                               jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`evaluate` and, if asked, the exact Jacobian (n, points.shape[1]) per GeV of the
+        piecewise-linear interpolation in the same pass (zero where the value is NaN or clamped)."""
         out = np.full(len(map_rows), np.nan)
+        jac = np.zeros(np.shape(points)) if jacobian else None
         valid = np.flatnonzero(map_rows >= 0)
         if not len(valid):
-            return out
+            return out, jac
         groups = self.map_group[map_rows[valid]]
         missing = np.unique(groups[self._batch_group[groups] == -2])
         if len(missing):
@@ -160,8 +172,12 @@ class MapInterpolators:
             self._rebatch()
         sel = valid[self._batch_group[groups] >= 0]  # -1: SModelS cannot triangulate the map either
         if len(sel) and self._batched is not None:
-            out[sel] = self._batched.evaluate(map_rows[sel], points[sel]).values
-        return out
+            ev = self._batched.evaluate(map_rows[sel], points[sel], jacobian=jacobian)
+            out[sel] = ev.values
+            if jacobian:
+                c = min(jac.shape[1], ev.jacobian.shape[1])
+                jac[sel, :c] = np.where(np.isnan(ev.values)[:, None], 0.0, ev.jacobian[:, :c])
+        return out, jac
 
     def _rebatch(self) -> None:
         """One :class:`BatchedInterpolator` over every group built so far."""
@@ -203,39 +219,56 @@ class Predictor:
         self.pindex = table.particle_index()
         self.br_index = {key: j for j, key in enumerate(table.br_channels)}
         self.channel_index = {pair: i for i, pair in enumerate(table.channels)}
+        self.xsecs = channel_xsecs(space, self.sqrts)
+        if self.xsecs.channels != tuple(table.channels) or self.xsecs.particles != tuple(table.particles.tolist()):
+            raise UserError(f"the topology table was built for another model space than {space.name!r}")
+        bit = {pdg: np.uint64(1) << np.uint64(i) for pdg, i in self.pindex.items()}
+        # particles that must be present for a BR coordinate / production channel to exist
+        self.br_required = np.array([np.bitwise_or.reduce([bit[parent], *(bit[d] for d in ch if d in bit)])
+                                     for parent, ch in table.br_channels], dtype=np.uint64)
+        self.channel_required = np.array([bit[abs(a)] | bit[abs(b)] for a, b in table.channels], dtype=np.uint64)
 
     # -- protomodel -> arrays --------------------------------------------------------------------
 
     def model_arrays(self, model: Protomodel) -> ModelArrays:
         """Masses, BRs and σ (injected or computed from the fits) in table coordinates."""
-        t = self.table
-        masses = np.full(len(t.particles), np.nan)
-        present = 0
-        outside = sorted(set(model.masses) - set(self.pindex))
-        if outside:
-            raise UserError(f"protomodel {model.name!r}: particle {outside[0]} is not in the table's space "
-                            f"{self.table.space_name!r}")
-        for pdg, m in model.masses.items():
-            i = self.pindex[pdg]
-            masses[i] = m
-            present |= 1 << i
-        br = np.zeros(len(t.br_channels) + 1)
-        br[-1] = 1.0
-        for parent, channels in model.decays.items():
-            for channel, value in channels.items():
-                br[self.br_index[(parent, channel)]] = value
-        xsec = np.zeros((len(t.channels), len(self.sqrts)))
-        if model.xsecs is not None:
+        return self.model_arrays_batch([model])[0]
+
+    def model_arrays_batch(self, models: Sequence[Protomodel]) -> list[ModelArrays]:
+        """:meth:`model_arrays` of several protomodels: the σ of every channel, √s and model of the
+        batch in one vectorised pass (:class:`.xsec.ChannelXsecs`)."""
+        t, n_b = self.table, len(models)
+        masses = np.full((n_b, len(t.particles)), np.nan)
+        br = np.zeros((n_b, len(t.br_channels) + 1))
+        br[:, -1] = 1.0
+        kappa = np.ones((n_b, len(self.xsecs.kappa_keys)))
+        xsec = np.zeros((n_b, len(t.channels), len(self.sqrts)))
+        present, fitted = [], []
+        for b, model in enumerate(models):
+            try:
+                index = [self.pindex[pdg] for pdg in model.masses]
+            except KeyError:
+                outside = sorted(set(model.masses) - set(self.pindex))
+                raise UserError(f"protomodel {model.name!r}: particle {outside[0]} is not in the table's space "
+                                f"{self.table.space_name!r}") from None
+            masses[b, index] = list(model.masses.values())
+            present.append(sum(1 << i for i in index))
+            br[b, [self.br_index[(parent, channel)] for parent, channels in model.decays.items()
+                   for channel in channels]] = [value for channels in model.decays.values() for value in channels.values()]
+            if model.xsecs is None:
+                fitted.append(b)
+                if model.kappas:
+                    kappa[b] = self.xsecs.kappa_vector(model.kappas)
+                continue
             for x in model.xsecs:
                 c = self.channel_index.get(x.pair)
                 if c is not None and x.sqrts in self.sqrts:
-                    xsec[c, self.sqrts.index(x.sqrts)] = x.xsec_fb
-        else:
-            for s_i, s in enumerate(self.sqrts):
-                for pair, value in cross_sections(self.space, model.masses, model.kappas, s).items():
-                    if pair in self.channel_index:
-                        xsec[self.channel_index[pair], s_i] = value
-        return ModelArrays(masses, br, xsec, present)
+                    xsec[b, c, self.sqrts.index(x.sqrts)] = x.xsec_fb
+        dlog = np.zeros(xsec.shape + (2,))
+        xsec[fitted], dlog[fitted] = self.xsecs.evaluate(masses[fitted], kappa[fitted])
+        channel_kappa = kappa[:, self.xsecs.channel_kappa]
+        return [ModelArrays(masses[b], br[b], xsec[b], present[b], dlog[b],
+                            channel_kappa[b] if models[b].xsecs is None else None) for b in range(n_b)]
 
     # -- evaluation ------------------------------------------------------------------------------
 
@@ -308,27 +341,45 @@ class Predictor:
                 "coords": coords,
                 "points": np.where(coords >= 0, s.masses[model[:, None], np.maximum(coords, 0)], 0.0)}
 
-    def evaluate_batch(self, models: Sequence[Protomodel | ModelArrays]) -> PredictionArrays:
+    def evaluate_batch(self, models: Sequence[Protomodel | ModelArrays], jacobian: bool = False) -> PredictionArrays:
         """Predictions of several protomodels as flat arrays: every step vectorised over the whole
-        batch (no loop over models), one interpolator call for all queries."""
-        ms = [self.model_arrays(x) if isinstance(x, Protomodel) else x for x in models]
+        batch (no loop over models), one interpolator call for all queries. The result keeps the
+        :class:`ForwardTrace` of the batch (with the maps' Jacobians if `jacobian`, for
+        :mod:`.gradients`, which otherwise re-runs the forward stages)."""
+        protomodels = [x for x in models if isinstance(x, Protomodel)]
+        computed = iter(self.model_arrays_batch(protomodels) if protomodels else [])
+        ms = [next(computed) if isinstance(x, Protomodel) else x for x in models]
         if not ms:
             raise ValueError("evaluate_batch needs at least one protomodel")
-        e = self.entries(ms)
-        tx, n = e["tx"], len(e["tx"])
+        trace = self.trace(ms, jacobian)
+        e, values, expected = trace.entries, trace.values, trace.expected
+        tx = e["tx"]
         is_em = self.tx_is_em[tx]
         ul = np.flatnonzero(~is_em)
-        both = self.interps.evaluate(np.concatenate([self.tx_map[tx], self.tx_map_exp[tx[ul]]]),
-                                     np.concatenate([e["points"], e["points"][ul]]))
-        values, expected = both[:n], both[n:]  # expected limits of the UL entries
         eff = np.nan_to_num(values, nan=0.0)
         em = is_em & (np.abs(eff) >= EFF_ZERO)
-        inside = ~np.isnan(values[ul])
-        ul = ul[inside]
+        ul = ul[~np.isnan(values[ul])]
         em_out = self._em({k: e[k][em] for k in ("model", "tx", "origin", "coef", "bits")}, e["weight"][em] * eff[em])
         ul_out = self._ul({k: e[k][ul] for k in ("model", "tx", "origin", "coef", "bits", "weight", "shape", "points")},
-                          values[ul], expected[inside])
-        return PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1])
+                          values[ul], expected[ul])
+        return replace(PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1]), trace=trace)
+
+    def trace(self, ms: Sequence[ModelArrays], jacobian: bool = False) -> ForwardTrace:
+        """The entries of models `ms` (:meth:`entries`) with their map values (one interpolator
+        call for the maps of every entry and the expected-limit maps of the UL entries)."""
+        e = self.entries(ms)
+        tx, n = e["tx"], len(e["tx"])
+        ul = np.flatnonzero(~self.tx_is_em[tx])
+        both, jac = self.interps.evaluate_with_jacobian(np.concatenate([self.tx_map[tx], self.tx_map_exp[tx[ul]]]),
+                                                        np.concatenate([e["points"], e["points"][ul]]), jacobian)
+        expected = np.full(n, np.nan)
+        expected[ul] = both[n:]
+        jac_expected = None
+        if jacobian:
+            jac_expected = np.zeros_like(e["points"])
+            jac_expected[ul] = jac[n:]
+            jac = jac[:n]
+        return ForwardTrace(list(ms), e, both[:n], expected, jac, jac_expected)
 
     def predict(self, model: Protomodel | ModelArrays) -> list[Prediction]:
         """Every theory prediction of one protomodel (all EM signal regions, all UL clusters)."""
@@ -531,13 +582,29 @@ class _Stacked:
 
 
 @dataclass(frozen=True)
+class ForwardTrace:
+    """What the forward pass of a batch computed before its discrete selections, kept for the
+    gradients: the models' arrays, the entries (:meth:`Predictor.entries`), per entry the value of
+    its txname's map (ε or observed UL) and of the expected-UL map (NaN for EM entries) at its
+    point, and, if computed, their Jacobians (n, C) per GeV (zero rows where there is no value)."""
+
+    models: list[ModelArrays]
+    entries: dict[str, np.ndarray]
+    values: np.ndarray
+    expected: np.ndarray
+    jacobian: np.ndarray | None
+    jacobian_expected: np.ndarray | None
+
+
+@dataclass(frozen=True)
 class PredictionArrays:
     """Predictions of a batch of protomodels, one entry per prediction: ``model`` (index in the
     batch), ``dataset`` (index in ``DatabaseArrays``), ``txname`` (table txname index for UL
     clusters, -1 for EM signal regions), ``xsec_fb`` (σ·BR or σ·BR·ε), limits in fb (NaN when
     absent), ``masses`` (UL cluster mass point, GeV, NaN-padded), ``max_condition`` (SModelS'
     largest condition violation, 0 without conditions). ``part_*`` split each prediction's σ by
-    txname (entry ``part_prediction`` of the prediction arrays)."""
+    txname (entry ``part_prediction`` of the prediction arrays). ``trace``: the forward pass of
+    :meth:`Predictor.evaluate_batch` (None for concatenations)."""
 
     model: np.ndarray
     dataset: np.ndarray
@@ -550,6 +617,7 @@ class PredictionArrays:
     part_txname: np.ndarray
     part_xsec_fb: np.ndarray
     max_condition: np.ndarray
+    trace: ForwardTrace | None = field(default=None, repr=False, compare=False)
 
     @property
     def r_obs(self) -> np.ndarray:

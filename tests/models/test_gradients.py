@@ -141,15 +141,16 @@ class _Tally:
 
 def test_log_xsec_gradient_against_pytensor():
     """∂ ln σ/∂m of the fits (inside the table range, below it, above it, and the two-mass
-    squark-gluino fit with one mass extrapolated) against pytensor.grad of the PyTensor σ graph."""
+    squark-gluino fit with one mass extrapolated), as :class:`ChannelXsecs` gives them with σ in
+    one batched pass, against pytensor.grad of the PyTensor σ graph of each channel."""
     import pytensor
     import pytensor.tensor as pt
 
-    from tdmcmc.models.protomodel.gradients import channel_log_xsec_gradient
     from tdmcmc.models.protomodel.space import default_space
-    from tdmcmc.models.protomodel.xsec import channel_xsec_tensor
+    from tdmcmc.models.protomodel.xsec import channel_xsec_tensor, channel_xsecs
 
     space = default_space()
+    table = channel_xsecs(space, (8, 13))
     cases = {(1000021, 1000021): [(1200, 1200), (250, 250), (2800, 2800)],
              (1000001, 1000021): [(800, 1500), (150, 900), (900, 2900), (2700, 2900)],
              (-1000011, 1000011): [(300, 300), (30, 30), (1300, 1300)],
@@ -162,12 +163,19 @@ def test_log_xsec_gradient_against_pytensor():
             outputs += pytensor.grad(ln_sigma, [m_a, m_b])      # the points are independent
             points.append((pair, sqrts, where))
     f = pytensor.function([m_a, m_b], outputs, mode="FAST_COMPILE", on_unused_input="ignore")
+    # every point of every channel in one batch (one mass point per row, other particles absent)
+    rows = [(pair, x, y) for pair, where in cases.items() for x, y in where]
+    masses = np.full((len(rows), len(table.particles)), np.nan)
+    for r, (pair, x, y) in enumerate(rows):
+        masses[r, table.particles.index(abs(pair[0]))] = x
+        masses[r, table.particles.index(abs(pair[1]))] = y
+    _, dlog = table.evaluate(masses, np.ones((len(rows), len(table.kappa_keys))))
     max_len = max(len(w) for *_, w in points)
     for i, (pair, sqrts, where) in enumerate(points):
         a, b = (np.array([w[j] for w in where], dtype=float) for j in (0, 1))
         ref = f(np.resize(a, max_len), np.resize(b, max_len))[2 * i: 2 * i + 2]
         for k, (x, y) in enumerate(where):
-            mine = channel_log_xsec_gradient(space.channel(pair), x, y, sqrts)
+            mine = dlog[rows.index((pair, x, y)), table.channels.index(pair), (8, 13).index(sqrts)]
             np.testing.assert_allclose(mine, [ref[0][k], ref[1][k]], rtol=1e-9, atol=1e-14,
                                        err_msg=str((pair, sqrts, x, y)))
 

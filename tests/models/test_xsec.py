@@ -14,8 +14,8 @@ from tdmcmc.errors import UserError
 from tdmcmc.models.protomodel import xsec_fit
 from tdmcmc.models.protomodel.space import COEFFICIENTS, default_space
 from tdmcmc.models.protomodel.xsec import (
-    XsecFits, channel_xsec, channel_xsec_tensor, cross_section_tensors, cross_sections, in_table_range,
-    kappa_lookup, load_fits)
+    XsecFits, channel_xsec, channel_xsec_tensor, channel_xsecs, cross_section_tensors, cross_sections,
+    in_table_range, kappa_lookup, load_fits)
 
 # Largest relative deviation of the fit from its table inside the table range, as documented in
 # docs/cross-sections.md (rounded up). Target 2%; the tables above it are not smooth themselves
@@ -231,3 +231,30 @@ def test_graph_of_all_channels_matches_cross_sections():
         assert set(expected) == set(graph)
         for pair, value in zip(graph, values):
             assert value[i] == pytest.approx(expected[pair], rel=1e-12)
+
+
+def test_channel_xsecs_batch_matches_the_per_channel_fits():
+    """The batched σ of every channel and √s (:class:`ChannelXsecs`, used for the predictions) against
+    :func:`channel_xsec` per channel (``ProcessFit.log_xsec``), for random points inside and outside
+    the table ranges with absent particles and κ; a point's σ does not depend on its batch."""
+    space, rng = default_space(), np.random.default_rng(3)
+    table = channel_xsecs(space, (8, 13))
+    n = 200
+    masses = np.exp(rng.uniform(np.log(20.0), np.log(4000.0), size=(n, len(table.particles))))
+    masses[rng.random(masses.shape) < 0.3] = np.nan
+    kappa = rng.uniform(0.0, 3.0, size=(n, len(table.kappa_keys)))
+    xsec, dlog = table.evaluate(masses, kappa)
+    checked = 0
+    for c, pair in enumerate(table.channels):
+        channel = space.channel(pair)
+        i, j = (table.particles.index(abs(p)) for p in pair)
+        ok = ~np.isnan(masses[:, i]) & ~np.isnan(masses[:, j])
+        for s_i, sqrts in enumerate((8, 13)):
+            expected = kappa[ok, table.channel_kappa[c]] * channel_xsec(channel, masses[ok, i], masses[ok, j], sqrts)
+            np.testing.assert_allclose(xsec[ok, c, s_i], expected, rtol=1e-13, atol=0.0)
+            assert np.all(xsec[~ok, c, s_i] == 0.0) and np.all(dlog[~ok, c, s_i] == 0.0)
+            checked += int(ok.sum())
+    assert checked > 3000
+    for b in (0, 7, 99):
+        one, one_dlog = table.evaluate(masses[b:b + 1], kappa[b:b + 1])
+        assert np.array_equal(one[0], xsec[b]) and np.array_equal(one_dlog[0], dlog[b])
