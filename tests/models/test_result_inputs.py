@@ -1,0 +1,146 @@
+"""Stage 2 of the likelihood target (LikelihoodTarget.result_inputs) on the real 1.2.4 database.
+
+The hasOverlap veto's contributing rows (from the predictor's matches of the whole batch) against a
+scan of every match of the topology table with the public per-model element weights; the vetoed
+pairs against pairwise intersections of those rows; the bayes path's inputs (``paper=False``)
+against the full ones; ln π_paper read from the table arrays against the fitted cross sections.
+Batch: the five oracle models (injected σ) and 16 random protomodels of their space (fitted σ).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import ORACLE_MODELS
+from tests.models.test_target import _random_models
+
+
+@pytest.fixture(scope="module")
+def batch(oracle_space_target, oracle_models):
+    from tdmcmc.models.protomodel.model import protomodel_from_dict
+
+    tgt = oracle_space_target
+    models = [protomodel_from_dict(oracle_models[n][0], tgt.space) for n in ORACLE_MODELS]
+    models += _random_models(tgt.space, 16, seed=7)
+    arrays = [tgt.predictor.model_arrays(m) for m in models]
+    return models, arrays, tgt.predictor.evaluate_batch(arrays)
+
+
+def _scanned_matches(tgt, m, txnames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(txname, row) of the matches that count in model arrays `m`: every match of the table with
+    one of `txnames`, the model's particles, a weight > 0 at the txname's √s
+    (Predictor.element_weights) and ε > 0 or inside the UL grid."""
+    from tdmcmc.models.protomodel.predictions import EFF_ZERO
+
+    t, pr = tgt.table, tgt.predictor
+    idx = np.flatnonzero(np.isin(t.m_txname, txnames))
+    rows = np.searchsorted(t.match_start, idx, side="right") - 1
+    inside = (t.el_particles[rows] & np.uint64(~m.present & 0xFFFFFFFFFFFFFFFF)) == 0
+    idx, rows = idx[inside], rows[inside]
+    kept, w = pr.element_weights(m, np.unique(rows))
+    at = np.minimum(np.searchsorted(kept, rows), len(kept) - 1)
+    tx = t.m_txname[idx]
+    live = (kept[at] == rows) & (w[at, pr.tx_sqrts[tx]] > 0)
+    idx, rows, tx = idx[live], rows[live], tx[live]
+    coords = t.m_coords[idx]
+    values = pr.interps.evaluate(pr.tx_map[tx], np.where(coords >= 0, m.masses[np.maximum(coords, 0)], 0.0))
+    good = ~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) >= EFF_ZERO))
+    return tx[good], rows[good]
+
+
+def _scanned_rows(tgt, m, txnames: np.ndarray) -> np.ndarray:
+    tx, rows = _scanned_matches(tgt, m, txnames)
+    return np.unique(rows[np.isin(tx, txnames)])
+
+
+def _txnames(preds, i: int) -> np.ndarray:
+    return preds.part_txname[preds.part_prediction == i]
+
+
+def test_contributing_rows_against_table_scan(oracle_space_target, batch):
+    """ContributingRows (the batch's matches, one interpolation per match) gives exactly the rows of
+    the full-table scan, for every prediction of the 21 models."""
+    tgt = oracle_space_target
+    models, arrays, preds = batch
+    wanted = [[_txnames(preds, i) for i in np.flatnonzero(preds.model == b)] for b in range(len(models))]
+    got = tgt._contributing_rows(arrays, wanted)
+    n_rows = 0
+    for b in range(len(models)):
+        tx, rows = _scanned_matches(tgt, arrays[b], np.concatenate(wanted[b] + [np.zeros(0, np.int64)]))
+        for k, i in enumerate(np.flatnonzero(preds.model == b)):
+            ref = np.unique(rows[np.isin(tx, wanted[b][k])])
+            assert np.array_equal(got[b][k], ref), (b, int(i))
+            n_rows += len(ref)
+    assert n_rows > 1000
+
+
+def test_overlapping_pairs_against_pairwise_rows(oracle_space_target, batch):
+    """The vetoed node pairs equal those of the chosen predictions of one (experiment, √s) group,
+    combinable, whose scanned rows intersect; the veto bites in at least 5 models."""
+    tgt = oracle_space_target
+    models, arrays, preds = batch
+    inputs = tgt.result_inputs(preds, models, arrays)
+    g = tgt.graph
+    model, res = np.nonzero((inputs.choice >= 0) & (g.result_node >= 0))
+    node, chosen = g.result_node[res], inputs.choice[model, res]
+    node_predicted = np.zeros((len(models), g.n_nodes), bool)
+    node_predicted[model, node] = True
+    vetoed = tgt._overlapping_pairs(preds, model, node, chosen, node_predicted, arrays)
+    n_bitten = 0
+    for b in range(len(models)):
+        mine = np.flatnonzero(model == b)
+        rows = {k: _scanned_rows(tgt, arrays[b], _txnames(preds, chosen[k])) for k in mine}
+        ref = {(min(node[k], node[m]), max(node[k], node[m])) for i, k in enumerate(mine) for m in mine[i + 1:]
+               if tgt._group_index[node[k]] == tgt._group_index[node[m]] and g.adjacency[node[k], node[m]]
+               and np.intersect1d(rows[k], rows[m]).size}
+        assert {(min(a, c), max(a, c)) for a, c in vetoed[b].tolist()} == ref, b
+        n_bitten += bool(ref)
+    print(f"the veto bites in {n_bitten} of {len(models)} models")
+    assert n_bitten >= 5
+
+
+def test_paper_cliques_memo_and_pair_forms(oracle_space_target, batch):
+    """Clique inputs are the same from a cold and a warm per-state memo, with vetoes as arrays or
+    as lists of tuples."""
+    from tdmcmc.models.likelihood.cliques import build_combiner
+
+    tgt = oracle_space_target
+    models, arrays, preds = batch
+    inputs = tgt.result_inputs(preds, models, arrays)
+    model, res = np.nonzero((inputs.choice >= 0) & (tgt.graph.result_node >= 0))
+    node_predicted = np.zeros((len(models), tgt.graph.n_nodes), bool)
+    node_predicted[model, tgt.graph.result_node[res]] = True
+    cold = build_combiner(tgt.graph)
+    pairs = tgt._overlapping_pairs(preds, model, tgt.graph.result_node[res], inputs.choice[model, res],
+                                   node_predicted, arrays)
+    as_lists = [[(int(c), int(a)) for a, c in p] for p in pairs]      # reversed order, tuples
+    for got in (cold.paper_cliques(node_predicted, as_lists), tgt.combiner.paper_cliques(node_predicted, pairs)):
+        assert np.array_equal(got[0], inputs.clique_members) and np.array_equal(got[1], inputs.clique_valid)
+
+
+def test_bayes_inputs_skip_paper_parts(oracle_space_target, batch):
+    """prepare(paper=False): the same dense inputs bit for bit, ln π_paper NaN, no valid clique;
+    the next prepare computes the paper inputs again."""
+    tgt = oracle_space_target
+    models = batch[0]
+    _, lean = tgt.prepare(models, paper=False)
+    _, full = tgt.prepare(models)
+    for name in ("selected", "signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi", "critic_r", "choice",
+                 "sl_signal", "sl_choice"):
+        assert np.array_equal(getattr(lean, name), getattr(full, name)), name
+    assert np.all(np.isnan(lean.log_prior)) and not lean.clique_valid.any()
+    assert np.all(np.isfinite(full.log_prior)) and full.clique_valid.any()
+
+
+def test_log_prior_from_table_arrays_equals_fits(oracle_space_target, batch):
+    """ln π_paper of result_inputs (σ read from the models' table arrays, or from the fits for the
+    oracle models' injected σ) equals paper_prior per model (σ from the fits), exactly."""
+    from tdmcmc.models.greedy.objective import paper_prior
+
+    tgt = oracle_space_target
+    models, arrays, preds = batch
+    inputs = tgt.result_inputs(preds, models, arrays)
+    ref = [paper_prior(tgt.space, m, tgt.kappa_clustering)[0] for m in models]
+    assert inputs.log_prior.tolist() == ref
+    assert len(set(ref)) >= 3
