@@ -309,28 +309,31 @@ class ContributingRows:
         starts = np.concatenate([[0], np.cumsum(sizes)])
         return [flat[lo:hi] for lo, hi in zip(starts[:-1], starts[1:])]
 
-    def rows(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray,
+             trace=None) -> tuple[np.ndarray, np.ndarray]:
         """The contributing rows of several *owners* (predictions, or any set of txnames) of a batch,
         vectorised over the batch (the predictor's matches of all models, one interpolator call).
 
         `arrays`: per model its :class:`~tdmcmc.models.protomodel.predictions.ModelArrays`;
         `owner_model` (n_owners,) the model of each owner (index into `arrays`); (`tx_owner`, `tx`)
-        the owners' table txnames, one pair per entry. Returns (owner, row), sorted, unique: row
-        contributes to owner.
+        the owners' table txnames, one pair per entry; `trace`: the
+        :class:`~tdmcmc.models.protomodel.predictions.ForwardTrace` of `arrays`, if at hand (its
+        matches and map values are used, nothing is recomputed). Returns (owner, row), sorted,
+        unique: row contributes to owner.
         """
-        e, entry, owner = self._reach(arrays, owner_model, tx_owner, tx)
+        e, entry, owner = self._reach(arrays, owner_model, tx_owner, tx, trace)
         n_rows = len(self.predictor.table.match_start) - 1
-        good = self._counts(e, entry)
+        good = self._counts(e, entry, trace)
         found = np.unique((owner * n_rows + e["row"][entry])[good])
         return found // n_rows, found % n_rows
 
     def overlapping(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray,
-                    allowed: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+                    allowed: Callable[[np.ndarray, np.ndarray], np.ndarray], trace=None) -> np.ndarray:
         """The pairs of owners (as in :meth:`rows`) of one model that share a contributing row, among
         the pairs (a, b), a < b, for which `allowed(a, b)` (vectorised) is true: (n_pairs, 2), sorted.
-        Only the matches of rows that allowed pairs both reach are interpolated."""
-        e, entry, owner = self._reach(arrays, owner_model, tx_owner, tx)
+        Only the matches of rows that allowed pairs both reach are looked at (interpolated, without
+        a `trace`)."""
+        e, entry, owner = self._reach(arrays, owner_model, tx_owner, tx, trace)
         n_rows, n_owners = len(self.predictor.table.match_start) - 1, len(owner_model)
         reach = (e["model"][entry] * n_rows + e["row"][entry]) * n_owners + owner
         code = np.unique(reach)
@@ -348,19 +351,19 @@ class ContributingRows:
         keep = allowed(a, b)
         a, b, at = a[keep], b[keep], at[keep]
         needed = np.isin(reach, np.concatenate([at * n_owners + a, at * n_owners + b]))
-        hit = np.unique(reach[needed][self._counts(e, entry[needed])])
+        hit = np.unique(reach[needed][self._counts(e, entry[needed], trace)])
         both = np.isin(at * n_owners + a, hit) & np.isin(at * n_owners + b, hit)
         pairs = np.unique(a[both] * n_owners + b[both])
         return np.stack([pairs // n_owners, pairs % n_owners], axis=1)
 
-    def _reach(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray
+    def _reach(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray, trace
                ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """The models' matches with a weight > 0 at their √s (:meth:`Predictor.entries`) and the
-        (entry, owner) pairs of the owners wanting the entry's (model, txname)."""
+        """The models' matches with a weight > 0 at their √s (:meth:`Predictor.entries`, or the
+        trace's) and the (entry, owner) pairs of the owners wanting the entry's (model, txname)."""
         from tdmcmc.models.protomodel.predictions import _ranges
 
         n_tx = len(self.predictor.table.txnames)
-        e = self.predictor.entries(arrays)
+        e = trace.entries if trace is not None else self.predictor.entries(arrays)
         tx_owner = np.asarray(tx_owner, dtype=np.int64)
         wanted = np.asarray(owner_model, dtype=np.int64)[tx_owner] * n_tx + np.asarray(tx, dtype=np.int64)
         by_key = np.argsort(wanted, kind="stable")
@@ -368,16 +371,19 @@ class ContributingRows:
         lo, hi = np.searchsorted(wanted[by_key], key, "left"), np.searchsorted(wanted[by_key], key, "right")
         return e, np.repeat(np.arange(len(key)), hi - lo), tx_owner[by_key[_ranges(lo, hi)]]
 
-    def _counts(self, e: dict[str, np.ndarray], entry: np.ndarray) -> np.ndarray:
+    def _counts(self, e: dict[str, np.ndarray], entry: np.ndarray, trace) -> np.ndarray:
         """Whether each of the `entry` matches counts: ε > 0 (efficiency map) or inside the grid
-        (upper-limit map); each distinct match is interpolated once."""
+        (upper-limit map); the trace's map values, else each distinct match interpolated once."""
         from tdmcmc.models.protomodel.predictions import EFF_ZERO
 
         pr = self.predictor
-        needed, back = np.unique(entry, return_inverse=True)
-        tx = e["tx"][needed]
-        values = pr.interps.evaluate(pr.tx_map[tx], e["points"][needed])
-        return (~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) >= EFF_ZERO)))[back]
+        if trace is not None:
+            values, tx = trace.values[entry], e["tx"][entry]
+        else:
+            needed, back = np.unique(entry, return_inverse=True)
+            values = pr.interps.evaluate(pr.tx_map[e["tx"][needed]], e["points"][needed])[back]
+            tx = e["tx"][entry]
+        return ~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) >= EFF_ZERO))
 
     def particles(self, rows: np.ndarray) -> frozenset[int]:
         """PDG ids (positive) of the particles in the given rows' elements."""

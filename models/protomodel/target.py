@@ -262,9 +262,10 @@ class LikelihoodTarget:
     def result_inputs(self, preds: PredictionArrays, models: Sequence[Protomodel],
                       arrays: Sequence[ModelArrays] | None = None, *, paper: bool | None = None) -> ResultInputs:
         """Dense per-result inputs from the flat predictions of a batch of `models` (`arrays`: their
-        :meth:`Predictor.model_arrays`, recomputed when None and needed). `paper` False leaves out
-        what only the ``paper`` function reads (ln π_paper: NaN; the state's cliques: none valid),
-        for the ``bayes`` function; None: as :meth:`prepare` asked (default True)."""
+        :meth:`Predictor.model_arrays`; when None and needed, those of the predictions' trace, or
+        recomputed). `paper` False leaves out what only the ``paper`` function reads (ln π_paper:
+        NaN; the state's cliques: none valid), for the ``bayes`` function; None: as :meth:`prepare`
+        asked (default True)."""
         paper = _PAPER_INPUTS.get() if paper is None else paper
         a = self.compiled.arrays
         n_b, n_r = len(models), self.n_results
@@ -304,7 +305,8 @@ class LikelihoodTarget:
             valid = np.isfinite(values) & ((values >= 0) if name in ("n", "b") else (values > 0))
             out[name][cm, cr] = np.where(valid, values, 1.0)
         if paper:
-            arrays = arrays if arrays is not None else [self.predictor.model_arrays(m) for m in models]
+            if arrays is None:
+                arrays = preds.trace.models if preds.trace is not None else self.predictor.model_arrays_batch(models)
             log_prior = self._paper_prior(models, self._prior_xsecs(models, arrays))[0]
             members, valid = self._paper_cliques(preds, cm, cr, chosen, arrays)
         else:
@@ -377,7 +379,7 @@ class LikelihoodTarget:
         parts = by_prediction[_ranges(bounds[0], bounds[1])]
         pairs = self._contributing_rows.overlapping(
             arrays, model, np.repeat(np.arange(len(chosen)), bounds[1] - bounds[0]), preds.part_txname[parts],
-            lambda a, c: (group[a] == group[c]) & self.graph.adjacency[node[a], node[c]])
+            lambda a, c: (group[a] == group[c]) & self.graph.adjacency[node[a], node[c]], preds.trace)
         pairs = pairs[np.argsort(model[pairs[:, 0]], kind="stable")]
         bounds = np.searchsorted(model[pairs[:, 0]], np.arange(len(arrays) + 1))
         return [node[pairs[lo:hi]] for lo, hi in zip(bounds[:-1], bounds[1:])]

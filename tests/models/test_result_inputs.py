@@ -9,6 +9,8 @@ Batch: the five oracle models (injected σ) and 16 random protomodels of their s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -77,7 +79,8 @@ def test_contributing_rows_against_table_scan(oracle_space_target, batch):
 
 def test_overlapping_pairs_against_pairwise_rows(oracle_space_target, batch):
     """The vetoed node pairs equal those of the chosen predictions of one (experiment, √s) group,
-    combinable, whose scanned rows intersect; the veto bites in at least 5 models."""
+    combinable, whose scanned rows intersect (with the forward trace's map values, and without);
+    the veto bites in at least 5 models."""
     tgt = oracle_space_target
     models, arrays, preds = batch
     inputs = tgt.result_inputs(preds, models, arrays)
@@ -87,6 +90,8 @@ def test_overlapping_pairs_against_pairwise_rows(oracle_space_target, batch):
     node_predicted = np.zeros((len(models), g.n_nodes), bool)
     node_predicted[model, node] = True
     vetoed = tgt._overlapping_pairs(preds, model, node, chosen, node_predicted, arrays)
+    untraced = tgt._overlapping_pairs(replace(preds, trace=None), model, node, chosen, node_predicted, arrays)
+    assert all(np.array_equal(a, b) for a, b in zip(vetoed, untraced))       # the trace's map values or our own
     n_bitten = 0
     for b in range(len(models)):
         mine = np.flatnonzero(model == b)
