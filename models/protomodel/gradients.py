@@ -219,10 +219,11 @@ def _add_limit(lim: dict, pred: int, entries: np.ndarray, dobs_dp: np.ndarray, d
 
 def _check(preds: PredictionArrays, xsec, obs, exp) -> None:
     """The re-run must reproduce the flat predictions it differentiates (same order, same values)."""
-    same = (len(xsec) == len(preds.xsec_fb)
-            and np.allclose(xsec, preds.xsec_fb, rtol=1e-9, atol=0.0)
-            and np.allclose(obs, preds.ul_obs_fb, rtol=1e-12, equal_nan=True)
-            and np.allclose(exp, preds.ul_exp_fb, rtol=1e-12, equal_nan=True))
+    def close(a, b, rtol, atol):         # np.allclose(equal_nan=True) without its overhead
+        return bool(np.all((np.abs(a - b) <= atol + rtol * np.abs(b)) | (np.isnan(a) & np.isnan(b))))
+
+    same = (len(xsec) == len(preds.xsec_fb) and close(xsec, preds.xsec_fb, 1e-9, 0.0)
+            and close(obs, preds.ul_obs_fb, 1e-12, 1e-8) and close(exp, preds.ul_exp_fb, 1e-12, 1e-8))
     if not same:
         raise ValueError("gradients: `preds` are not the predictions of these models on this predictor "
                          f"({len(preds.xsec_fb)} flat predictions, the re-run gives {len(xsec)})")
@@ -287,20 +288,23 @@ def _to_parameters(p: Predictor, models: Sequence[Protomodel], ms: Sequence[Mode
                             minlength=n_b * n_k).reshape(n_b, n_k)
     # which BR channels and κ classes a model has: their particles are all present
     present = np.array([int(m.present) for m in ms], dtype=np.uint64)[:, None]
-    has_br = (p.br_required[None, :] & ~present) == 0
     has_channel = (p.channel_required[None, :] & ~present) == 0
     has_kappa = np.zeros((n_b, n_k), dtype=bool)
     has_kappa[:, p.xsecs.channel_kappa] = has_channel          # a class's channels share their particles
-    out = []
-    keys, br_channels = p.xsecs.kappa_keys, t.br_channels
-    for b_i, model in enumerate(models):
-        masses, brs_b, kappas_b = mass_bar[b_i].tolist(), br_bar[b_i].tolist(), kappa_bar[b_i].tolist()
+    br_model, br_j = np.nonzero((p.br_required[None, :] & ~present) == 0)
+    kappa_model, kappa_k = np.nonzero(has_kappa)
+    br_entries = list(zip([t.br_channels[j] for j in br_j.tolist()], br_bar[br_model, br_j].tolist()))
+    kappa_entries = list(zip([p.xsecs.kappa_keys[k] for k in kappa_k.tolist()], kappa_bar[kappa_model, kappa_k].tolist()))
+    br_stop = np.cumsum(np.bincount(br_model, minlength=n_b)).tolist()
+    kappa_stop = np.cumsum(np.bincount(kappa_model, minlength=n_b)).tolist()
+    out, br_at, kappa_at = [], 0, 0
+    for model, masses, br_to, kappa_to in zip(models, mass_bar.tolist(), br_stop, kappa_stop):
         brs: dict[int, dict[tuple[int, ...], float]] = {}
-        for j in np.flatnonzero(has_br[b_i]).tolist():
-            parent, ch = br_channels[j]
-            brs.setdefault(parent, {})[ch] = brs_b[j]
+        for (parent, ch), value in br_entries[br_at:br_to]:
+            brs.setdefault(parent, {})[ch] = value
         out.append(ParameterGradient(masses={pdg: masses[p.pindex[pdg]] for pdg in model.masses}, brs=brs,
-                                     kappas={keys[k]: kappas_b[k] for k in np.flatnonzero(has_kappa[b_i]).tolist()}))
+                                     kappas=dict(kappa_entries[kappa_at:kappa_to])))
+        br_at, kappa_at = br_to, kappa_to
     return out
 
 
