@@ -10,8 +10,9 @@ protomodels and 59 variants with masses scaled by U(0.9, 1.1) and random BRs ove
 channels. The time spent inside the interpolators, and in there in the point location (compiled
 walk from simplex 0, :mod:`.point_location`), is reported separately (medians over the repeats,
 like the totals). Also checked: the full-space table gives the same predictions as the sub-space
-tables the tests use, a batch gives bit for bit the predictions of its models evaluated one by one,
-and the batched interpolation of the batch's queries equals one query at a time, bit for bit.
+tables the tests use, a batch gives bit for bit the predictions (and the table arrays) of its models
+evaluated one by one, and the batched interpolation of the batch's queries equals one query at a
+time, bit for bit. Also timed: the models' table arrays and the gradient chain (prediction_vjp).
 Run: ``make bench`` or ``pytest -s -o python_files='bench_*.py' tests/benchmarks/bench_predictions.py``.
 """
 
@@ -26,6 +27,7 @@ import pytest
 from tdmcmc.models.database.compiled import load_compiled
 from tdmcmc.models.protomodel import default_space
 from tdmcmc.models.protomodel.model import Protomodel, protomodel_from_dict
+from tdmcmc.models.protomodel.gradients import prediction_vjp
 from tdmcmc.models.protomodel.predictions import Predictor
 from tdmcmc.models.protomodel.topologies import load_table, restrict_space
 
@@ -37,6 +39,12 @@ TARGET_ONE_MS, TARGET_BATCH_MS, BATCH = 2.0, 20.0, 64
 # protomodel 1.49 ms (now 1.37 ms), 64 batched 23.0 ms (now 13.8 ms). This benchmark itself gave
 # 2.40 ms and 36.3 ms for that commit, on a busier machine.
 BEFORE_ONE_MS, BEFORE_BATCH_MS = 1.49, 23.0
+# The stages around it (gradient-speed issue): table arrays of the models (σ of every channel) and the
+# chain of the gradient back to masses, BRs and κ. Before (per-model Python loops, σ gradients and
+# the forward's entries and interpolations recomputed; /tmp/s3 setup, cProfile): model arrays
+# ~69 ms and the whole chain_to_parameters ~100 ms for 64 models.
+TARGET_ARRAYS_ONE_MS, TARGET_ARRAYS_BATCH_MS = 0.3, 3.0
+TARGET_VJP_ONE_MS, TARGET_VJP_BATCH_MS = 0.3, 10.0
 
 
 def _variants(models: list[Protomodel], n: int, rng: np.random.Generator) -> list[Protomodel]:
@@ -102,7 +110,11 @@ def test_prediction_speed(db124, oracle):
         assert full.keys() == part.keys() and all(full[k] == pytest.approx(part[k], rel=1e-12) for k in full)
 
     models = _variants([protomodel_from_dict(d, space) for d in datas], BATCH, np.random.default_rng(1))
-    arrays = [predictor.model_arrays(m) for m in models]
+    arrays = predictor.model_arrays_batch(models)
+    for a, m in zip(arrays, models):   # a batch gives bit for bit each model's arrays alone
+        alone = predictor.model_arrays(m)
+        assert all(np.array_equal(getattr(a, f), getattr(alone, f), equal_nan=True)
+                   for f in ("masses", "br", "xsec", "dlog_xsec", "kappa")) and a.present == alone.present
     predictor.evaluate_batch(arrays)  # builds every interpolator the batch needs
     assert predictor.predict_many(arrays) == [predictor.predict(a) for a in arrays]  # batching changes nothing
 
@@ -123,7 +135,7 @@ def test_prediction_speed(db124, oracle):
           f"(triangulation, point) pairs; batched = one at a time, bit for bit")
 
     counters = {"interp": [0.0], "locate": [0.0]}
-    _timed(predictor.interps, "evaluate", counters["interp"])
+    _timed(predictor.interps, "evaluate_with_jacobian", counters["interp"])
     _timed(batched._locator, "find", counters["locate"])
     repeat = 20
     one = [_medians_ms(lambda a=a: predictor.evaluate_batch([a]), repeat, counters)["total"]
@@ -149,3 +161,24 @@ def test_prediction_speed(db124, oracle):
     print(f"SModelS 3.2.1 decomposition + predictions (oracle timings, median): {ref_ms:.0f} ms per protomodel; "
           f"speed-up one {ref_ms / (one_all / len(MODELS)):.0f}x, batched {ref_ms * BATCH / batch:.0f}x")
     assert n_pred > 1000
+
+    # the stages around the predictions: models -> table arrays (σ and ∂ln σ/∂m of every channel),
+    # and the gradient chain back to masses, BRs, κ (random cotangents on every flat prediction)
+    rng = np.random.default_rng(2)
+    arrays_one = _medians_ms(lambda: [predictor.model_arrays_batch([m]) for m in models[:len(MODELS)]], repeat, {})
+    arrays_many = _medians_ms(lambda: predictor.model_arrays_batch(models), repeat, {})["total"]
+    vjp_one = 0.0
+    for m in models[:len(MODELS)]:
+        preds = predictor.evaluate_batch([m], jacobian=True)
+        cot = rng.normal(size=(3, len(preds.xsec_fb)))
+        vjp_one += _medians_ms(lambda: prediction_vjp(predictor, [m], preds, *cot), repeat, {})["total"]
+    preds = predictor.evaluate_batch(models, jacobian=True)
+    cot = rng.normal(size=(3, len(preds.xsec_fb)))
+    vjp_many = _medians_ms(lambda: prediction_vjp(predictor, models, preds, *cot), repeat, {})["total"]
+    one_arrays = arrays_one["total"] / len(MODELS)
+    print(f"model arrays: one protomodel {one_arrays:.3f} ms (target {TARGET_ARRAYS_ONE_MS} ms, ratio "
+          f"{one_arrays / TARGET_ARRAYS_ONE_MS:.2f}), {BATCH} batched {arrays_many:.2f} ms (target "
+          f"{TARGET_ARRAYS_BATCH_MS} ms, ratio {arrays_many / TARGET_ARRAYS_BATCH_MS:.2f})")
+    print(f"gradient chain (prediction_vjp, forward trace reused): one protomodel {vjp_one / len(MODELS):.3f} ms "
+          f"(target {TARGET_VJP_ONE_MS} ms, ratio {vjp_one / len(MODELS) / TARGET_VJP_ONE_MS:.2f}), {BATCH} batched "
+          f"{vjp_many:.2f} ms (target {TARGET_VJP_BATCH_MS} ms, ratio {vjp_many / TARGET_VJP_BATCH_MS:.2f})")
