@@ -276,7 +276,9 @@ class LikelihoodTarget:
         obs, exp = preds.ul_obs_fb, preds.ul_exp_fb
         r_obs = np.where(np.isfinite(obs), xsec / np.where(np.isfinite(obs), obs, 1.0), MISSING_R)
         r_exp = np.where(np.isfinite(exp) & (np.nan_to_num(exp) > 0), xsec / np.where(exp > 0, exp, 1.0), np.nan)
-        order = np.lexsort((preds.txname, ds, preds.model))        # the per-model prediction order
+        # the per-model prediction order: by dataset, then txname (-1 for EM), stable
+        order = np.argsort((preds.model * len(a.dataset_result) + ds) * (len(self.table.txnames) + 1)
+                           + preds.txname + 1, kind="stable")
 
         # critic: every UL prediction; per EM result the best expected SR (r_obs where no r_exp)
         critic = np.zeros((n_b, n_r))
