@@ -57,19 +57,19 @@ def _greedy_clusters(values, valid, half_rel_tol: float, xp):
     """Greedy clustering along the last axis: 0/1 flags of the values that open a new cluster.
 
     Value k opens a cluster iff it is valid and no earlier cluster opener j has
-    |v_k − v_j| < half_rel_tol·(v_k + v_j). The loop runs over the (short) last axis.
+    |v_k − v_j| < half_rel_tol·(v_k + v_j). The loop runs over the (short) last axis, against the
+    pairwise closeness computed once.
     """
     n = _static_len(values, xp)
-    openers = []
-    for k in range(n):
-        v = values[..., k]
-        new = valid[..., k]
-        for j, o in enumerate(openers):
-            u = values[..., j]
-            same = xp.abs(v - u) < half_rel_tol * (v + u)
-            new = new * (1.0 - o * same)
-        openers.append(new * 1.0)
-    return xp.stack(openers, axis=-1) if openers else xp.zeros_like(values)
+    if not n:
+        return xp.zeros_like(values)
+    close = (xp.abs(values[..., :, None] - values[..., None, :])
+             < half_rel_tol * (values[..., :, None] + values[..., None, :])) * 1.0      # [..., k, j]
+    openers = [valid[..., 0] * 1.0]
+    for k in range(1, n):
+        taken = xp.sum(xp.stack(openers, axis=-1) * close[..., k, :k], axis=-1)
+        openers.append(valid[..., k] * (taken < 0.5))
+    return xp.stack(openers, axis=-1)
 
 
 def n_branchings(brs, active):
