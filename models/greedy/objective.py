@@ -285,15 +285,12 @@ class ContributingRows:
     A row counts for a prediction if it survives σ-cut and compression, has a weight > 0 at the
     txname's √s and ε > 0 (efficiency map) or lies inside the grid (upper-limit map). For an UL
     txname with several mass clusters the rows of all its clusters are returned (the chosen cluster
-    is not recorded in the prediction arrays). Built once per predictor (a txname -> matches index).
+    is not recorded in the prediction arrays). The rows are read from the predictor's matches of
+    the models (:meth:`Predictor.entries`, or a forward trace holding them).
     """
 
     def __init__(self, predictor):
-        t = predictor.table
         self.predictor = predictor
-        self._row = np.repeat(np.arange(len(t.match_start) - 1), np.diff(t.match_start))
-        self._by_txname = np.argsort(t.m_txname, kind="stable")
-        self._start = np.searchsorted(t.m_txname[self._by_txname], np.arange(len(t.txnames) + 1))
 
     def __call__(self, arrays: Sequence, wanted: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
         """`arrays`: per model its :class:`~tdmcmc.models.protomodel.predictions.ModelArrays`;

@@ -345,12 +345,12 @@ class LikelihoodTarget:
                        arrays: Sequence[ModelArrays]) -> tuple[np.ndarray, np.ndarray]:
         """The states' cliques (:meth:`Combiner.paper_cliques`) of the chosen predictions `chosen`
         (of models `cm`, results `cr`), with the ``hasOverlap`` veto when it is on."""
-        g = self.graph
-        inside = g.result_node[cr] >= 0
-        cm, node, chosen = cm[inside], g.result_node[cr[inside]], chosen[inside]
-        node_predicted = np.zeros((len(arrays), g.n_nodes), bool)
+        node = self.graph.result_node[cr]                  # chosen results are in the graph
+        node_predicted = np.zeros((len(arrays), self.graph.n_nodes), bool)
         node_predicted[cm, node] = True
-        vetoed = self._overlapping_pairs(preds, cm, node, chosen, node_predicted, arrays) if self.element_overlap else None
+        vetoed = None
+        if self.element_overlap:
+            vetoed = self._overlapping_pairs(preds, cm, node, chosen, node_predicted, arrays)
         return self.combiner.paper_cliques(node_predicted, vetoed)
 
     def _sl_inputs(self, preds: PredictionArrays, n_b: int) -> tuple[np.ndarray, np.ndarray]:
