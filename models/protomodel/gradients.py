@@ -2,7 +2,9 @@
 protomodel parameters: masses (GeV), branching ratios (one coordinate per parent and decay channel,
 treated as independent: no Σ BR = 1 constraint) and signal-strength multipliers κ (one per κ class,
 ``space.kappa_key``). The chain rule runs backwards through the numpy predictions stage
-(:meth:`.predictions.Predictor.evaluate_batch`) with every discrete decision of that stage frozen.
+(:meth:`.predictions.Predictor.evaluate_batch`) with every discrete decision of that stage frozen:
+the forward pass's trace (``PredictionArrays.trace``: entries, selections, the maps' Jacobians and
+∂ ln σ/∂m) supplies them, so nothing of the forward pass is recomputed.
 
 How a flat prediction depends on the parameters (docs/likelihood-graph.md, "Gradients w.r.t.
 protomodel parameters"):
@@ -16,7 +18,7 @@ protomodel parameters"):
   the common point of its entries, or for a merged cluster the W-weighted mean of its groups'
   points, p̄ = Σ_g W_g p_g / Σ_g W_g (W_g: the sum of W of group g's entries).
 
-Differentiable: σ_fit (its Chebyshev series and the extrapolation rules, :func:`log_xsec_gradient`),
+Differentiable: σ_fit (its Chebyshev series and the extrapolation rules, :class:`.xsec.ChannelXsecs`),
 the BR products, κ, and the piecewise-linear interpolation (exact Jacobian of the simplex found,
 :class:`.interpolation.BatchedInterpolator`). Piecewise constant (zero derivative, frozen): the
 particle content, sigmacut, mass compression, the choice of one element per related family, ε below
@@ -40,8 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .model import Protomodel
-from .predictions import (EFF_ZERO, MIN_PREDICTION_FB, ModelArrays, PredictionArrays, Predictor, _first_of_max,
-                          _Stacked, _unique_rows)
+from .predictions import ModelArrays, PredictionArrays, Predictor, _Stacked
 from .space import Pair
 
 if TYPE_CHECKING:
@@ -97,107 +98,43 @@ class Linearization:
 
 def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: PredictionArrays) -> Linearization:
     """The partial derivatives of every flat prediction of `preds` (= ``predictor.evaluate_batch(ms)``)
-    with respect to its entries' weights and points: the forward pass's discrete choices replayed on
-    its trace (``preds.trace``, re-run when it lacks the Jacobians), checking that the values agree.
-    Vectorised over the batch but for the UL clusters that merge several mass points."""
+    with respect to its entries' weights and points, from the forward pass's trace (``preds.trace``;
+    without the maps' Jacobians the forward pass is run again with them and must give `preds`).
+    Vectorised over the batch but for the merged UL clusters."""
     p = predictor
     tr = preds.trace
     if tr is None or tr.jacobian is None:
-        tr = p.trace(ms, jacobian=True)
-    e, values, expected, jac, jac_exp = tr.entries, tr.values, tr.expected, tr.jacobian, tr.jacobian_expected
-    tx, n = e["tx"], len(e["tx"])
-    is_em = p.tx_is_em[tx]
-    eff = np.nan_to_num(values, nan=0.0)
-    em = np.flatnonzero(is_em & (np.abs(eff) >= EFF_ZERO))
-    ul = np.flatnonzero(~is_em & ~np.isnan(values))
-    c = e["points"].shape[1]
+        again = p.evaluate_batch(ms, jacobian=True)
+        _check(preds, again.xsec_fb, again.ul_obs_fb, again.ul_exp_fb)
+        tr = again.trace
+    e, sel, jac, jac_exp = tr.entries, tr.selection, tr.jacobian, tr.jacobian_expected
+    n, c = len(e["tx"]), e["points"].shape[1]
     pred = np.full(n, -1)
+    pred[sel.entry] = sel.pred
+    # EM: σ_SR = Σ coef W ε(p); UL: σ = Σ coef W
+    is_em = p.tx_is_em[e["tx"][sel.entry]]
+    coef = e["coef"][sel.entry]
     dx_dw, dx_dp = np.zeros(n), np.zeros((n, c))
-    xsec_check, obs_check, exp_check = [], [], []
-
-    # EM: one entry per (model, origin, dataset), the largest W·ε; σ_SR = Σ coef W ε
-    ds = p.tx_dataset[tx[em]]
-    sel = em[_first_of_max(np.stack([e["model"][em], e["origin"][em], ds]), (e["weight"] * eff)[em])]
-    n_ds = len(p.arrays.dataset_id)
-    keys, inv = np.unique(e["model"][sel] * n_ds + p.tx_dataset[tx[sel]], return_inverse=True)
-    xsec = np.bincount(inv, weights=(e["coef"] * e["weight"] * eff)[sel], minlength=len(keys))
-    keep = xsec >= MIN_PREDICTION_FB
-    pred[sel] = np.where(keep[inv], (np.cumsum(keep) - 1)[inv], -1)
-    dx_dw[sel] = e["coef"][sel] * eff[sel]
-    dx_dp[sel] = (e["coef"] * e["weight"])[sel, None] * jac[sel]
-    next_pred = int(keep.sum())
-    xsec_check.append(xsec[keep])
-    obs_check.append(p.arrays.upper_limit[keys[keep] % n_ds])
-    exp_check.append(p.arrays.expected_upper_limit[keys[keep] % n_ds])
-
-    # UL: one entry per (model, origin, txname), the largest W; groups of identical points; clusters
-    sel = ul[_first_of_max(np.stack([e["model"][ul], e["origin"][ul], tx[ul]]), e["weight"][ul])]
-    key = np.column_stack([e["model"][sel], tx[sel], e["shape"][sel], e["points"][sel]]).astype(float)
-    groups, g_of = _unique_rows(key)
-    n_g = len(groups)
-    by_group = sel[np.argsort(g_of, kind="stable")]        # the entries of group g: by_group[start[g]:stop[g]]
-    stop = np.cumsum(np.bincount(g_of, minlength=n_g))
-    start = stop - np.bincount(g_of, minlength=n_g)
-    rep = by_group[start]                                  # the entry whose point stands for the group
-    g_weight = np.bincount(g_of, weights=e["weight"][sel], minlength=n_g)
-    g_xsec = np.bincount(g_of, weights=(e["coef"] * e["weight"])[sel], minlength=n_g)
-    g_ul, g_exp = values[rep], expected[rep]
-    g_tx, g_shape, g_points = groups[:, 1].astype(np.int64), groups[:, 2], groups[:, 3:]
-    _, owner = _unique_rows(groups[:, :2])
-    single = np.bincount(owner)[owner] == 1
-    # groups alone in their txname: one cluster each, its limits vary with its own point only
-    alone = np.flatnonzero(single)
-    alone = alone[g_xsec[alone] >= MIN_PREDICTION_FB]
-    group_pred = np.full(n_g, -1)
-    group_pred[alone] = next_pred + np.arange(len(alone))
-    next_pred += len(alone)
-    entry_pred = group_pred[g_of]
-    pred[sel] = np.where(entry_pred >= 0, entry_pred, pred[sel])
-    dx_dw[sel] = np.where(entry_pred >= 0, e["coef"][sel], dx_dw[sel])
-    xsec_check.append(g_xsec[alone])
-    obs_check.append(g_ul[alone])
-    exp_check.append(g_exp[alone])
-    zeros = np.zeros(len(alone))
-    lim = {"pred": [group_pred[alone]], "entry": [rep[alone]], "dobs_dp": [jac[rep[alone]]],
-           "dexp_dp": [jac_exp[rep[alone]]], "dobs_dw": [zeros], "dexp_dw": [zeros]}
-    # txnames with several mass points: SModelS' clustering (a loop over those txnames)
-    multi = np.flatnonzero(~single)
-    multi = multi[np.argsort(owner[multi], kind="stable")]
-    for members in np.split(multi, np.flatnonzero(np.diff(owner[multi])) + 1) if len(multi) else []:
-        t = int(g_tx[members[0]])
-        for chosen, avg, value, exp_value in p._clusters(t, g_weight[members], g_shape[members], g_points[members],
-                                                        g_ul[members], g_exp[members]):
-            gs = members[chosen]
-            total = float(g_xsec[gs].sum())
-            if total < MIN_PREDICTION_FB:
-                continue
-            k = next_pred
-            next_pred += 1
-            entries = np.concatenate([by_group[start[g]:stop[g]] for g in gs])
-            pred[entries] = k
-            dx_dw[entries] = e["coef"][entries]
-            xsec_check.append([total])
-            obs_check.append([value])
-            if len(gs) == 1:                     # one point: the limits vary with that point only
-                exp_check.append([g_exp[gs[0]]])
-                _add_limit(lim, k, rep[gs], jac[rep[gs]], jac_exp[rep[gs]], np.zeros((1, 2)))
-                continue
-            exp_check.append([np.nan if exp_value is None else exp_value])
-            # merged: limits at the W-weighted mean point p̄ (slope at the rounded p̄ the forward used)
-            nc = int(p.tx_ncoords[t])
-            point = np.zeros((2, c))
-            point[:, :len(avg)] = avg
-            _, slopes = p.interps.evaluate_with_jacobian(np.array([p.tx_map[t], p.tx_map_exp[t]]), point)
-            w_sum = float(g_weight[gs].sum())
-            mean = (g_weight[gs, None] * g_points[gs, :nc]).sum(axis=0) / w_sum
-            d_dweight = (g_points[gs, :nc] - mean) @ slopes[:, :nc].T / w_sum        # (groups, 2)
-            for i, g in enumerate(gs):
-                members_g = by_group[start[g]:stop[g]]
-                share = g_weight[g] / w_sum
-                dp = np.zeros((len(members_g), 2, c))
-                dp[0] = share * slopes                                               # on the group's representative
-                _add_limit(lim, k, members_g, dp[:, 0], dp[:, 1], np.repeat(d_dweight[i:i + 1], len(members_g), axis=0))
-    _check(preds, np.concatenate(xsec_check), np.concatenate(obs_check), np.concatenate(exp_check))
+    dx_dw[sel.entry] = np.where(is_em, coef * np.nan_to_num(tr.values[sel.entry], nan=0.0), coef)
+    dx_dp[sel.entry] = np.where(is_em, coef * e["weight"][sel.entry], 0.0)[:, None] * jac[sel.entry]
+    # UL limits at one point vary with that point only
+    zeros = np.zeros(len(sel.point_pred))
+    lim = {"pred": [sel.point_pred], "entry": [sel.point_entry], "dobs_dp": [jac[sel.point_entry]],
+           "dexp_dp": [jac_exp[sel.point_entry]], "dobs_dw": [zeros], "dexp_dw": [zeros]}
+    for cluster in sel.merged:
+        # limits at the W-weighted mean point p̄ (slope at the rounded p̄ the forward used)
+        nc = cluster.points.shape[1]
+        point = np.zeros((2, c))
+        point[:, :nc] = cluster.mean
+        _, slopes = p.interps.evaluate_with_jacobian(np.array([p.tx_map[cluster.txname], p.tx_map_exp[cluster.txname]]),
+                                                     point)
+        w_sum = float(cluster.weight.sum())
+        mean = (cluster.weight[:, None] * cluster.points).sum(axis=0) / w_sum
+        d_dweight = (cluster.points - mean) @ slopes[:, :nc].T / w_sum        # (groups, 2)
+        for entries, w_g, d_w in zip(cluster.groups, cluster.weight, d_dweight):
+            dp = np.zeros((len(entries), 2, c))
+            dp[0] = w_g / w_sum * slopes                                       # on the group's first entry
+            _add_limit(lim, cluster.pred, entries, dp[:, 0], dp[:, 1], np.repeat(d_w[None], len(entries), axis=0))
     lim = {k: np.concatenate(v) for k, v in lim.items()}
     return Linearization(
         model=e["model"], row=e["row"], sqrts=e["sqrts"], weight=e["weight"], coords=e["coords"], pred=pred,

@@ -351,22 +351,29 @@ class Predictor:
         ms = [next(computed) if isinstance(x, Protomodel) else x for x in models]
         if not ms:
             raise ValueError("evaluate_batch needs at least one protomodel")
-        trace = self.trace(ms, jacobian)
-        e, values, expected = trace.entries, trace.values, trace.expected
-        tx = e["tx"]
-        is_em = self.tx_is_em[tx]
+        e, values, expected, jac, jac_expected = self._lookup(ms, jacobian)
+        e["index"] = np.arange(len(e["tx"]))
+        is_em = self.tx_is_em[e["tx"]]
         ul = np.flatnonzero(~is_em)
         eff = np.nan_to_num(values, nan=0.0)
         em = is_em & (np.abs(eff) >= EFF_ZERO)
         ul = ul[~np.isnan(values[ul])]
-        em_out = self._em({k: e[k][em] for k in ("model", "tx", "origin", "coef", "bits")}, e["weight"][em] * eff[em])
-        ul_out = self._ul({k: e[k][ul] for k in ("model", "tx", "origin", "coef", "bits", "weight", "shape", "points")},
-                          values[ul], expected[ul])
+        em_out, em_entry, em_pred = self._em({k: e[k][em] for k in ("model", "tx", "origin", "coef", "bits", "index")},
+                                             e["weight"][em] * eff[em])
+        ul_out, ul_sel = self._ul({k: e[k][ul] for k in ("model", "tx", "origin", "coef", "bits", "weight", "shape",
+                                                        "points", "index")}, values[ul], expected[ul])
+        n_em = len(em_out.xsec_fb)
+        selection = Selection(
+            entry=np.concatenate([em_entry, ul_sel.entry]),
+            pred=np.concatenate([em_pred, np.where(ul_sel.pred >= 0, ul_sel.pred + n_em, -1)]),
+            point_pred=ul_sel.point_pred + n_em, point_entry=ul_sel.point_entry,
+            merged=[replace(m, pred=m.pred + n_em) for m in ul_sel.merged])
+        trace = ForwardTrace(list(ms), e, values, expected, jac, jac_expected, selection)
         return replace(PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1]), trace=trace)
 
-    def trace(self, ms: Sequence[ModelArrays], jacobian: bool = False) -> ForwardTrace:
-        """The entries of models `ms` (:meth:`entries`) with their map values (one interpolator
-        call for the maps of every entry and the expected-limit maps of the UL entries)."""
+    def _lookup(self, ms: Sequence[ModelArrays], jacobian: bool):
+        """The entries of models `ms` (:meth:`entries`) with the values (and Jacobians) of their maps
+        and of the expected-limit maps of the UL entries (NaN, zero for EM), in one interpolator call."""
         e = self.entries(ms)
         tx, n = e["tx"], len(e["tx"])
         ul = np.flatnonzero(~self.tx_is_em[tx])
@@ -379,7 +386,7 @@ class Predictor:
             jac_expected = np.zeros_like(e["points"])
             jac_expected[ul] = jac[n:]
             jac = jac[:n]
-        return ForwardTrace(list(ms), e, both[:n], expected, jac, jac_expected)
+        return e, both[:n], expected, jac, jac_expected
 
     def predict(self, model: Protomodel | ModelArrays) -> list[Prediction]:
         """Every theory prediction of one protomodel (all EM signal regions, all UL clusters)."""
@@ -389,7 +396,9 @@ class Predictor:
         """:meth:`predict` for several protomodels, interpolating all of them together."""
         return self.to_predictions(self.evaluate_batch(models), len(models))
 
-    def _em(self, e: dict[str, np.ndarray], w: np.ndarray) -> PredictionArrays:
+    def _em(self, e: dict[str, np.ndarray], w: np.ndarray) -> tuple[PredictionArrays, np.ndarray, np.ndarray]:
+        """EM signal regions of entries `e` with weights·ε `w`: the predictions, the selected entries
+        (``e["index"]``) and their prediction (-1: below the cut)."""
         dataset = self.tx_dataset[e["tx"]]
         first = _first_of_max(np.stack([e["model"], e["origin"], dataset]), w)
         model, dataset, tx, value = e["model"][first], dataset[first], e["tx"][first], (e["coef"] * w)[first]
@@ -412,9 +421,11 @@ class Predictor:
             ul_obs_fb=self.arrays.upper_limit[pred_dataset], ul_exp_fb=self.arrays.expected_upper_limit[pred_dataset],
             masses=np.full((n, self.table.m_coords.shape[1]), np.nan),
             part_prediction=renumber[pred_inv][part_ok], part_txname=part_tx[part_ok], part_xsec_fb=part_xsec[part_ok],
-            max_condition=max_condition)
+            max_condition=max_condition), e["index"][first], entry_pred
 
-    def _ul(self, e: dict[str, np.ndarray], ul: np.ndarray, ul_exp: np.ndarray) -> PredictionArrays:
+    def _ul(self, e: dict[str, np.ndarray], ul: np.ndarray, ul_exp: np.ndarray) -> tuple[PredictionArrays, Selection]:
+        """UL clusters of entries `e` (limits `ul`, `ul_exp` at their points): the predictions and
+        which entries make them (:class:`Selection`, entries ``e["index"]``, UL-local numbering)."""
         first = _first_of_max(np.stack([e["model"], e["origin"], e["tx"]]), e["weight"])
         e = {k: v[first] for k, v in e.items()}
         ul, ul_exp = ul[first], ul_exp[first]
@@ -434,12 +445,18 @@ class Predictor:
         group_pred = np.full(n_g, -1)
         group_pred[single] = np.arange(int(single.sum()))
         next_pred = int(single.sum())
+        one_point = single.copy()               # the group makes a prediction at its own point
+        merged = []
         for o in np.unique(owner[~single]):
             members = np.flatnonzero(owner == o)
             t = int(g_tx[members[0]])
             for sel, avg, value, expected in self._clusters(t, g_weight[members], g_shape[members],
                                                             g_points[members], g_ul[members], g_exp[members]):
                 group_pred[members[sel]] = next_pred
+                if len(sel) == 1:
+                    one_point[members[sel]] = True
+                else:
+                    merged.append((next_pred, t, members[sel], avg))
                 next_pred += 1
                 out["model"].append(g_model[members[:1]])
                 out["tx"].append(np.array([t]))
@@ -460,10 +477,22 @@ class Predictor:
         entry_pred = group_pred[g_of]
         entry_pred = np.where((entry_pred >= 0) & keep[np.maximum(entry_pred, 0)], renumber[np.maximum(entry_pred, 0)], -1)
         max_condition = self._max_conditions(n, entry_pred, e["tx"], e["weight"], e["bits"])
+        # the entries of group g: e["index"][by_group[start[g]:stop[g]]], the first one standing for its point
+        by_group = np.argsort(g_of, kind="stable")
+        stop = np.cumsum(np.bincount(g_of, minlength=n_g))
+        start = stop - np.bincount(g_of, minlength=n_g)
+        final = np.where(group_pred >= 0, np.where(keep[np.maximum(group_pred, 0)], renumber[np.maximum(group_pred, 0)], -1), -1)
+        point = np.flatnonzero(one_point & (final >= 0))
+        selection = Selection(
+            entry=e["index"], pred=entry_pred, point_pred=final[point], point_entry=e["index"][by_group[start[point]]],
+            merged=[MergedCluster(int(renumber[k]), t, [e["index"][by_group[start[g]:stop[g]]] for g in gs],
+                                  g_weight[gs], g_points[gs, :int(self.tx_ncoords[t])], avg)
+                    for k, t, gs, avg in merged if keep[k]])
         return PredictionArrays(
             model=cat["model"][keep], dataset=self.tx_dataset[tx], txname=tx, xsec_fb=cat["xsec"][keep],
             ul_obs_fb=cat["ul"][keep], ul_exp_fb=cat["exp"][keep], masses=masses,
-            part_prediction=np.arange(n), part_txname=tx, part_xsec_fb=cat["xsec"][keep], max_condition=max_condition)
+            part_prediction=np.arange(n), part_txname=tx, part_xsec_fb=cat["xsec"][keep],
+            max_condition=max_condition), selection
 
     def _max_conditions(self, n: int, entry_pred: np.ndarray, tx: np.ndarray, weight: np.ndarray,
                         bits: np.ndarray) -> np.ndarray:
@@ -582,11 +611,38 @@ class _Stacked:
 
 
 @dataclass(frozen=True)
+class MergedCluster:
+    """An UL prediction whose point is the W-weighted mean of several groups of identical points:
+    its flat prediction index, txname, the entries of each group, the groups' weights W_g (fb) and
+    points (g, n_coords) GeV, and the mean point the limits were taken at (rounded as SModelS does)."""
+
+    pred: int
+    txname: int
+    groups: list[np.ndarray]
+    weight: np.ndarray
+    points: np.ndarray
+    mean: np.ndarray
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The discrete choices of the forward pass: the selected entries (one per related family and
+    EM dataset or UL txname) and their flat prediction (-1: below 1e-6 fb); the UL predictions at
+    one mass point with the entry whose point it is; the merged UL clusters."""
+
+    entry: np.ndarray
+    pred: np.ndarray
+    point_pred: np.ndarray
+    point_entry: np.ndarray
+    merged: list[MergedCluster]
+
+
+@dataclass(frozen=True)
 class ForwardTrace:
-    """What the forward pass of a batch computed before its discrete selections, kept for the
-    gradients: the models' arrays, the entries (:meth:`Predictor.entries`), per entry the value of
-    its txname's map (ε or observed UL) and of the expected-UL map (NaN for EM entries) at its
-    point, and, if computed, their Jacobians (n, C) per GeV (zero rows where there is no value)."""
+    """The forward pass of a batch, kept for the gradients: the models' arrays, the entries
+    (:meth:`Predictor.entries`), per entry the value of its txname's map (ε or observed UL) and of the
+    expected-UL map (NaN for EM entries) at its point, their Jacobians (n, C) per GeV if computed
+    (zero rows where there is no value), and the :class:`Selection`."""
 
     models: list[ModelArrays]
     entries: dict[str, np.ndarray]
@@ -594,6 +650,7 @@ class ForwardTrace:
     expected: np.ndarray
     jacobian: np.ndarray | None
     jacobian_expected: np.ndarray | None
+    selection: Selection
 
 
 @dataclass(frozen=True)

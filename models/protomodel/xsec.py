@@ -15,7 +15,9 @@ channel (charge-conjugate channels share one κ; see :mod:`.space`).
 
 The formula is written once against a small backend namespace (numpy or pytensor.tensor), so the
 numpy values and the PyTensor graph (batched over any leading shape, differentiable with
-``pytensor.grad``) come from the same code.
+``pytensor.grad``) come from the same code. :class:`ChannelXsecs` evaluates it for every channel
+and √s of a space and many mass points in one vectorised numpy pass, with ∂ ln σ/∂m (it serves
+:func:`cross_sections` and the predictions' table arrays).
 """
 
 from __future__ import annotations
