@@ -275,26 +275,27 @@ class LikelihoodTarget:
         xsec = preds.xsec_fb
         obs, exp = preds.ul_obs_fb, preds.ul_exp_fb
         r_obs = np.where(np.isfinite(obs), xsec / np.where(np.isfinite(obs), obs, 1.0), MISSING_R)
-        r_exp = np.where(np.isfinite(exp) & (np.nan_to_num(exp) > 0), xsec / np.where(exp > 0, exp, 1.0), np.nan)
+        positive = exp > 0                                         # False for NaN
+        r_exp = np.where(np.isfinite(exp) & positive, xsec / np.where(positive, exp, 1.0), np.nan)
         # the per-model prediction order: by dataset, then txname (-1 for EM), stable
         order = np.argsort((preds.model * len(a.dataset_result) + ds) * (len(self.table.txnames) + 1)
                            + preds.txname + 1, kind="stable")
 
         # critic: every UL prediction; per EM result the best expected SR (r_obs where no r_exp)
         critic = np.zeros((n_b, n_r))
-        np.maximum.at(critic, (preds.model[~em], res[~em]), r_obs[~em])
+        ul = ~em
+        np.maximum.at(critic, (preds.model[ul], res[ul]), r_obs[ul])
         em_key = np.where(np.isnan(r_exp), r_obs, r_exp)
         best_em = _first_max_per_key(order[em[order]], preds.model * n_r + res, em_key)
-        critic[preds.model[best_em], res[best_em]] = np.maximum(critic[preds.model[best_em], res[best_em]],
-                                                                r_obs[best_em])
+        at = preds.model[best_em], res[best_em]
+        critic[at] = np.maximum(critic[at], r_obs[best_em])
 
         # the likelihood set: one prediction per (model, analysis id); a combined result's is its
         # best-expected SR (a representative: the graph uses all its SRs, `sl_signal`)
-        ok = np.isfinite(obs) & (np.nan_to_num(exp) > 0) & self._in_graph[res] & (~em | self._em_ok[ds])
+        ok = np.isfinite(obs) & positive & self._in_graph[res] & (~em | self._em_ok[ds])
         key = obs / np.where(ok, exp, 1.0) if self.sr_selection == "paper" else r_exp
         chosen = _first_max_per_key(order[ok[order]], preds.model * n_r + self._analysis_code[res], key)
         cm, cr = preds.model[chosen], res[chosen]
-        out = {k: np.ones((n_b, n_r)) for k in ("n", "b", "db", "ul_obs", "ul_exp", "lumi")}
         selected, signal = np.zeros((n_b, n_r)), np.zeros((n_b, n_r))
         choice = np.full((n_b, n_r), -1)
         selected[cm, cr] = 1.0
@@ -302,10 +303,12 @@ class LikelihoodTarget:
         lumi = a.result_lumi[cr]
         signal[cm, cr] = np.where(em[chosen], xsec[chosen] * lumi, xsec[chosen])
         cd = ds[chosen]
-        for name, values in (("n", a.observed_n[cd]), ("b", a.expected_bg[cd]), ("db", a.bg_error[cd]),
-                             ("ul_obs", obs[chosen]), ("ul_exp", exp[chosen]), ("lumi", lumi)):
-            valid = np.isfinite(values) & ((values >= 0) if name in ("n", "b") else (values > 0))
-            out[name][cm, cr] = np.where(valid, values, 1.0)
+        # n, b, db, ul_obs, ul_exp, lumi of the chosen predictions: n, b >= 0, the others > 0, else 1
+        values = np.stack([a.observed_n[cd], a.expected_bg[cd], a.bg_error[cd], obs[chosen], exp[chosen], lumi])
+        valid = np.isfinite(values) & np.where(np.arange(len(values))[:, None] < 2, values >= 0, values > 0)
+        dense = np.ones((len(values), n_b, n_r))
+        dense[:, cm, cr] = np.where(valid, values, 1.0)
+        out = dict(zip(("n", "b", "db", "ul_obs", "ul_exp", "lumi"), dense))
         if paper:
             if arrays is None:
                 arrays = preds.trace.models if preds.trace is not None else self.predictor.model_arrays_batch(models)
