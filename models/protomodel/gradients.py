@@ -96,7 +96,7 @@ class Linearization:
     dexp_dw: np.ndarray
 
 
-def linearize(predictor: Predictor, ms: Sequence[ModelArrays], preds: PredictionArrays) -> Linearization:
+def linearize(predictor: Predictor, ms: Sequence[ModelArrays] | None, preds: PredictionArrays) -> Linearization:
     """The partial derivatives of every flat prediction of `preds` (= ``predictor.evaluate_batch(ms)``)
     with respect to its entries' weights and points, from the forward pass's trace (``preds.trace``;
     without the maps' Jacobians the forward pass is run again with them and must give `preds`).
@@ -178,8 +178,11 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
            (d_xsec_fb, d_ul_obs_fb, d_ul_exp_fb)]
     for d, v in zip(cot[1:], (preds.ul_obs_fb, preds.ul_exp_fb)):
         d[~np.isfinite(v)] = 0.0
-    ms = preds.trace.models if preds.trace is not None else predictor.model_arrays_batch(models)
-    lin = linearize(predictor, ms, preds)
+    if preds.trace is not None and preds.trace.jacobian is not None:
+        lin, stacked = linearize(predictor, None, preds), preds.trace.stacked
+    else:
+        ms = predictor.model_arrays_batch(models)
+        lin, stacked = linearize(predictor, ms, preds), _Stacked.of(ms)
     d_x, d_obs, d_exp = cot
     has = lin.pred >= 0
     pred = np.maximum(lin.pred, 0) if n else np.zeros(0, np.int64)   # no prediction at all: no entry counts
@@ -189,15 +192,14 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
         lo, le = d_obs[lin.lim_pred], d_exp[lin.lim_pred]
         np.add.at(w_bar, lin.lim_entry, lo * lin.dobs_dw + le * lin.dexp_dw)
         np.add.at(p_bar, lin.lim_entry, lo[:, None] * lin.dobs_dp + le[:, None] * lin.dexp_dp)
-    return _to_parameters(predictor, models, ms, lin, w_bar, p_bar)
+    return _to_parameters(predictor, models, stacked, lin, w_bar, p_bar)
 
 
-def _to_parameters(p: Predictor, models: Sequence[Protomodel], ms: Sequence[ModelArrays], lin: Linearization,
+def _to_parameters(p: Predictor, models: Sequence[Protomodel], s: _Stacked, lin: Linearization,
                    w_bar: np.ndarray, p_bar: np.ndarray) -> list[ParameterGradient]:
-    """Cotangents of the entry weights W and points p of a batch -> masses, BRs, κ per model; the
-    sums are scatter-adds over the whole batch (per bin in the order of the entries)."""
+    """Cotangents of the entry weights W and points p of a batch (arrays `s`) -> masses, BRs, κ per
+    model; the sums are scatter-adds over the whole batch (per bin in the order of the entries)."""
     t, n_b = p.table, len(models)
-    s = _Stacked.of(ms)
     n_p, n_br = s.masses.shape[1], s.br.shape[1]
     n_c, n_s = s.xsec.shape[1:]
     # W = X[channel, √s] · Π BR · share
@@ -210,21 +212,19 @@ def _to_parameters(p: Predictor, models: Sequence[Protomodel], ms: Sequence[Mode
     br_bar = np.bincount(br_index.ravel(), weights=((w_bar * lin.weight)[:, None] / s.br.reshape(-1)[br_index]).ravel(),
                          minlength=n_b * n_br).reshape(n_b, n_br)
     # X = κ · σ_fit(m_a, m_b): ∂X/∂m = X ∂ln σ/∂m, ∂X/∂κ = X/κ (injected σ: constants)
-    fitted = np.array([m.kappa is not None for m in ms], dtype=bool)
-    b, c, si = np.nonzero((x_bar != 0.0) & (s.xsec != 0.0) & fitted[:, None, None])
+    b, c, si = np.nonzero((x_bar != 0.0) & (s.xsec != 0.0) & s.fitted[:, None, None])
     xs = x_bar[b, c, si] * s.xsec[b, c, si]
-    dlog = np.stack([m.dlog_xsec for m in ms])[b, c, si]                        # (k, 2)
+    dlog = s.dlog_xsec[b, c, si]                                                  # (k, 2)
     pair = p.xsecs.channel_particles[c]
     ok = lin.coords >= 0
     mass_index = np.concatenate([(lin.model[:, None] * n_p + lin.coords)[ok], (b[:, None] * n_p + pair).ravel()])
     mass_bar = np.bincount(mass_index, weights=np.concatenate([p_bar[ok], (xs[:, None] * dlog).ravel()]),
                            minlength=n_b * n_p).reshape(n_b, n_p)
     n_k = len(p.xsecs.kappa_keys)
-    kappa = np.stack([m.kappa if m.kappa is not None else np.ones(n_c) for m in ms])
-    kappa_bar = np.bincount(b * n_k + p.xsecs.channel_kappa[c], weights=xs / kappa[b, c],
+    kappa_bar = np.bincount(b * n_k + p.xsecs.channel_kappa[c], weights=xs / s.kappa[b, c],
                             minlength=n_b * n_k).reshape(n_b, n_k)
     # which BR channels and κ classes a model has: their particles are all present
-    present = np.array([int(m.present) for m in ms], dtype=np.uint64)[:, None]
+    present = s.present.astype(np.uint64)[:, None]
     has_channel = (p.channel_required[None, :] & ~present) == 0
     has_kappa = np.zeros((n_b, n_k), dtype=bool)
     has_kappa[:, p.xsecs.channel_kappa] = has_channel          # a class's channels share their particles

@@ -317,13 +317,13 @@ class Predictor:
             model, rows, w = model[ok], rows[ok], w[ok]
         return model, rows, w
 
-    def entries(self, ms: Sequence[ModelArrays]) -> dict[str, np.ndarray]:
+    def entries(self, ms: Sequence[ModelArrays] | _Stacked) -> dict[str, np.ndarray]:
         """The matches with a nonzero weight of models `ms`, model by model: ``model`` (index in
         `ms`), ``tx``, ``weight`` (fb, at the txname's √s), ``origin``, ``coef``, ``shape``, ``bits``
         (condition elements), ``row`` (table row), ``sqrts`` (index), ``coords`` (particle index per
         map column, -1 pad) and ``points`` (GeV, map column order, 0 pad)."""
         t = self.table
-        s = _Stacked.of(ms)
+        s = ms if isinstance(ms, _Stacked) else _Stacked.of(ms)
         model, rows = self._candidate_rows(s.present)
         model, rows, w = self._element_weights(s, model, rows)
         counts = t.match_start[rows + 1] - t.match_start[rows]
@@ -351,7 +351,8 @@ class Predictor:
         ms = [next(computed) if isinstance(x, Protomodel) else x for x in models]
         if not ms:
             raise ValueError("evaluate_batch needs at least one protomodel")
-        e, values, expected, jac, jac_expected = self._lookup(ms, jacobian)
+        stacked = _Stacked.of(ms)
+        e, values, expected, jac, jac_expected = self._lookup(stacked, jacobian)
         e["index"] = np.arange(len(e["tx"]))
         is_em = self.tx_is_em[e["tx"]]
         ul = np.flatnonzero(~is_em)
@@ -368,10 +369,10 @@ class Predictor:
             pred=np.concatenate([em_pred, np.where(ul_sel.pred >= 0, ul_sel.pred + n_em, -1)]),
             point_pred=ul_sel.point_pred + n_em, point_entry=ul_sel.point_entry,
             merged=[replace(m, pred=m.pred + n_em) for m in ul_sel.merged])
-        trace = ForwardTrace(list(ms), e, values, expected, jac, jac_expected, selection)
+        trace = ForwardTrace(list(ms), stacked, e, values, expected, jac, jac_expected, selection)
         return replace(PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1]), trace=trace)
 
-    def _lookup(self, ms: Sequence[ModelArrays], jacobian: bool):
+    def _lookup(self, ms: _Stacked, jacobian: bool):
         """The entries of models `ms` (:meth:`entries`) with the values (and Jacobians) of their maps
         and of the expected-limit maps of the UL entries (NaN, zero for EM), in one interpolator call."""
         e = self.entries(ms)
@@ -597,17 +598,24 @@ class Predictor:
 
 @dataclass(frozen=True)
 class _Stacked:
-    """:class:`ModelArrays` of a batch stacked along a first axis (B, ...)."""
+    """:class:`ModelArrays` of a batch stacked along a first axis (B, ...); ``kappa`` is 1 and
+    ``fitted`` False for models with injected σ."""
 
     masses: np.ndarray
     br: np.ndarray
     xsec: np.ndarray
     present: np.ndarray  # (B,) object: Python int bitmasks
+    dlog_xsec: np.ndarray
+    kappa: np.ndarray
+    fitted: np.ndarray
 
     @staticmethod
     def of(ms: Sequence[ModelArrays]) -> _Stacked:
         return _Stacked(np.stack([m.masses for m in ms]), np.stack([m.br for m in ms]),
-                        np.stack([m.xsec for m in ms]), np.array([m.present for m in ms], dtype=object))
+                        np.stack([m.xsec for m in ms]), np.array([m.present for m in ms], dtype=object),
+                        np.stack([m.dlog_xsec for m in ms]),
+                        np.stack([np.ones(len(m.xsec)) if m.kappa is None else m.kappa for m in ms]),
+                        np.array([m.kappa is not None for m in ms], dtype=bool))
 
 
 @dataclass(frozen=True)
@@ -639,12 +647,13 @@ class Selection:
 
 @dataclass(frozen=True)
 class ForwardTrace:
-    """The forward pass of a batch, kept for the gradients: the models' arrays, the entries
+    """The forward pass of a batch, kept for the gradients: the models' arrays (also stacked), the entries
     (:meth:`Predictor.entries`), per entry the value of its txname's map (ε or observed UL) and of the
     expected-UL map (NaN for EM entries) at its point, their Jacobians (n, C) per GeV if computed
     (zero rows where there is no value), and the :class:`Selection`."""
 
     models: list[ModelArrays]
+    stacked: _Stacked
     entries: dict[str, np.ndarray]
     values: np.ndarray
     expected: np.ndarray

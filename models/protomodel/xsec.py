@@ -267,13 +267,34 @@ class ChannelXsecs:
                 if fit is not None:
                     self.has_fit[c, s_i] = True
                     columns.setdefault(fit.n_masses, []).append((c * len(self.sqrts) + s_i, channel, fit))
+        self._kappa_plans: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, bool]] = {}
         self._stacks = [_FitStack.of(n, cols, self.channel_particles, self.channel_kappa, len(self.sqrts))
                         for n, cols in sorted(columns.items())]
 
     def kappa_vector(self, kappas: Mapping[Any, float]) -> np.ndarray:
-        """κ per class (``kappa_keys`` order, 1 where not given) from a user dict (:func:`kappa_lookup`)."""
-        given = kappa_lookup(self.space, kappas) if kappas else {}
-        return np.array([given.get(k, 1.0) for k in self.kappa_keys])
+        """κ per class (``kappa_keys`` order, 1 where not given) from a user dict (:func:`kappa_lookup`).
+
+        The classes of a dict's keys are resolved once per tuple of keys (MCMC states keep their
+        keys and change the values); dicts naming one class twice go through the value check."""
+        out = np.ones(len(self.kappa_keys))
+        if not kappas:
+            return out
+        keys = tuple(kappas)
+        plan = self._kappa_plans.get(keys)
+        if plan is None:
+            index = {k: i for i, k in enumerate(self.kappa_keys)}
+            resolved = [next(iter(kappa_lookup(self.space, {key: 1.0})), None) for key in keys]
+            given = [(i, index[k]) for i, k in enumerate(resolved) if k is not None]
+            plan = (np.array([i for i, _ in given], dtype=np.int64), np.array([k for _, k in given], dtype=np.int64),
+                    len({k for _, k in given}) < len(given))
+            if len(self._kappa_plans) < 10_000:
+                self._kappa_plans[keys] = plan
+        position, kappa_class, repeated = plan
+        if repeated:
+            given_values = kappa_lookup(self.space, kappas)
+            return np.array([given_values.get(k, 1.0) for k in self.kappa_keys])
+        out[kappa_class] = np.fromiter(kappas.values(), dtype=float, count=len(keys))[position]
+        return out
 
     def evaluate(self, masses: np.ndarray, kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """κ × σ (B, C, S) in fb and ∂ ln σ/∂(m_a, m_b) (B, C, S, 2) in 1/GeV of B mass points.

@@ -258,3 +258,18 @@ def test_channel_xsecs_batch_matches_the_per_channel_fits():
     for b in (0, 7, 99):
         one, one_dlog = table.evaluate(masses[b:b + 1], kappa[b:b + 1])
         assert np.array_equal(one[0], xsec[b]) and np.array_equal(one_dlog[0], dlog[b])
+
+
+def test_kappa_vector_follows_kappa_lookup():
+    """κ per class of :class:`ChannelXsecs` (key resolution cached per tuple of keys) equals
+    :func:`kappa_lookup`, also when the same keys come back with other values, and keeps its errors."""
+    space = default_space()
+    table = channel_xsecs(space, (8, 13))
+    for kappas in ({"-1000024,1000023": 0.5, (1000022, 1000022): 7.0}, {"-1000024,1000023": 2.5, (1000022, 1000022): 1.0},
+                   {(-1000001, 1000021): 0.3, "1000001,1000021": 0.3, (1000021, 1000021): 0.0}, {}):
+        expected = kappa_lookup(space, kappas)
+        assert table.kappa_vector(kappas).tolist() == [expected.get(k, 1.0) for k in table.kappa_keys]
+    with pytest.raises(UserError, match="share one kappa"):
+        table.kappa_vector({(-1000001, 1000021): 0.3, "1000001,1000021": 0.4, (1000021, 1000021): 0.0})
+    with pytest.raises(UserError, match="not a signed PDG pair"):
+        table.kappa_vector({"gluino": 1.0})
