@@ -378,6 +378,8 @@ class LikelihoodTarget:
         group = self._group_index[node]
         crowded = ((node_predicted @ self._group_of_node.T) > 1)[model, group]
         model, node, chosen, group = model[crowded], node[crowded], chosen[crowded], group[crowded]
+        if not len(chosen):
+            return [np.zeros((0, 2), np.int64) for _ in arrays]
         # the table txnames of each chosen prediction, from the per-txname parts
         by_prediction = np.argsort(preds.part_prediction, kind="stable")
         bounds = np.searchsorted(preds.part_prediction[by_prediction], np.stack([chosen, chosen + 1]))

@@ -103,6 +103,19 @@ def test_overlapping_pairs_against_pairwise_rows(oracle_space_target, batch):
         n_bitten += bool(ref)
     print(f"the veto bites in {n_bitten} of {len(models)} models")
     assert n_bitten >= 5
+    n_uncrowded = 0                             # each model in a batch of its own
+    for b in range(len(models)):
+        one = tgt.predictor.evaluate_batch(arrays[b:b + 1])
+        inputs = tgt.result_inputs(one, models[b:b + 1], arrays[b:b + 1])
+        _, res = np.nonzero((inputs.choice >= 0) & (g.result_node >= 0))
+        predicted = np.zeros((1, g.n_nodes), bool)
+        predicted[0, g.result_node[res]] = True
+        alone = tgt._overlapping_pairs(one, np.zeros(len(res), np.int64), g.result_node[res], inputs.choice[0, res],
+                                       predicted, arrays[b:b + 1])
+        assert {tuple(p) for p in alone[0].tolist()} == {tuple(p) for p in vetoed[b].tolist()}, b
+        n_uncrowded += np.bincount(tgt._group_index[g.result_node[res]]).max(initial=0) < 2
+    print(f"{n_uncrowded} models without two predicted results in one group")
+    assert n_uncrowded >= 1
 
 
 def test_paper_cliques_memo_and_pair_forms(oracle_space_target, batch):
