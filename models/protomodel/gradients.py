@@ -115,7 +115,7 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays] | None, preds: Pre
     is_em = p.tx_is_em[e["tx"][sel.entry]]
     coef = e["coef"][sel.entry]
     dx_dw, dx_dp = np.zeros(n), np.zeros((n, c))
-    dx_dw[sel.entry] = np.where(is_em, coef * np.nan_to_num(tr.values[sel.entry], nan=0.0), coef)
+    dx_dw[sel.entry] = np.where(is_em, coef * tr.values[sel.entry], coef)      # selected: values are finite
     dx_dp[sel.entry] = np.where(is_em, coef * e["weight"][sel.entry], 0.0)[:, None] * jac[sel.entry]
     # UL limits at one point vary with that point only
     zeros = np.zeros(len(sel.point_pred))
@@ -279,13 +279,14 @@ def chain_to_parameters(target: LikelihoodTarget, models: Sequence[Protomodel], 
     sl = inputs.sl_choice[sm, sc]
     np.add.at(d_x, sl, c_sl[sm, sc] * a.result_lumi[res[sl]])
     for d, v, c in ((d_obs, obs, c_obs), (d_exp, exp, c_exp)):
-        valid = np.isfinite(v[chosen]) & (np.nan_to_num(v[chosen]) > 0)
+        valid = np.isfinite(v[chosen]) & (v[chosen] > 0)          # NaN > 0 is False
         np.add.at(d, chosen[valid], c[cm, cr][valid])
     # the critic r: which flat prediction attains it
     n_r = inputs.signal.shape[1]
     finite = np.isfinite(obs)
     r_obs = np.where(finite, xsec / np.where(finite, obs, 1.0), np.nan)
-    r_exp = np.where(np.isfinite(exp) & (np.nan_to_num(exp) > 0), xsec / np.where(exp > 0, exp, 1.0), np.nan)
+    positive = exp > 0                                                 # False for NaN
+    r_exp = np.where(np.isfinite(exp) & positive, xsec / np.where(positive, exp, 1.0), np.nan)
     order = np.lexsort((preds.txname, ds, preds.model))
     key = preds.model * n_r + res
     ul_best = _first_max_per_key(order[~em[order] & finite[order]], key, r_obs)
