@@ -117,6 +117,10 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays] | None, preds: Pre
     dx_dw, dx_dp = np.zeros(n), np.zeros((n, c))
     dx_dw[sel.entry] = np.where(is_em, coef * tr.values[sel.entry], coef)      # selected: values are finite
     dx_dp[sel.entry] = np.where(is_em, coef * e["weight"][sel.entry], 0.0)[:, None] * jac[sel.entry]
+    # a trace that does not belong to `preds` (e.g. kept through dataclasses.replace) must not pass
+    has = pred >= 0
+    xsec = np.bincount(pred[has], weights=(dx_dw * e["weight"])[has], minlength=len(preds.xsec_fb))
+    _check(preds, xsec, preds.ul_obs_fb, preds.ul_exp_fb)
     # UL limits at one point vary with that point only
     zeros = np.zeros(len(sel.point_pred))
     lim = {"pred": [sel.point_pred], "entry": [sel.point_entry], "dobs_dp": [jac[sel.point_entry]],
@@ -155,7 +159,8 @@ def _add_limit(lim: dict, pred: int, entries: np.ndarray, dobs_dp: np.ndarray, d
 
 
 def _check(preds: PredictionArrays, xsec, obs, exp) -> None:
-    """The re-run must reproduce the flat predictions it differentiates (same order, same values)."""
+    """The re-run (or the trace) must reproduce the flat predictions it differentiates (same order,
+    same values)."""
     def close(a, b, rtol, atol):         # np.allclose(equal_nan=True) without its overhead
         return bool(np.all((np.abs(a - b) <= atol + rtol * np.abs(b)) | (np.isnan(a) & np.isnan(b))))
 

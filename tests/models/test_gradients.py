@@ -349,3 +349,21 @@ def test_injected_xsec_mass_gradient(target, oracle_models):
     checked, skipped, _ = _check_against_fd(model, grad, f, rel=1e-6,
                                             noise=1e-13 * float(np.abs(c * preds.xsec_fb).sum()))
     assert checked >= 3 and skipped == 0
+
+
+def test_forward_trace_and_rerun_give_the_same_vjp(target, models):
+    """The VJP from the forward pass's trace (``evaluate_batch(..., jacobian=True)``) equals, bit for
+    bit, the one that evaluates the batch again (predictions without Jacobians); a trace that does not
+    belong to the predictions is refused."""
+    from tdmcmc.models.protomodel.gradients import prediction_vjp
+
+    predictor = target.predictor
+    with_trace = predictor.evaluate_batch(models, jacobian=True)
+    without = predictor.evaluate_batch(models)
+    cot = np.random.default_rng(9).normal(size=(3, len(with_trace.xsec_fb)))
+    a = prediction_vjp(predictor, models, with_trace, *cot)
+    b = prediction_vjp(predictor, models, without, *cot)
+    assert [(g.masses, g.brs, g.kappas) for g in a] == [(g.masses, g.brs, g.kappas) for g in b]
+    stale = dataclasses.replace(with_trace, xsec_fb=2.0 * with_trace.xsec_fb)
+    with pytest.raises(ValueError, match="not the predictions"):
+        prediction_vjp(predictor, models, stale, *cot)
