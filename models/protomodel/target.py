@@ -32,7 +32,6 @@ The μ profile then runs on a maximum of log-concave functions, not log-concave 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -49,8 +48,6 @@ from tdmcmc.models.protomodel.model import Protomodel
 from tdmcmc.models.protomodel.predictions import ModelArrays, PredictionArrays, _ranges
 
 SR_SELECTIONS = ("paper", "best-expected", "combined")
-# prepare(..., paper=False) -> result_inputs, through _prepared (which takes no such argument)
-_PAPER_INPUTS: ContextVar[bool] = ContextVar("paper_inputs", default=True)
 _GRAPH_OUTPUTS = ("K", "Z", "mu_hat", "mu_max", "r_max", "log_prior", "contributions", "grad_signal",
                   "grad_critic_r", "grad_ul_obs", "grad_ul_exp", "grad_sl_signal")
 _BAYES_OUTPUTS = ("log_ratio", "mu_max", "r_max", "grad_mu", "grad_signal", "grad_ul_obs", "grad_ul_exp",
@@ -260,13 +257,11 @@ class LikelihoodTarget:
     # -- stage 2: per-result inputs --------------------------------------------------------------
 
     def result_inputs(self, preds: PredictionArrays, models: Sequence[Protomodel],
-                      arrays: Sequence[ModelArrays] | None = None, *, paper: bool | None = None) -> ResultInputs:
+                      arrays: Sequence[ModelArrays] | None = None, *, paper: bool = True) -> ResultInputs:
         """Dense per-result inputs from the flat predictions of a batch of `models` (`arrays`: their
         :meth:`Predictor.model_arrays`; when None and needed, those of the predictions' trace, or
         recomputed). `paper` False leaves out what only the ``paper`` function reads (ln π_paper:
-        NaN; the state's cliques: none valid), for the ``bayes`` function; None: as :meth:`prepare`
-        asked (default True)."""
-        paper = _PAPER_INPUTS.get() if paper is None else paper
+        NaN; the state's cliques: none valid), for the ``bayes`` function."""
         a = self.compiled.arrays
         n_b, n_r = len(models), self.n_results
         ds = preds.dataset
@@ -599,8 +594,8 @@ class LikelihoodTarget:
     def evaluate_bayes(self, models: Sequence[Protomodel], mu: np.ndarray
                        ) -> tuple[BayesValues, PredictionArrays, ResultInputs]:
         """``bayes`` values of a batch at signal strengths `mu` (B,), with the flat predictions and the
-        per-result inputs (the clique inputs are not used by this target)."""
-        preds, inputs = self.prepare(models)
+        per-result inputs (without the ``paper`` function's: :meth:`result_inputs`)."""
+        preds, inputs = self.prepare(models, paper=False)
         return self.bayes_values(inputs, mu), preds, inputs
 
     def bayes_values(self, inputs: ResultInputs, mu: np.ndarray) -> BayesValues:
@@ -614,17 +609,15 @@ class LikelihoodTarget:
     def prepare(self, models: Sequence[Protomodel], *, paper: bool = True) -> tuple[PredictionArrays, ResultInputs]:
         """Flat predictions and per-result inputs of a batch (stages 1 and 2); `paper` False: without
         the inputs only the ``paper`` function reads (:meth:`result_inputs`), for the ``bayes`` one."""
-        token = _PAPER_INPUTS.set(paper)           # read by result_inputs, called inside _prepared
-        try:
-            return self._prepared(models)[:2]
-        finally:
-            _PAPER_INPUTS.reset(token)
+        return self._prepared(models, paper)[:2]
 
-    def _prepared(self, models: Sequence[Protomodel]) -> tuple[PredictionArrays, ResultInputs, list[ModelArrays]]:
-        """Flat predictions, per-result inputs and the models' table arrays of a batch."""
+    def _prepared(self, models: Sequence[Protomodel], paper: bool = True
+                  ) -> tuple[PredictionArrays, ResultInputs, list[ModelArrays]]:
+        """Flat predictions, per-result inputs (`paper`: :meth:`result_inputs`) and the models'
+        table arrays of a batch."""
         arrays = self.predictor.model_arrays_batch(models)
         preds = self.predictor.evaluate_batch(arrays, jacobian=True)     # the gradients reuse its trace
-        return preds, self.result_inputs(preds, models, arrays), arrays
+        return preds, self.result_inputs(preds, models, arrays, paper=paper), arrays
 
     def prediction_nll(self, preds: PredictionArrays) -> tuple[np.ndarray, np.ndarray]:
         """−ln L at μ = 0 and μ = 1 of every flat prediction (NaN without a likelihood)."""
