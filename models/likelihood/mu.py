@@ -16,16 +16,18 @@ The maximiser is batched and has a fixed amount of work, so it is the same graph
 3. μ̂ is the best point evaluated: a maximum at 0 or μ_max (grid points) is returned exactly.
 
 Why not golden section (used before): its steps are sequential, one bracket shrink of 0.618 per two
-evaluations, and 30 of them took 3.3 ms (one model) and 14 ms (64 models) of the ``paper`` target's
+evaluations, and 30 of them took 3.2 ms (one model) and 14 ms (64 models) of the ``paper`` target's
 4.3 ms and 31 ms (C VM, CPU time): the cost of a step is the ~300 small ops of the objective, not its
-arithmetic. Four points per step cost about as much as two, and 6 steps replace 30: 1.0 ms and 4.5 ms.
+arithmetic. Four points per step cost about as much as two, and 6 steps replace 30: 0.9 ms and
+4.4 ms (the whole function: 4.2 → 1.8 ms and 31 → 21 ms; the steps' bookkeeping is ~30 µs each).
 
 Accuracy (measured against golden section with 60 iterations, i.e. the converged maximiser of the
 same bracket): on the 64 protomodels of the speed benchmark (1.2.4 database, 28 interior μ̂; paper
 and SModelS 3.2.1 variants) |Δ(−ln L)| < 1e-12 from 3 steps on. On 6000 synthetic states (the max
 over 4 random cliques of 5 EM SRs drawn from the 1.2.4 database and 5 UL results, all three EM
-variants; tests/models/likelihood/test_mu.py) every state converges to 1e-10 with 6 steps
-(with 5: 2–7 per 1000 are off by up to 2e-8).
+variants, like the states of tests/models/likelihood/test_mu.py) 6 steps give the converged value to 1e-10 in
+every state with one local minimum in the bracket (8 steps change nothing; with 5, 2–7 states per
+1000 are off by up to 2e-8).
 
 What can be missed: every likelihood here (profiled or marginalised EM SRs, SLv1, truncated
 Gaussians) is log-concave in μ, and so is any sum of them; the target's objective is a maximum over
