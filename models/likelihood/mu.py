@@ -25,9 +25,9 @@ Accuracy (measured against golden section with 60 iterations, i.e. the converged
 same bracket): on the 64 protomodels of the speed benchmark (1.2.4 database, 28 interior μ̂; paper
 and SModelS 3.2.1 variants) |Δ(−ln L)| < 1e-12 from 3 steps on. On 6000 synthetic states (the max
 over 4 random cliques of 5 EM SRs drawn from the 1.2.4 database and 5 UL results, all three EM
-variants, like the states of tests/models/likelihood/test_mu.py) 6 steps give the converged value to 1e-10 in
-every state with one local minimum in the bracket (8 steps change nothing; with 5, 2–7 states per
-1000 are off by up to 2e-8).
+variants, like the states of tests/models/likelihood/test_mu.py) 6 steps give the converged
+value to 1e-10 in every state with one local minimum in the bracket (8 steps change nothing; with
+5, 2–7 states per 1000 are off by up to 2e-8).
 
 What can be missed: every likelihood here (profiled or marginalised EM SRs, SLv1, truncated
 Gaussians) is log-concave in μ, and so is any sum of them; the target's objective is a maximum over
