@@ -26,7 +26,8 @@ masses/BRs/κ through stage 1 is not part of this module (see the docs).
 The max over cliques and the max over μ commute, so max_c max_μ ln R_c(μ) (the paper: profile μ
 per clique, then take the best clique) equals max_μ max_c ln R_c(μ), which is what is computed.
 The μ profile then runs on a maximum of log-concave functions, not log-concave itself: the grid
-(``n_grid`` points) plus golden section can miss a second local maximum narrower than a grid cell.
+(``n_grid`` points) plus the refinement steps of :func:`profile_mu` (vectorised parabola/bisection)
+can miss a second local maximum narrower than a grid cell.
 """
 
 from __future__ import annotations
@@ -408,8 +409,9 @@ class LikelihoodTarget:
             best = self.combiner.paper_clique_max(contributions(mu), predicted, *cliques)
             return pt.switch(combines[:, None], -best, 0.0)
 
-        # max_μ max_c = max_c max_μ: one profile of the max over cliques (grid, then golden section
-        # in the best grid cell); its gradient at μ̂ is the best clique's (envelope theorem).
+        # max_μ max_c = max_c max_μ: one profile of the max over cliques (grid, then 6 vectorised
+        # parabola/bisection steps around the best grid point); its gradient at μ̂ is the best
+        # clique's (envelope theorem).
         # Everything inside the profile's scan depends on the function's inputs directly: a
         # μ-independent intermediate computed from a μ grid would be recomputed at every step.
         # The scan's inner function is compiled with the default mode in force here: the target's
@@ -463,7 +465,7 @@ class LikelihoodTarget:
         ul0, ul1, ul2 = (ul_nll(mu, *ul_data, variant=self.likelihood.ul, xp=xp) for mu in (0.0, 1.0, 2.0))
         # The truncated Gaussian's −ln L is exactly quadratic in μ (its mode does not depend on μ):
         # its coefficients from μ = 0, 1, 2 keep the mode's Newton solve (a Python Op) out of the
-        # μ grid and the golden-section scan.
+        # μ grid and the profile's refinement scan.
         quad = 0.5 * (ul2 - 2.0 * ul1 + ul0)
         lin = ul1 - ul0 - quad
         selected = x["selected"][:, None, :] > 0
