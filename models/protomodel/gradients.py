@@ -173,7 +173,7 @@ def _check(preds: PredictionArrays, xsec, obs, exp) -> None:
 
 def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: PredictionArrays,
                    d_xsec_fb: np.ndarray, d_ul_obs_fb: np.ndarray | None = None,
-                   d_ul_exp_fb: np.ndarray | None = None) -> list[ParameterGradient]:
+                   d_ul_exp_fb: np.ndarray | None = None) -> BatchGradient:
     """Vector-Jacobian product of the flat predictions: given cotangents ∂F/∂xsec_fb, ∂F/∂ul_obs_fb,
     ∂F/∂ul_exp_fb (1/fb, arrays of ``len(preds.xsec_fb)``; None: zero) of some scalar F, return per
     model ∂F/∂(masses, BRs, κ). ``preds`` must be ``predictor.evaluate_batch(models)``. Cotangents
@@ -201,7 +201,7 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
 
 
 def _to_parameters(p: Predictor, models: Sequence[Protomodel], s: _Stacked, lin: Linearization,
-                   w_bar: np.ndarray, p_bar: np.ndarray) -> list[ParameterGradient]:
+                   w_bar: np.ndarray, p_bar: np.ndarray) -> BatchGradient:
     """Cotangents of the entry weights W and points p of a batch (arrays `s`) -> masses, BRs, κ per
     model; the sums are scatter-adds over the whole batch (per bin in the order of the entries)."""
     t, n_b = p.table, len(models)
@@ -228,26 +228,44 @@ def _to_parameters(p: Predictor, models: Sequence[Protomodel], s: _Stacked, lin:
     n_k = len(p.xsecs.kappa_keys)
     kappa_bar = np.bincount(b * n_k + p.xsecs.channel_kappa[c], weights=xs / s.kappa[b, c],
                             minlength=n_b * n_k).reshape(n_b, n_k)
-    # which BR channels and κ classes a model has: their particles are all present
-    present = s.present.astype(np.uint64)[:, None]
-    has_channel = (p.channel_required[None, :] & ~present) == 0
-    has_kappa = np.zeros((n_b, n_k), dtype=bool)
-    has_kappa[:, p.xsecs.channel_kappa] = has_channel          # a class's channels share their particles
-    br_model, br_j = np.nonzero((p.br_required[None, :] & ~present) == 0)
-    kappa_model, kappa_k = np.nonzero(has_kappa)
-    br_entries = list(zip([t.br_channels[j] for j in br_j.tolist()], br_bar[br_model, br_j].tolist()))
-    kappa_entries = list(zip([p.xsecs.kappa_keys[k] for k in kappa_k.tolist()], kappa_bar[kappa_model, kappa_k].tolist()))
-    br_stop = np.cumsum(np.bincount(br_model, minlength=n_b)).tolist()
-    kappa_stop = np.cumsum(np.bincount(kappa_model, minlength=n_b)).tolist()
-    out, br_at, kappa_at = [], 0, 0
-    for model, masses, br_to, kappa_to in zip(models, mass_bar.tolist(), br_stop, kappa_stop):
+    return BatchGradient(p, models, mass_bar, br_bar[:, :len(t.br_channels)], kappa_bar,
+                         s.present.astype(np.uint64))
+
+
+@dataclass(frozen=True, eq=False)
+class BatchGradient(Sequence):
+    """∂F/∂(masses, BRs, κ) of a batch, dense, as a sequence of per-model
+    :class:`ParameterGradient` (built on access).
+
+    ``masses`` (B, n_particles) per GeV by ``predictor.pindex``; ``brs`` (B, n_br) by the table's
+    ``br_channels``; ``kappas`` (B, n_kappa) by ``predictor.xsecs.kappa_keys``; zero for what a
+    model lacks; ``present`` (B,) the particle bit masks."""
+
+    predictor: Predictor
+    models: Sequence[Protomodel]
+    masses: np.ndarray
+    brs: np.ndarray
+    kappas: np.ndarray
+    present: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def __getitem__(self, b):
+        if isinstance(b, slice):
+            return [self[i] for i in range(*b.indices(len(self)))]
+        p, model = self.predictor, self.models[b]
+        present = self.present[b]
+        # the BR channels and κ classes a model has: their particles are all present
+        has_channel = (p.channel_required & ~present) == 0
         brs: dict[int, dict[tuple[int, ...], float]] = {}
-        for (parent, ch), value in br_entries[br_at:br_to]:
-            brs.setdefault(parent, {})[ch] = value
-        out.append(ParameterGradient(masses={pdg: masses[p.pindex[pdg]] for pdg in model.masses}, brs=brs,
-                                     kappas=dict(kappa_entries[kappa_at:kappa_to])))
-        br_at, kappa_at = br_to, kappa_to
-    return out
+        for j in np.flatnonzero((p.br_required & ~present) == 0).tolist():
+            parent, ch = p.table.br_channels[j]
+            brs.setdefault(parent, {})[ch] = float(self.brs[b, j])
+        kappas = {p.xsecs.kappa_keys[k]: float(self.kappas[b, k])
+                  for k in sorted(set(p.xsecs.channel_kappa[has_channel].tolist()))}
+        return ParameterGradient(masses={pdg: float(self.masses[b, p.pindex[pdg]]) for pdg in model.masses},
+                                 brs=brs, kappas=kappas)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,7 +273,7 @@ def _to_parameters(p: Predictor, models: Sequence[Protomodel], s: _Stacked, lin:
 
 
 def chain_to_parameters(target: LikelihoodTarget, models: Sequence[Protomodel], preds: PredictionArrays,
-                        inputs: ResultInputs, cot: Mapping[str, np.ndarray]) -> list[ParameterGradient]:
+                        inputs: ResultInputs, cot: Mapping[str, np.ndarray]) -> BatchGradient:
     """∂F/∂(masses, BRs, κ) from ∂F/∂ of the per-result graph inputs.
 
     `cot`: (B, n_results) arrays by :class:`ResultInputs` field name among :data:`GRAPH_INPUTS`
@@ -326,7 +344,7 @@ def gradient_function(target: LikelihoodTarget, output: str):
 
 
 def target_value_and_gradient(target: LikelihoodTarget, models: Sequence[Protomodel],
-                              output: str = "K") -> tuple[np.ndarray, list[ParameterGradient]]:
+                              output: str = "K") -> tuple[np.ndarray, BatchGradient]:
     """The paper target's `output` (B,) (``"K"``, or another (B,) output of ``target.graph_outputs``
     such as ``"Z"``, compiled on first use; NaN where undefined, with a zero gradient) and its
     gradient with respect to each model's masses (per GeV), BRs and κ."""
@@ -343,6 +361,6 @@ def target_value_and_gradient(target: LikelihoodTarget, models: Sequence[Protomo
 
 
 def target_gradient(target: LikelihoodTarget, models: Sequence[Protomodel],
-                    output: str = "K") -> list[ParameterGradient]:
+                    output: str = "K") -> BatchGradient:
     """∂(output)/∂(masses, BRs, κ) of the paper target per model (see :func:`target_value_and_gradient`)."""
     return target_value_and_gradient(target, models, output)[1]
