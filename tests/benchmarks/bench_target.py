@@ -1,28 +1,42 @@
-"""Target benchmark: the ``paper`` and ``bayes`` targets of one protomodel and of 64 batched, whole 1.2.4 database.
+"""Target benchmark (issue 4): the log target and its gradient in the sampler's unconstrained
+coordinates, for one protomodel and for 64 batched, on the whole 1.2.4 database (full-space table).
 
-Goals (issue 4): log target + gradient <= 1 ms for one protomodel, <= 10 ms for 64 chains. The
-gradient with respect to the protomodel parameters is not implemented yet: this measures the value
-and ∂/∂(per-result inputs) (predictions + per-result inputs + the compiled graph), split by stage,
-for the ``paper`` target (with and without the hasOverlap veto) and the ``bayes`` ln R at given μ.
-Reference: SModelS 3.2.1 decomposition + theory predictions + likelihoods at μ = 0, 1 per protomodel,
-measured in the same run when ``$TDMCMC_SMODELS_PYTHON`` names a Python with smodels 3.2.1 (the
-database is copied to a temporary folder first: SModelS writes its pickle next to it); otherwise the
-oracle's own timings are quoted.
+Goals: <= 1 ms for one protomodel, <= 10 ms for 64. What is timed is exactly what MALA asks of the
+target for a new state, without the per-state caches: the log prior with its gradient
+(``ProtomodelTarget.prior.log_prior``) plus ``ProtomodelTarget.evaluate(..., gradient=True)`` — the
+parameters to protomodels, σ of every production channel, the predictions, the per-result inputs,
+the compiled graph (log L and its gradient w.r.t. the per-result inputs) and the chain rule back to
+masses, BRs, κ and then to the unconstrained coordinates. Both targets: ``bayes`` (the default,
+ln R at μ = f·μ_max) and ``paper`` (K/2: the μ profile over the state's cliques, hasOverlap veto on,
+and the per-prediction −ln L at μ = 0, 1 that the output records). The stages are timed by wrapping
+the methods that implement them; "other" is the rest.
+
+Models: the five oracle protomodels and 59 variants (masses × U(0.9, 1.1), random BRs), as in
+``bench_predictions``. One protomodel: the median over 10 repeats of the mean over the five oracle
+models evaluated one at a time; 64: the median of 5 batched calls.
+Reference: SModelS 3.2.1 decomposition + theory predictions + likelihoods at μ = 0, 1 per
+protomodel, measured in the same run when ``smodels`` is importable here or ``$TDMCMC_SMODELS_PYTHON``
+names a Python that has it (the database is copied to a temporary folder first: SModelS writes its
+pickle next to it); otherwise the oracle's own timings are quoted.
 Run: ``pytest -s -o python_files='bench_*.py' tests/benchmarks/bench_target.py``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
+from collections import defaultdict
 
 import numpy as np
 
-from tdmcmc.models.protomodel import default_space
+from tdmcmc.models.protomodel import default_space, gradients
 from tdmcmc.models.protomodel.model import protomodel_from_dict
+from tdmcmc.models.protomodel.sampling import ProtomodelTarget
 from tdmcmc.models.protomodel.slha import to_slha
 from tdmcmc.models.protomodel.target import LikelihoodTarget
 
@@ -56,71 +70,127 @@ print(json.dumps({"seconds": times}))
 """
 
 
+class Stages:
+    """Wall seconds spent in wrapped callables, by stage name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, owner, attribute: str, stage: str) -> None:
+        inner = getattr(owner, attribute)
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - t
+
+        setattr(owner, attribute, timed)
+
+    def take(self) -> dict[str, float]:
+        out, self.seconds = dict(self.seconds), defaultdict(float)
+        return out
+
+
+def _instrument(owners: list[tuple[object, str, str]], stages: Stages) -> None:
+    for owner, attribute, stage in owners:
+        stages.wrap(owner, attribute, stage)
+
+
+def _target_stages(target: ProtomodelTarget) -> list[tuple[object, str, str]]:
+    return [(target.prior, "log_prior", "prior"),
+            (target.params, "physical", "parameters -> protomodels"),
+            (target.params, "protomodels", "parameters -> protomodels"),
+            (target, "_unconstrained_gradient", "to unconstrained coordinates")]
+
+
+def _likelihood_stages(lt: LikelihoodTarget) -> list[tuple[object, str, str]]:
+    """The stages of the shared likelihood; its compiled graphs through holders of the functions."""
+    out = [(lt.predictor, "model_arrays_batch", "sigma of the channels"),
+           (lt.predictor, "evaluate_batch", "predictions"),
+           (lt, "result_inputs", "per-result inputs"),
+           (lt, "prediction_nll", "per-prediction nll (output)"),
+           (gradients, "chain_to_parameters", "gradient chain to masses, BRs, kappa")]
+    for factory in ("function", "bayes_function"):
+        holder = type("Compiled", (), {"call": staticmethod(getattr(lt, factory)())})
+        setattr(lt, factory, lambda h=holder: h.call)
+        out.append((holder, "call", "compiled graph"))
+    return out
+
+
+def _call(target: ProtomodelTarget, active, params, globals_) -> None:
+    target.prior.log_prior(active, params, globals_)
+    target.evaluate(active, params, globals_, gradient=True)
+
+
+def _measure(target: ProtomodelTarget, stages: Stages, states, n_one: int) -> dict[str, dict[str, float]]:
+    """ms per call (one protomodel, and the batch): total and per stage (medians)."""
+    active, params, globals_ = states
+    rows = {}
+    for label, calls, repeats in (("one", [slice(b, b + 1) for b in range(n_one)], 10),
+                                  ("batch", [slice(None)], 5)):
+        totals, parts = [], []
+        for _ in range(repeats):
+            stages.take()
+            t = time.perf_counter()
+            for s in calls:
+                _call(target, active[s], params[s], globals_[s])
+            totals.append((time.perf_counter() - t) / len(calls))
+            parts.append({k: v / len(calls) for k, v in stages.take().items()})
+        row = {"total": 1000.0 * float(np.median(totals))}
+        for k in parts[0]:
+            row[k] = 1000.0 * float(np.median([p.get(k, 0.0) for p in parts]))
+        rows[label] = row
+    return rows
+
+
+def _smodels_ms(db124, datas, space, tmp_path) -> float | None:
+    python = sys.executable if importlib.util.find_spec("smodels") else os.environ.get("TDMCMC_SMODELS_PYTHON")
+    if not python:
+        return None
+    db = tmp_path / "smodels-db"
+    shutil.copytree(db124, db)
+    files = []
+    for name, d in zip(MODELS, datas):
+        path = tmp_path / f"{name}.slha"
+        path.write_text(to_slha(protomodel_from_dict(d, space), space))
+        files.append(str(path))
+    out = subprocess.run([python, "-c", SMODELS, str(db), *files], capture_output=True, text=True, check=True)
+    return 1000.0 * float(np.median(json.loads(out.stdout.strip().splitlines()[-1])["seconds"]))
+
+
 def test_target_speed(db124, oracle, shared, tmp_path):
     space = default_space()
     t = time.perf_counter()
-    tgt = LikelihoodTarget(db124, shared / "data" / "raw" / "protomodels" / "combination-matrix", space=space)
-    tgt.function()
-    print(f"\nsetup (full-space table, combiner, paper compilation): {time.perf_counter() - t:.1f} s")
-    t = time.perf_counter()
-    tgt.bayes_function()
-    print(f"bayes compilation: {time.perf_counter() - t:.1f} s")
+    lt = LikelihoodTarget(db124, shared / "data" / "raw" / "protomodels" / "combination-matrix", space=space)
+    lt.function()
+    lt.bayes_function()
+    print(f"\nsetup (full-space table, combiner, compilation of both graphs): {time.perf_counter() - t:.1f} s")
     datas = [json.loads((oracle / "models" / f"{n}.json").read_text()) for n in MODELS]
     models = _variants([protomodel_from_dict(d, space) for d in datas], BATCH, np.random.default_rng(1))
-    tgt.evaluate(models)                        # builds every interpolator the batch needs
-
-    def stages(batch, veto=True):
-        """seconds: predictions, per-result inputs + prior + cliques, paper graph, bayes graph"""
-        tgt.element_overlap = veto
-        t0 = time.perf_counter()
-        arrays = [tgt.predictor.model_arrays(m) for m in batch]
-        preds = tgt.predictor.evaluate_batch(arrays)
-        t1 = time.perf_counter()
-        inputs = tgt.result_inputs(preds, batch, arrays)
-        t2 = time.perf_counter()
-        tgt.function()(*[getattr(inputs, k) for k in tgt._inputs])
-        t3 = time.perf_counter()
-        args = {k: getattr(inputs, k) for k in tgt._bayes_inputs if k != "mu"}
-        args["mu"] = np.full(len(batch), 0.5)
-        tgt.bayes_function()(*[args[k] for k in tgt._bayes_inputs])
-        t4 = time.perf_counter()
-        return np.array([t1 - t0, t2 - t1, t3 - t2, t4 - t3])
-
-    repeat = 10
-    results = {}
-    for veto in (False, True):
-        one = np.median([sum(stages([m], veto) for m in models[:len(MODELS)]) / len(MODELS) for _ in range(repeat)],
-                        axis=0)
-        batch = np.median([stages(models, veto) for _ in range(3)], axis=0)
-        results[veto] = one, batch
-        print(f"hasOverlap veto {'on' if veto else 'off'}:")
-        for label, s, goal in (("one protomodel", one, TARGET_ONE_MS), (f"{BATCH} batched", batch, TARGET_BATCH_MS)):
-            paper, bayes = 1000.0 * s[:3].sum(), 1000.0 * (s[:2].sum() + s[3])
-            print(f"  {label}: paper {paper:.1f} ms (K + dK/d(per-result inputs); goal {goal} ms with the full "
-                  f"gradient, ratio {paper / goal:.0f}), bayes {bayes:.1f} ms (ratio {bayes / goal:.0f}); "
-                  f"predictions {1000 * s[0]:.1f} ms, per-result inputs + prior + cliques {1000 * s[1]:.1f} ms, "
-                  f"paper graph {1000 * s[2]:.1f} ms, bayes graph {1000 * s[3]:.1f} ms")
-    one, batch = results[True]
-    one_ms = 1000.0 * one[:3].sum()              # paper target, veto on
-    smodels_python = os.environ.get("TDMCMC_SMODELS_PYTHON")
-    if smodels_python:
-        db = tmp_path / "smodels-db"
-        shutil.copytree(db124, db)
-        files = []
-        for name, d in zip(MODELS, datas):
-            path = tmp_path / f"{name}.slha"
-            path.write_text(to_slha(protomodel_from_dict(d, space), space))
-            files.append(str(path))
-        out = subprocess.run([smodels_python, "-c", SMODELS, str(db), *files], capture_output=True, text=True,
-                             check=True)
-        seconds = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
-        ref_ms = 1000.0 * float(np.median(seconds))
-        print(f"SModelS 3.2.1 (same run): {ref_ms:.0f} ms per protomodel (median of {len(seconds)}); "
-              f"ratio tdmcmc/SModelS one {one_ms / ref_ms:.4f}, "
-              f"batched per model {1000 * batch[:3].sum() / BATCH / ref_ms:.4f}")
-    else:
-        refs = [json.loads((oracle / "out" / f"{n}.json").read_text())["summary"]["median_timings_s"]["wall"]
+    stages = Stages()
+    targets = {kind: ProtomodelTarget(lt, kind) for kind in ("bayes", "paper")}
+    pairs = [targets["bayes"].params.from_protomodel(m) for m in models]
+    states = (np.stack([a for a, _ in pairs]), np.stack([p for _, p in pairs]), np.full((BATCH, 1), 0.5))
+    for target in targets.values():
+        _call(target, *states)                           # builds every interpolator the batch needs
+        _instrument(_target_stages(target), stages)
+    _instrument(_likelihood_stages(lt), stages)
+    results = {kind: _measure(target, stages, states, len(MODELS)) for kind, target in targets.items()}
+    ref_ms = _smodels_ms(db124, datas, space, tmp_path)
+    source = "SModelS 3.2.1, same run"
+    if ref_ms is None:
+        refs = [json.loads((oracle / "out" / f"{n}.json").read_text())["summary"]["median_timings_s"]["wall"]["total"]
                 for n in MODELS]
-        ref_ms = 1000.0 * float(np.median([r["total"] for r in refs]))
-        print(f"SModelS not measured (set TDMCMC_SMODELS_PYTHON); oracle timings {ref_ms:.0f} ms per protomodel: "
-              f"ratio one {one_ms / ref_ms:.4f}")
+        ref_ms, source = 1000.0 * float(np.median(refs)), "oracle's own timings (smodels not installed)"
+    print(f"reference: {ref_ms:.0f} ms per protomodel ({source})")
+    for kind, rows in results.items():
+        for label, goal, n in (("one protomodel", TARGET_ONE_MS, 1), (f"{BATCH} batched", TARGET_BATCH_MS, BATCH)):
+            row = rows["one" if n == 1 else "batch"]
+            total = row.pop("total")
+            print(f"{kind}, {label}: log target + gradient {total:.2f} ms (goal {goal} ms, ratio {total / goal:.1f}; "
+                  f"per protomodel {total / n:.3f} ms = {total / n / ref_ms:.2e} of SModelS)")
+            for stage, ms in sorted(row.items(), key=lambda kv: -kv[1]):
+                print(f"    {stage:40s} {ms:8.2f} ms")
+            print(f"    {'other':40s} {total - sum(row.values()):8.2f} ms")
