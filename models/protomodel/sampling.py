@@ -151,7 +151,7 @@ class ProtomodelTarget:
         models = self.params.protomodels(batch)
         out: dict[str, np.ndarray] = {}
         if self.kind == "paper" or derived:
-            values, preds, inputs = lt.evaluate(models)
+            values, preds, inputs = lt.evaluate(models, per_prediction=False)
             out.update(K=values.K, Z=values.Z, r_max=values.r_max, mu_max=values.mu_max, mu=values.mu_hat)
         if self.kind == "paper":
             z = np.nan_to_num(values.Z, nan=0.0)

@@ -584,14 +584,17 @@ class LikelihoodTarget:
 
     # -- evaluation --------------------------------------------------------------------------------
 
-    def evaluate(self, models: Sequence[Protomodel]) -> tuple[TargetValues, PredictionArrays, ResultInputs]:
-        """``paper`` target values of a batch, with the flat predictions and the per-result inputs."""
-        return self._evaluate(models)[:3]
+    def evaluate(self, models: Sequence[Protomodel], per_prediction: bool = True
+                 ) -> tuple[TargetValues, PredictionArrays, ResultInputs]:
+        """``paper`` target values of a batch, with the flat predictions and the per-result inputs
+        (`per_prediction` False: ``nll_mu0``/``nll_mu1`` are left NaN, e.g. for the sampler)."""
+        return self._evaluate(models, per_prediction)[:3]
 
-    def _evaluate(self, models: Sequence[Protomodel]):
+    def _evaluate(self, models: Sequence[Protomodel], per_prediction: bool = True):
         preds, inputs, arrays = self._prepared(models)
         out = self.function()(*[getattr(inputs, k) for k in self._inputs])
-        return TargetValues(*out, *self.prediction_nll(preds)), preds, inputs, arrays
+        nll = self.prediction_nll(preds) if per_prediction else (np.full(len(preds.xsec_fb), np.nan),) * 2
+        return TargetValues(*out, *nll), preds, inputs, arrays
 
     def evaluate_bayes(self, models: Sequence[Protomodel], mu: np.ndarray
                        ) -> tuple[BayesValues, PredictionArrays, ResultInputs]:
