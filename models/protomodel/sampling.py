@@ -24,7 +24,7 @@ from tdmcmc.models.greedy.objective import MU_MAX_SAFETY
 from tdmcmc.randomness import RandomSource
 from tdmcmc.target import GaussianPseudoPrior
 
-from .gradients import BatchGradient
+from .gradients import GRAPH_INPUTS, BatchGradient, chain_to_parameters
 from .model import Protomodel
 from .parameters import PhysicalBatch, SlotParameters, sigmoid
 from .predictions import PredictionArrays
@@ -144,8 +144,6 @@ class ProtomodelTarget:
 
     def _forward(self, active, params, globals_, derived: bool = False) -> _Forward:
         """log L and the cotangents of the per-result inputs (:data:`.gradients.GRAPH_INPUTS`)."""
-        from .gradients import GRAPH_INPUTS
-
         lt = self.likelihood
         batch = self.params.physical(active, params, globals_)
         models = self.params.protomodels(batch)
@@ -180,8 +178,6 @@ class ProtomodelTarget:
 
     def _backward(self, forward: _Forward, params) -> tuple[np.ndarray, np.ndarray]:
         """(∂log L/∂params, ∂log L/∂globals) of a forward pass."""
-        from .gradients import chain_to_parameters
-
         physical = chain_to_parameters(self.likelihood, forward.models, forward.preds, forward.inputs, forward.cot)
         return self._unconstrained_gradient(forward.batch, params, physical), forward.grad_mu[:, None]
 

@@ -34,7 +34,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from tdmcmc.models.protomodel import default_space, gradients
+from tdmcmc.models.protomodel import default_space, sampling
 from tdmcmc.models.protomodel.model import protomodel_from_dict
 from tdmcmc.models.protomodel.sampling import ProtomodelTarget
 from tdmcmc.models.protomodel.slha import to_slha
@@ -111,7 +111,7 @@ def _likelihood_stages(lt: LikelihoodTarget) -> list[tuple[object, str, str]]:
            (lt.predictor, "evaluate_batch", "predictions"),
            (lt, "result_inputs", "per-result inputs"),
            (lt, "prediction_nll", "per-prediction nll (output)"),
-           (gradients, "chain_to_parameters", "gradient chain to masses, BRs, kappa")]
+           (sampling, "chain_to_parameters", "gradient chain to masses, BRs, kappa")]
     for factory in ("function", "bayes_function"):
         holder = type("Compiled", (), {"call": staticmethod(getattr(lt, factory)())})
         setattr(lt, factory, lambda h=holder: h.call)
