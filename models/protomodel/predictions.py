@@ -272,10 +272,6 @@ class Predictor:
 
     # -- evaluation ------------------------------------------------------------------------------
 
-    def candidate_rows(self, present: int) -> np.ndarray:
-        """Rows whose particles are all present."""
-        return self._candidate_rows(np.array([present], dtype=object))[1]
-
     def _candidate_rows(self, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(model, row) of the rows whose particles are all present in each model (bitmasks
         `present`), model by model, rows in table order."""
