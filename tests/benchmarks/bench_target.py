@@ -40,7 +40,7 @@ from tdmcmc.models.protomodel.sampling import ProtomodelTarget
 from tdmcmc.models.protomodel.slha import to_slha
 from tdmcmc.models.protomodel.target import LikelihoodTarget
 
-from .bench_predictions import MODELS, _variants
+from .bench_predictions import MODELS, _timed, _variants
 
 TARGET_ONE_MS, TARGET_BATCH_MS, BATCH = 1.0, 10.0, 64
 
@@ -71,25 +71,19 @@ print(json.dumps({"seconds": times}))
 
 
 class Stages:
-    """Wall seconds spent in wrapped callables, by stage name."""
+    """Wall seconds spent in wrapped callables, by stage name (one counter a stage, shared by the
+    callables of that stage)."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
+        self.counters: dict[str, list[float]] = defaultdict(lambda: [0.0])
 
     def wrap(self, owner, attribute: str, stage: str) -> None:
-        inner = getattr(owner, attribute)
-
-        def timed(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                self.seconds[stage] += time.perf_counter() - t
-
-        setattr(owner, attribute, timed)
+        _timed(owner, attribute, self.counters[stage])
 
     def take(self) -> dict[str, float]:
-        out, self.seconds = dict(self.seconds), defaultdict(float)
+        out = {k: c[0] for k, c in self.counters.items() if c[0]}        # the stages that ran
+        for c in self.counters.values():
+            c[0] = 0.0
         return out
 
 
