@@ -36,11 +36,11 @@ numbers for efficiencies).
     The whole database at once (the prediction code should use this one):
     ``evaluate(map_rows (n,), points (n, c), jacobian=False) -> Evaluation`` with values (n,),
     inside (n,), jacobian (n, max_coords); query i is map row ``map_rows[i]`` at ``points[i]``
-    (first n_coords columns in that map's layout, the rest ignored). Transform, weights, values,
-    Jacobians and SModelS' off-plane estimate are vectorised over all queries; each distinct
-    (triangulation, point) pair is transformed and located once (one compiled call for all), so
-    maps sharing a triangulation and asked at one point (the signal regions of an analysis,
-    observed and expected limits) share that work. Same bits as one query at a time.
+    (first n_coords columns in that map's layout, the rest ignored). Compiled kernels (numba)
+    over all queries: each distinct (triangulation, point) pair is transformed and located once,
+    so maps sharing a triangulation and asked at one point (the signal regions of an analysis,
+    observed and expected limits) share that work; values, Jacobians and SModelS' off-plane
+    estimate per query, with at most three point-location calls. Same bits as one query at a time.
 PyTensor: :mod:`tdmcmc.models.protomodel.interpolation_op`: ``interpolate_rows(batched, map_rows,
 points, fill_value=0.0) -> (values (n,), inside (n,))`` and ``interpolate(interp, points,
 fill_value=0.0) -> (values (n, k), inside (n, k))``, Ops with exact piecewise-linear gradients.
@@ -556,12 +556,18 @@ class BatchedInterpolator:
     ``evaluate(map_rows (n,), points (n, c) GeV, jacobian=False) -> Evaluation`` with values (n,),
     inside (n,) and jacobian (n, max_coords): query i asks map row ``map_rows[i]`` at
     ``points[i, :n_coords of that map]`` (further columns are ignored). Same results as
-    ``DatabaseInterpolators.evaluate_map`` (tested). The coordinate transform, barycentric weights,
-    values and Jacobians of all queries are single numpy passes over padded per-triangulation
-    arrays, and the point location is one compiled call (:class:`.point_location.PointLocator`);
-    both run once per distinct (triangulation, point) pair, values per query.
-    Off-plane queries get SModelS' extrapolation estimate in two more such passes
-    (dim shifted probes, then the two probes along the estimated gradient).
+    ``DatabaseInterpolators.evaluate_map`` (tested). Compiled kernels transform each distinct
+    (triangulation, point) pair once (maps sharing a triangulation and asked at one point, like the
+    signal regions of an analysis or observed and expected limits, share that work), then compute
+    the values, Jacobians and SModelS' off-plane estimate per query. Point location takes one
+    :meth:`.point_location.PointLocator.find` call for the pairs and, if some queries are off the
+    plane, one for the probes shifted along each in-plane axis and one for the two probes along the
+    estimated gradient.
+
+    Arithmetic: the sums run in the order of the former numpy implementation (numpy 2.4 ``einsum``
+    and ``sum`` on its SSE2 baseline), so the results are bit for bit the same (tested against it):
+    left to right, except the barycentric weights and the rotation of the Jacobian back to the flat
+    point, where ``einsum`` reduces a contiguous axis in two lanes (:func:`_dot_two_lanes`).
     """
 
     def __init__(self, interps: DatabaseInterpolators) -> None:
@@ -569,179 +575,299 @@ class BatchedInterpolator:
         groups = interps.groups
         n, f = len(groups), max(g.n_coords for g in groups)
         self.max_coords = f
-        self.max_dim = dm = max(g.dimensionality for g in groups)
-        self._dim = np.array([g.dimensionality for g in groups])
-        self._k = np.array([g.k for g in groups])
+        self.max_dim = max(g.dimensionality for g in groups)
+        # Per triangulation: dimensionality, n_coords, k, and where its transforms, simplices and
+        # values start in the packed arrays below.
+        self._meta = np.zeros((n, 6), dtype=np.int64)
         self._order = np.tile(np.arange(f), (n, 1))
         self._is_width = np.zeros((n, f), dtype=bool)
         self._delta = np.zeros((n, f))
         self._rotation = np.zeros((n, f, f))
-        self._simplex_offset = np.zeros(n, dtype=np.int64)
-        self._value_offset = np.zeros(n, dtype=np.int64)
-        transforms, simplices, values = [], [], []
-        n_simplices = n_values = 0
+        offsets = np.zeros(3, dtype=np.int64)
         for i, g in enumerate(groups):
-            d, nc = g.dimensionality, g.n_coords
+            nc = g.n_coords
+            self._meta[i] = (g.dimensionality, nc, g.k, *offsets)
             self._order[i, :nc] = g._order
             self._is_width[i, :nc] = g._is_width
             self._delta[i, :nc] = g.delta_x
             self._rotation[i, :nc, :nc] = g.rotation
-            t = np.zeros((len(g.simplices), dm + 1, dm))
-            t[:, :d, :d] = g._transform[:, :d]
-            t[:, dm, :d] = g._transform[:, d]
-            transforms.append(t)
-            # Vertex d (weight 1 - sum) goes last; the padding repeats it with weight 0.
-            s = np.empty((len(g.simplices), dm + 1), dtype=np.int64)
-            s[:, :d] = g.simplices[:, :d]
-            s[:, d:] = g.simplices[:, d:d + 1]
-            simplices.append(s)
-            values.append(g.values.ravel())
-            self._simplex_offset[i], self._value_offset[i] = n_simplices, n_values
-            n_simplices += len(g.simplices)
-            n_values += g.values.size
-        self._transform = np.concatenate(transforms)
-        self._simplices = np.concatenate(simplices)
-        self._values = np.concatenate(values)
+            offsets += (g._transform.size, g.simplices.size, g.values.size)
+        # Simplex s of a d-dimensional triangulation: (d + 1, d) transform (T^-1 rows, then the
+        # offset vertex) and d + 1 vertices; value column c of data point p at p k + c.
+        self._transform = np.concatenate([np.asarray(g._transform, dtype=np.float64).ravel() for g in groups])
+        self._simplices = np.concatenate([g.simplices.ravel() for g in groups]).astype(np.int64)
+        self._values = np.concatenate([g.values.ravel() for g in groups])
         self._locator = PointLocator(groups)
-
-    def _locate(self, grp: np.ndarray, qp: np.ndarray):
-        """Point location in triangulations `grp` at projected points qp (n, max_dim, zero beyond
-        each map's dim): found mask, simplex transforms,
-        barycentric weights (vertex d last) and the position of each vertex's first value column
-        in the packed values. Not found: the group's own first simplex, so that the value indices
-        stay inside the group's values (its values are masked out afterwards)."""
-        dm = self.max_dim
-        local = self._locator.find(grp, qp)
-        found = local >= 0
-        s = np.where(found, local, 0) + self._simplex_offset[grp]
-        t = self._transform[s]
-        bary = np.einsum("nij,nj->ni", t[:, :dm], qp - t[:, dm])
-        weights = np.concatenate([bary, 1.0 - bary.sum(axis=1, keepdims=True)], axis=1)
-        base = self._value_offset[grp][:, None] + self._simplices[s] * self._k[grp][:, None]
-        return found, t, weights, base
-
-    def _column_values(self, col: np.ndarray, found: np.ndarray, weights: np.ndarray, base: np.ndarray):
-        """``TxNameData.interpolate`` of map column `col` from the location (:meth:`_locate`):
-        values (NaN outside), vertex values and the clamped mask."""
-        yv = self._values[base + col[:, None]]  # (n, dm+1)
-        vals = np.sum(weights * yv, axis=1)
-        floor = yv.min(axis=1)
-        clamped = vals < floor
-        vals = np.where(found, np.where(clamped, floor, vals), np.nan)
-        return vals, yv, clamped
-
-    def _extrapolation_ok(self, grp, col, q, qp, proj, point) -> np.ndarray:
-        """:meth:`GridInterpolator._extrapolation_ok` for one map column per query, batched. `grp`,
-        `q`, `qp`: the distinct (triangulation, point) pairs; query i is map column `col[i]` at pair
-        `point[i]` with projected value `proj[i]`."""
-        n, dm = len(col), self.max_dim
-        dim = self._dim[grp]
-        in_plane = np.arange(q.shape[1]) < dim[:, None]
-        alpha = np.sqrt(np.sum(np.where(in_plane, 0.0, q) ** 2, axis=1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # Probe i: the projected point moved by alpha along in-plane axis i (axes >= dim: none),
-            # located once per point and evaluated per query's map column.
-            probes = np.repeat(qp[:, None, :], dm, axis=1) + alpha[:, None, None] * np.eye(dm)[None]
-            probes = np.where(np.arange(dm)[None, :, None] < dim[:, None, None], probes, qp[:, None, :])
-            found, _, weights, base = self._locate(np.repeat(grp, dm), probes.reshape(-1, dm))
-            at = (point[:, None] * dm + np.arange(dm)).ravel()
-            pv = self._column_values(np.repeat(col, dm), found[at], weights[at], base[at])[0]
-            alpha, dim, qp = alpha[point], dim[point], qp[point]
-            g = (pv.reshape(n, dm) - proj[:, None]) / alpha[:, None]
-            g = np.where(np.arange(dm) < dim[:, None], g, 0.0)
-            norm = np.sqrt(np.sum(g ** 2, axis=1))
-            step = np.sum(g / norm[:, None], axis=1) * alpha  # all added to the last in-plane axis
-            moved = np.repeat(qp[None], 2, axis=0)
-            last = dim - 1
-            moved[0, np.arange(n), last] += step
-            moved[1, np.arange(n), last] -= step
-            found, _, weights, base = self._locate(np.tile(grp[point], 2), moved.reshape(-1, dm))
-            f = self._column_values(np.tile(col, 2), found, weights, base)[0].reshape(2, n)
-            rel = np.where(proj == 0.0, (f != 0.0).astype(float), np.abs(f - proj) / proj)
-            de = np.where(rel[1] > rel[0], rel[1], rel[0])
-            de = np.where(norm == 0.0, 0.0, de)
-            de = np.where(np.isnan(g).any(axis=1), np.nan, de)
-            de = np.where(alpha == 0.0, 0.0, de)
-            return de < ACCEPT_ERRORS_UPTO
 
     def evaluate(self, map_rows: np.ndarray, points: np.ndarray, jacobian: bool = False) -> Evaluation:
         """Values (n,) of map rows `map_rows` (n,) at `points` (n, >= n_coords) GeV; NaN where
         SModelS returns None; ``jacobian`` (n, max_coords) per GeV if asked."""
-        map_rows = np.asarray(map_rows, dtype=np.int64)
+        map_rows = np.ascontiguousarray(map_rows, dtype=np.int64)
         given = np.asarray(points, dtype=np.float64)
-        given = given.reshape(len(map_rows), given.shape[-1] if given.ndim == 2 else -1)
-        pts = np.zeros((len(map_rows), self.max_coords))
-        pts[:, :min(given.shape[1], self.max_coords)] = given[:, :self.max_coords]
-        grp = self.interps.map_group[map_rows]
-        if (grp < 0).any():
-            raise ValueError(f"map rows {map_rows[grp < 0]} have no interpolator (see .failed)")
-        col = self.interps.map_column[map_rows]
-        dm = self.max_dim
-        # Maps sharing a triangulation (signal regions, observed and expected limits) are often
-        # asked at the same point: transform and locate each distinct (triangulation, point) once.
-        first, point = _distinct_queries(grp, pts.view(np.int64))
-        ugrp, upts = grp[first], pts[first]
-        x = np.take_along_axis(upts, self._order[ugrp], axis=1)
-        dx = np.ones_like(x)
-        wmask = self._is_width[ugrp]
-        if wmask.any():
-            x[wmask], dx[wmask] = rescale_width(x[wmask])
-        q = np.einsum("nf,nfe->ne", x - self._delta[ugrp], self._rotation[ugrp])
-        dim = self._dim[ugrp]
-        qp = np.where(np.arange(dm) < dim[:, None], q[:, :dm], 0.0)
-        found, t, weights, base = self._locate(ugrp, qp)
-        vals, yv, clamped = self._column_values(col, found[point], weights[point], base[point])
-        off = np.flatnonzero((np.sum(np.abs(q) > NONZERO_TOL, axis=1) > dim)[point] & ~np.isnan(vals))  # NaN stays NaN
-        if off.size:
-            off_points, local = np.unique(point[off], return_inverse=True)
-            ok = self._extrapolation_ok(ugrp[off_points], col[off], q[off_points], qp[off_points], vals[off], local)
-            vals[off[~ok]] = np.nan
-        vals = np.where(np.abs(vals) < ZERO_VALUE, 0.0, vals)
-        inside = ~np.isnan(vals)
-        jac = None
-        if jacobian:
-            t = t[point]
-            slope = np.einsum("ni,nij->nj", yv[:, :dm] - yv[:, dm:], t[:, :dm])
-            jac_flat = np.einsum("nj,nfj->nf", slope, self._rotation[grp][:, :, :dm]) * dx[point]
-            jac_flat[~inside | clamped] = 0.0
-            jac = np.zeros_like(jac_flat)
-            np.put_along_axis(jac, self._order[grp], jac_flat, axis=1)
-        return Evaluation(vals, inside, jac)
+        given = np.ascontiguousarray(given.reshape(len(map_rows), given.shape[-1] if given.ndim == 2 else -1))
+        found, grp, col, point, ugrp, q, qp, dx, off = _transform_pairs(
+            map_rows, given, given.view(np.int64), self.interps.map_group, self.interps.map_column, self._meta,
+            self._order, self._is_width, self._delta, self._rotation, max(self.max_dim, 1))
+        if not found:
+            bad = map_rows[self.interps.map_group[map_rows] < 0]
+            raise ValueError(f"map rows {bad} have no interpolator (see .failed)")
+        tables = (self._meta, self._transform, self._simplices, self._values)
+        vals, proj, jac, off_q, alpha, probe_start, probe_tri, probe_qp = _interpolate_queries(
+            grp, col, point, ugrp, self._locator.find(ugrp, qp), q, qp, dx, off, self._order, self._rotation,
+            *tables, jacobian)
+        if len(off_q):
+            norm, g_nan, moved_tri, moved_qp = _gradient_probes(
+                off_q, grp, col, point, proj, qp, alpha, probe_start, self._locator.find(probe_tri, probe_qp),
+                probe_qp, *tables)
+            _reject_extrapolations(off_q, grp, col, point, proj, alpha, norm, g_nan,
+                                   self._locator.find(moved_tri, moved_qp), moved_qp, *tables, vals, jac)
+        return Evaluation(vals, ~np.isnan(vals), jac if jacobian else None)
 
 
-@numba.njit(cache=True)
-def _distinct_queries(grp: np.ndarray, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (grp[i], bits[i]) rows in order of first appearance: (first query of each,
-    index of each query's row) by open addressing on a hash of the bits."""
-    n, f = bits.shape
+@numba.njit(cache=True, inline="always")
+def _dot_two_lanes(a, a0, b, b0, d):
+    """sum_j a[a0 + j] b[b0 + j], j < d (flat arrays), as numpy's ``einsum`` reduces a contiguous
+    axis on its SSE2 baseline: even and odd j summed separately, left to right, then added."""
+    even = 0.0
+    odd = 0.0
+    for j in range(d):
+        if j % 2 == 0:
+            even += a[a0 + j] * b[b0 + j]
+        else:
+            odd += a[a0 + j] * b[b0 + j]
+    return even + odd
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _transform_pairs(map_rows, points, bits, map_group, map_column, meta, order, is_width, delta, rotation, max_dim):
+    """Triangulation `grp` and map column `col` of every query, and the distinct (triangulation,
+    point) pairs (by the point's bits, in order of first appearance; query i is pair `point[i]`),
+    each transformed once: SModelS' flat point x (columns reordered, widths rescaled; d x / d point
+    in `dx`), q = (x - delta_x) V, the projected qp (max_dim columns, zero beyond the map's
+    dimensionality) and whether q is off the plane (``countNonZeros(q) > dim``). False first if a
+    query's map row has no triangulation."""
+    n, f = len(map_rows), order.shape[1]
+    grp = np.empty(n, dtype=np.int64)
+    col = np.empty(n, dtype=np.int64)
+    point = np.empty(n, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    q = np.zeros((n, f))
+    qp = np.zeros((n, max_dim))
+    dx = np.ones((n, f))
+    off = np.zeros(n, dtype=np.bool_)
+    x = np.empty(f)
     size = 2
     while size < 2 * n:
         size *= 2
     table = np.full(size, -1, dtype=np.int64)
-    first = np.empty(n, dtype=np.int64)
-    index = np.empty(n, dtype=np.int64)
     m = 0
     for i in range(n):
-        h = grp[i] + 1
-        for j in range(f):
+        g = map_group[map_rows[i]]
+        if g < 0:
+            return False, grp, col, point, grp[:0].copy(), q[:0].copy(), qp[:0].copy(), dx[:0].copy(), off[:0].copy()
+        grp[i] = g
+        col[i] = map_column[map_rows[i]]
+        nc = min(meta[g, 1], points.shape[1])  # columns beyond the given ones are zero
+        h = g + 1
+        for j in range(nc):
             h = (h ^ bits[i, j]) * 1099511628211
         slot = (h ^ (h >> 29)) & (size - 1)
-        while True:
-            k = table[slot]
-            if k == -1:
-                table[slot] = m
-                first[m] = i
-                index[i] = m
-                m += 1
-                break
+        k = table[slot]
+        while k != -1:
             r = first[k]
-            same = grp[r] == grp[i]
-            for j in range(f):
+            same = grp[r] == g
+            for j in range(nc):
                 if not same:
                     break
                 same = bits[r, j] == bits[i, j]
             if same:
-                index[i] = k
                 break
             slot = (slot + 1) & (size - 1)
-    return first[:m], index
+            k = table[slot]
+        if k != -1:
+            point[i] = k
+            continue
+        table[slot] = m
+        first[m] = i
+        point[i] = m
+        d, full = meta[g, 0], meta[g, 1]
+        for j in range(full):
+            c = order[g, j]
+            v = points[i, c] if c < nc else 0.0
+            if is_width[g, j]:  # rescale_width
+                w = (WIDTH_MAX if v > WIDTH_MAX else v) / WIDTH_MIN
+                small = w < 1e-10
+                dx[m, j] = 0.0 if v > WIDTH_MAX else (1.0 if small else 1.0 / (1.0 + w)) / WIDTH_MIN
+                v = w if small else math.log(1.0 + w)  # log(1+w) as SModelS, not log1p
+            x[j] = v - delta[g, j]
+        nonzero = 0
+        for e in range(full):
+            s = 0.0
+            for j in range(full):
+                s += x[j] * rotation[g, j, e]
+            q[m, e] = s
+            nonzero += abs(s) > NONZERO_TOL
+            if e < d:
+                qp[m, e] = s
+        off[m] = nonzero > d
+        m += 1
+    return True, grp, col, point, grp[first[:m]], q[:m].copy(), qp[:m].copy(), dx[:m].copy(), off[:m].copy()
+
+
+@numba.njit(cache=True, inline="always")
+def _interpolate_at(meta, transform, simplices, values, g, col, s, x, row, u):
+    """``TxNameData.interpolate`` of map column `col` of triangulation `g` at the projected point
+    x[row] in its simplex `s` (-1: outside, NaN): the value clamped from below to the smallest vertex
+    value and whether it was clamped. `u`: scratch of length >= dim."""
+    if s < 0:
+        return np.nan, False
+    d, k = meta[g, 0], meta[g, 2]
+    t0 = meta[g, 3] + s * (d + 1) * d
+    vertex = meta[g, 4] + s * (d + 1)
+    for j in range(d):
+        u[j] = x[row, j] - transform[t0 + d * d + j]
+    total = 0.0
+    value = 0.0
+    floor = np.inf
+    for i in range(d + 1):
+        w = _dot_two_lanes(transform, t0 + i * d, u, 0, d) if i < d else 1.0 - total
+        total += w
+        y = values[meta[g, 5] + simplices[vertex + i] * k + col]
+        value += w * y
+        if y < floor or y != y:
+            floor = y
+    if value < floor:
+        return floor, True
+    return value, False
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _interpolate_queries(grp, col, point, ugrp, simplex, q, qp, dx, off, order, rotation, meta, transform, simplices,
+                         values, jacobian):
+    """Values of every query (NaN outside, zero below ZERO_VALUE as ``_returnProjectedValue``) and,
+    if `jacobian`, d value / d point (n, max_coords) per GeV, zero where NaN or clamped. For SModelS'
+    off-plane estimate: the queries off the plane with a value (`off_q`), their values before the
+    zeroing (`proj`), and per pair (`ugrp`, `simplex`, `q`, `qp`: the pairs of _transform_pairs)
+    the distance `alpha` to the plane and where its probes start (`probe_start`, -1: none; probe j
+    is qp moved by alpha along in-plane axis j)."""
+    n, m, f, dm = len(grp), len(simplex), order.shape[1], qp.shape[1]
+    rotation_flat = rotation.ravel()
+    vals = np.empty(n)
+    proj = np.empty(n)
+    jac = np.zeros((n if jacobian else 0, f))
+    off_q = np.empty(n, dtype=np.int64)
+    alpha = np.zeros(m)
+    probe_start = np.full(m, -1, dtype=np.int64)
+    u = np.empty(dm)
+    slope = np.empty(dm)
+    n_off = n_probes = 0
+    for i in range(n):
+        p, g = point[i], grp[i]
+        s = simplex[p]
+        v, clamped = _interpolate_at(meta, transform, simplices, values, g, col[i], s, qp, p, u)
+        proj[i] = v
+        vals[i] = 0.0 if abs(v) < ZERO_VALUE else v
+        if off[p] and v == v:
+            off_q[n_off] = i
+            n_off += 1
+            if probe_start[p] < 0:
+                probe_start[p] = n_probes
+                n_probes += meta[g, 0]
+        if not jacobian or v != v or clamped:
+            continue
+        # d value / d qp = sum over vertices a < d of (y_a - y_d) T^-1[a, :], then back through the
+        # rotation and the width rescaling to the layout's columns.
+        d, k, v0 = meta[g, 0], meta[g, 2], meta[g, 5]
+        t0 = meta[g, 3] + s * (d + 1) * d
+        vertex = meta[g, 4] + s * (d + 1)
+        yd = values[v0 + simplices[vertex + d] * k + col[i]]
+        slope[:d] = 0.0
+        for a in range(d):
+            dy = values[v0 + simplices[vertex + a] * k + col[i]] - yd
+            for j in range(d):
+                slope[j] += dy * transform[t0 + a * d + j]
+        for c in range(meta[g, 1]):
+            jac[i, order[g, c]] = _dot_two_lanes(slope, 0, rotation_flat, (g * f + c) * f, d) * dx[p, c]
+    probe_tri = np.empty(n_probes, dtype=np.int64)
+    probe_qp = np.empty((n_probes, dm))
+    for p in range(m):
+        start = probe_start[p]
+        if start < 0:
+            continue
+        g = ugrp[p]
+        d = meta[g, 0]
+        sq = 0.0
+        for e in range(d, meta[g, 1]):
+            sq += q[p, e] * q[p, e]
+        alpha[p] = math.sqrt(sq)
+        for a in range(d):
+            probe_tri[start + a] = g
+            probe_qp[start + a] = qp[p]
+            probe_qp[start + a, a] = qp[p, a] + alpha[p]
+    return vals, proj, jac, off_q[:n_off].copy(), alpha, probe_start, probe_tri, probe_qp
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _gradient_probes(off_q, grp, col, point, proj, qp, alpha, probe_start, probe_simplex, probe_qp, meta, transform,
+                     simplices, values):
+    """SModelS' ``_estimateExtrapolationError`` up to the two last probes, per off-plane query
+    `off_q[t]`: the gradient g_j = (f(probe j) - f) / alpha, its norm, whether it has a NaN (a probe
+    outside), and the probes qp +- step on the last in-plane axis (rows 2t, 2t + 1) with
+    step = alpha sum_j g_j / |g| (SModelS' reused loop index, reproduced as is)."""
+    n_off, dm = len(off_q), qp.shape[1]
+    norm = np.empty(n_off)
+    g_nan = np.zeros(n_off, dtype=np.bool_)
+    moved_tri = np.empty(2 * n_off, dtype=np.int64)
+    moved_qp = np.empty((2 * n_off, dm))
+    grad = np.empty(dm)
+    u = np.empty(dm)
+    for t in range(n_off):
+        i = off_q[t]
+        p, g = point[i], grp[i]
+        d, start = meta[g, 0], probe_start[p]
+        sq = 0.0
+        for j in range(d):
+            pv = _interpolate_at(meta, transform, simplices, values, g, col[i], probe_simplex[start + j],
+                                 probe_qp, start + j, u)[0]
+            grad[j] = (pv - proj[i]) / alpha[p]
+            sq += grad[j] * grad[j]
+            g_nan[t] |= grad[j] != grad[j]
+        norm[t] = math.sqrt(sq)
+        step = 0.0
+        for j in range(d):
+            step += grad[j] / norm[t]
+        step *= alpha[p]
+        for r, sign in ((2 * t, 1.0), (2 * t + 1, -1.0)):
+            moved_tri[r] = g
+            moved_qp[r] = qp[p]
+            moved_qp[r, d - 1] = qp[p, d - 1] + sign * step
+    return norm, g_nan, moved_tri, moved_qp
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _reject_extrapolations(off_q, grp, col, point, proj, alpha, norm, g_nan, moved_simplex, moved_qp, meta, transform,
+                           simplices, values, vals, jac):
+    """The end of ``_estimateExtrapolationError`` and ``_interpolateOutsideConvexHull``: the relative
+    changes de+- = |f(qp +- step) - f| / f (1 if f == 0 and f+- != 0), de = de+ unless de- > de+,
+    SModelS' early returns (alpha == 0, a NaN in g, |g| == 0: the first applies); where de is not
+    below ACCEPT_ERRORS_UPTO, the value becomes NaN and its Jacobian row zero (in place)."""
+    u = np.empty(moved_qp.shape[1])
+    for t in range(len(off_q)):
+        i = off_q[t]
+        f0 = proj[i]
+        de = 0.0
+        for r in (2 * t, 2 * t + 1):
+            f = _interpolate_at(meta, transform, simplices, values, grp[i], col[i], moved_simplex[r], moved_qp, r, u)[0]
+            rel = (1.0 if f != 0.0 else 0.0) if f0 == 0.0 else abs(f - f0) / f0
+            if r == 2 * t or rel > de:
+                de = rel
+        if norm[t] == 0.0:
+            de = 0.0
+        if g_nan[t]:
+            de = np.nan
+        if alpha[point[i]] == 0.0:
+            de = 0.0
+        if not de < ACCEPT_ERRORS_UPTO:
+            vals[i] = np.nan
+            if len(jac):
+                jac[i] = 0.0
