@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .model import Protomodel
-from .predictions import ModelArrays, PredictionArrays, Predictor, _Stacked
+from .predictions import ModelArrays, PredictionArrays, Predictor, ModelArraysBatch
 from .space import Pair
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
         lin, stacked = linearize(predictor, None, preds), preds.trace.stacked
     else:
         ms = predictor.model_arrays_batch(models)
-        lin, stacked = linearize(predictor, ms, preds), _Stacked.of(ms)
+        lin, stacked = linearize(predictor, ms, preds), ModelArraysBatch.of(ms)
     d_x, d_obs, d_exp = cot
     has = lin.pred >= 0
     pred = np.maximum(lin.pred, 0) if n else np.zeros(0, np.int64)   # no prediction at all: no entry counts
@@ -200,7 +200,7 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
     return _to_parameters(predictor, models, stacked, lin, w_bar, p_bar)
 
 
-def _to_parameters(p: Predictor, models: Sequence[Protomodel], s: _Stacked, lin: Linearization,
+def _to_parameters(p: Predictor, models: Sequence[Protomodel], s: ModelArraysBatch, lin: Linearization,
                    w_bar: np.ndarray, p_bar: np.ndarray) -> BatchGradient:
     """Cotangents of the entry weights W and points p of a batch (arrays `s`) -> masses, BRs, κ per
     model; the sums are scatter-adds over the whole batch (per bin in the order of the entries)."""

@@ -37,7 +37,9 @@ from tdmcmc.state import SlotLayout
 
 from .decays import OFFSHELL_THREE_BODY, decay_units
 from .model import Protomodel
+from .predictions import ModelArraysBatch, Predictor, ProtomodelBatch
 from .space import Pair, ProtomodelSpace
+from .xsec import kappa_lookup
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -94,6 +96,7 @@ class SlotParameters:
         self.mass_lo = np.array([space.particles[p].mass_min for p in self.pdgs])
         self.mass_hi = np.array([space.particles[p].mass_max for p in self.pdgs])
         self._unit_tables()
+        self._table_map: SlotTableMap | None = None
 
     def _unit_tables(self) -> None:
         """Per (slot, unit): BSM daughter slot, SM threshold (GeV), three-body flag, validity."""
@@ -199,6 +202,17 @@ class SlotParameters:
                                   kappas=kappas))
         return out
 
+    def table_map(self, predictor: Predictor) -> SlotTableMap:
+        """The index maps from the slots to `predictor`'s table arrays (built once per predictor)."""
+        if self._table_map is None or self._table_map.predictor is not predictor:
+            self._table_map = SlotTableMap(self, predictor)
+        return self._table_map
+
+    def protomodel_batch(self, batch: PhysicalBatch, predictor: Predictor) -> ProtomodelBatch:
+        """The protomodels of a batch with their table arrays computed directly from the physical
+        values (:class:`SlotTableMap`); the :class:`Protomodel` objects are built on first access."""
+        return ProtomodelBatch(self.table_map(predictor).arrays(batch), lambda: self.protomodels(batch))
+
     def label(self, active: np.ndarray) -> str:
         """Readable particle-set label, e.g. ``XZ1,Xt,Xd`` (space order)."""
         return ",".join(self.layout.slot_names[j] for j in np.flatnonzero(active))
@@ -238,3 +252,71 @@ class SlotParameters:
             elif all(abs(q) in model.masses for q in key):
                 params[self.kappa_slot[k], self.kappa_entry[k]] = 0.0
         return active, params
+
+
+class SlotTableMap:
+    """Index maps from the slots of a :class:`SlotParameters` to the table arrays of a
+    :class:`~.predictions.Predictor`, built once: the table particle of each slot, the BR columns
+    of every channel of each decay unit, the ``xsecs.kappa_keys`` class of each κ class.
+
+    :meth:`arrays` gives the :class:`~.predictions.ModelArraysBatch` of a :class:`PhysicalBatch`
+    in one vectorised pass, equal to ``predictor.model_arrays_batch(params.protomodels(batch))``
+    (same values, same arithmetic: a unit's BR is split equally over its channels, σ from
+    :class:`~.xsec.ChannelXsecs` at the same masses and κ).
+
+    Attributes for the gradients: ``slot_particle`` (S,), ``unit_columns`` (S, U, C) the BR column
+    of each channel of each unit (the constant column −1 beyond a unit's channels) with
+    ``unit_mask`` and ``unit_size`` (S, U), ``logit_entry`` (S, U) the parameter entry of each
+    unit's logit (−1: no unit), ``kappa_column`` (n_kappa,) the ``xsecs.kappa_keys`` index of each
+    κ class (−1: not produced).
+    """
+
+    def __init__(self, params: SlotParameters, predictor: Predictor) -> None:
+        self.params, self.predictor = params, predictor
+        p, xs = params, predictor.xsecs
+        n_s = len(p.pdgs)
+        self.n_particles, self.n_br = len(predictor.table.particles), len(predictor.table.br_channels)
+        self.slot_particle = np.array([predictor.pindex[pdg] for pdg in p.pdgs], dtype=np.int64)
+        self.slot_bit = np.left_shift(np.uint64(1), self.slot_particle.astype(np.uint64))
+        n_c = max((len(unit) for units in p.units for unit in units), default=1)
+        self.unit_columns = np.full((n_s, p.n_units_max, n_c), -1, dtype=np.int64)
+        self.unit_mask = np.zeros(self.unit_columns.shape, bool)
+        self.logit_entry = np.full((n_s, p.n_units_max), -1, dtype=np.int64)
+        for j, units in enumerate(p.units):
+            for k, unit in enumerate(units):
+                self.logit_entry[j, k] = p.logit_start[j] + k
+                self.unit_mask[j, k, :len(unit)] = True
+                for c, ch in enumerate(unit):
+                    self.unit_columns[j, k, c] = predictor.br_index[(p.pdgs[j], ch)]
+        self.unit_size = self.unit_mask.sum(axis=2)
+        # the BR columns a decaying slot writes: (slot, unit) of each channel; the LSP does not decay
+        decays = self.unit_mask & (np.arange(n_s) != p.lsp_slot)[:, None, None]
+        self._br_slot, self._br_unit, _ = np.nonzero(decays)
+        self._br_column = self.unit_columns[decays]
+        self._br_size = self.unit_size[self._br_slot, self._br_unit]
+        if len(set(self._br_column.tolist())) != len(self._br_column):
+            raise ValueError("slot table map: a decay channel belongs to two units of one particle")
+        kindex = {key: i for i, key in enumerate(xs.kappa_keys)}
+        resolved = [next(iter(kappa_lookup(predictor.space, {key: 1.0})), None) for key in p.kappa_keys]
+        self.kappa_column = np.array([kindex[k] if k is not None else -1 for k in resolved], dtype=np.int64)
+        used = self.kappa_column[self.kappa_column >= 0]
+        if len(set(used.tolist())) != len(used):
+            raise ValueError("slot table map: two κ classes of the slots share one cross-section κ class")
+        self._kappa_from = np.flatnonzero(self.kappa_column >= 0)
+        self._kappa_to = self.kappa_column[self._kappa_from]
+
+    def arrays(self, batch: PhysicalBatch) -> ModelArraysBatch:
+        """Table arrays of a batch: masses, BRs, present bitmasks, κ per channel, σ and ∂ ln σ/∂m."""
+        n_b, xs = len(batch.active), self.predictor.xsecs
+        masses = np.full((n_b, self.n_particles), np.nan)
+        masses[:, self.slot_particle] = batch.masses
+        br = np.zeros((n_b, self.n_br + 1))
+        br[:, -1] = 1.0
+        unit_br = batch.unit_br[:, self._br_slot, self._br_unit]
+        br[:, self._br_column] = np.where(unit_br > 0.0, unit_br / self._br_size, 0.0)
+        present = np.bitwise_or.reduce(np.where(batch.active, self.slot_bit, np.uint64(0)), axis=1)
+        kappa = np.ones((n_b, len(xs.kappa_keys)))
+        given = batch.kappa[:, self._kappa_from]
+        kappa[:, self._kappa_to] = np.where(np.isfinite(given), given, 1.0)
+        xsec, dlog = xs.evaluate(masses, kappa)
+        return ModelArraysBatch(masses, br, xsec, present, dlog, kappa[:, xs.channel_kappa], np.ones(n_b, bool))

@@ -28,7 +28,7 @@ Lifetime reweighting is not applied (every decay is prompt and the LSP stable: f
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -234,9 +234,22 @@ class Predictor:
         """Masses, BRs and σ (injected or computed from the fits) in table coordinates."""
         return self.model_arrays_batch([model])[0]
 
-    def model_arrays_batch(self, models: Sequence[Protomodel]) -> list[ModelArrays]:
+    def model_arrays_batch(self, models: Sequence[Protomodel | ModelArrays]) -> Sequence[ModelArrays]:
         """:meth:`model_arrays` of several protomodels: the σ of every channel, √s and model of the
-        batch in one vectorised pass (:class:`.xsec.ChannelXsecs`)."""
+        batch in one vectorised pass (:class:`.xsec.ChannelXsecs`). :class:`ModelArrays` pass
+        unchanged, a :class:`ModelArraysBatch` is returned as is, a :class:`ProtomodelBatch` gives
+        its arrays."""
+        if isinstance(models, ModelArraysBatch):
+            return models
+        if isinstance(models, ProtomodelBatch):
+            return models.arrays
+        protomodels = [x for x in models if isinstance(x, Protomodel)]
+        if len(protomodels) == len(models):
+            return self._protomodel_arrays(models)
+        computed = iter(self._protomodel_arrays(protomodels) if protomodels else [])
+        return [next(computed) if isinstance(x, Protomodel) else x for x in models]
+
+    def _protomodel_arrays(self, models: Sequence[Protomodel]) -> ModelArraysBatch:
         t, n_b = self.table, len(models)
         masses = np.full((n_b, len(t.particles)), np.nan)
         br = np.zeros((n_b, len(t.br_channels) + 1))
@@ -266,9 +279,10 @@ class Predictor:
                     xsec[b, c, self.sqrts.index(x.sqrts)] = x.xsec_fb
         dlog = np.zeros(xsec.shape + (2,))
         xsec[fitted], dlog[fitted] = self.xsecs.evaluate(masses[fitted], kappa[fitted])
-        channel_kappa = kappa[:, self.xsecs.channel_kappa]
-        return [ModelArrays(masses[b], br[b], xsec[b], present[b], dlog[b],
-                            channel_kappa[b] if models[b].xsecs is None else None) for b in range(n_b)]
+        is_fitted = np.zeros(n_b, dtype=bool)
+        is_fitted[fitted] = True
+        channel_kappa = np.where(is_fitted[:, None], kappa[:, self.xsecs.channel_kappa], 1.0)
+        return ModelArraysBatch(masses, br, xsec, np.array(present, dtype=np.uint64), dlog, channel_kappa, is_fitted)
 
     # -- evaluation ------------------------------------------------------------------------------
 
@@ -276,17 +290,17 @@ class Predictor:
         """(model, row) of the rows whose particles are all present in each model (bitmasks
         `present`), model by model, rows in table order."""
         t = self.table
-        absent = np.array([~int(p) & 0xFFFFFFFFFFFFFFFF for p in present], dtype=np.uint64)
+        absent = ~np.asarray(present, dtype=np.uint64)
         model, block = np.nonzero((t.block_keys[None, :] & absent[:, None]) == 0)
         starts, stops = t.block_start[block], t.block_start[block + 1]
         return np.repeat(model, stops - starts), _ranges(starts, stops)
 
     def element_weights(self, m: ModelArrays, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(active rows, weights (n, n_sqrts) fb) after sigmacut and the compression rule."""
-        _, rows, w = self._element_weights(_Stacked.of([m]), np.zeros(len(rows), dtype=np.int64), rows)
+        _, rows, w = self._element_weights(ModelArraysBatch.of([m]), np.zeros(len(rows), dtype=np.int64), rows)
         return rows, w
 
-    def _element_weights(self, s: _Stacked, model: np.ndarray,
+    def _element_weights(self, s: ModelArraysBatch, model: np.ndarray,
                          rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`element_weights` of rows `rows` of models `model` (indices into `s`): (model,
         rows, weights) of the active ones."""
@@ -313,13 +327,13 @@ class Predictor:
             model, rows, w = model[ok], rows[ok], w[ok]
         return model, rows, w
 
-    def entries(self, ms: Sequence[ModelArrays] | _Stacked) -> dict[str, np.ndarray]:
+    def entries(self, ms: Sequence[ModelArrays] | ModelArraysBatch) -> dict[str, np.ndarray]:
         """The matches with a nonzero weight of models `ms`, model by model: ``model`` (index in
         `ms`), ``tx``, ``weight`` (fb, at the txname's √s), ``origin``, ``coef``, ``shape``, ``bits``
         (condition elements), ``row`` (table row), ``sqrts`` (index), ``coords`` (particle index per
         map column, -1 pad) and ``points`` (GeV, map column order, 0 pad)."""
         t = self.table
-        s = ms if isinstance(ms, _Stacked) else _Stacked.of(ms)
+        s = ms if isinstance(ms, ModelArraysBatch) else ModelArraysBatch.of(ms)
         model, rows = self._candidate_rows(s.present)
         model, rows, w = self._element_weights(s, model, rows)
         counts = t.match_start[rows + 1] - t.match_start[rows]
@@ -342,12 +356,10 @@ class Predictor:
         batch (no loop over models), one interpolator call for all queries. The result keeps the
         :class:`ForwardTrace` of the batch (with the maps' Jacobians if `jacobian`, for
         :mod:`.gradients`, which otherwise re-runs the forward stages)."""
-        protomodels = [x for x in models if isinstance(x, Protomodel)]
-        computed = iter(self.model_arrays_batch(protomodels) if protomodels else [])
-        ms = [next(computed) if isinstance(x, Protomodel) else x for x in models]
-        if not ms:
+        if not len(models):
             raise ValueError("evaluate_batch needs at least one protomodel")
-        stacked = _Stacked.of(ms)
+        ms = self.model_arrays_batch(models)
+        stacked = ModelArraysBatch.of(ms)
         e, values, expected, jac, jac_expected = self._lookup(stacked, jacobian)
         e["index"] = np.arange(len(e["tx"]))
         is_em = self.tx_is_em[e["tx"]]
@@ -365,10 +377,10 @@ class Predictor:
             pred=np.concatenate([em_pred, np.where(ul_sel.pred >= 0, ul_sel.pred + n_em, -1)]),
             point_pred=ul_sel.point_pred + n_em, point_entry=ul_sel.point_entry,
             merged=[replace(m, pred=m.pred + n_em) for m in ul_sel.merged])
-        trace = ForwardTrace(list(ms), stacked, e, values, expected, jac, jac_expected, selection)
+        trace = ForwardTrace(ms, stacked, e, values, expected, jac, jac_expected, selection)
         return replace(PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1]), trace=trace)
 
-    def _lookup(self, ms: _Stacked, jacobian: bool):
+    def _lookup(self, ms: ModelArraysBatch, jacobian: bool):
         """The entries of models `ms` (:meth:`entries`) with the values (and Jacobians) of their maps
         and of the expected-limit maps of the UL entries (NaN, zero for EM), in one interpolator call."""
         e = self.entries(ms)
@@ -592,26 +604,67 @@ class Predictor:
         return out
 
 
-@dataclass(frozen=True)
-class _Stacked:
-    """:class:`ModelArrays` of a batch stacked along a first axis (B, ...); ``kappa`` is 1 and
-    ``fitted`` False for models with injected σ."""
+@dataclass(frozen=True, eq=False)
+class ModelArraysBatch(Sequence[ModelArrays]):
+    """:class:`ModelArrays` of a batch stacked along a first axis (B, ...), and a sequence of them
+    (item b: views into the stacks). ``present`` (B,) uint64 bitmasks; ``kappa`` (B, n_channels) is 1
+    and ``fitted`` False for models with injected σ."""
 
     masses: np.ndarray
     br: np.ndarray
     xsec: np.ndarray
-    present: np.ndarray  # (B,) object: Python int bitmasks
+    present: np.ndarray
     dlog_xsec: np.ndarray
     kappa: np.ndarray
     fitted: np.ndarray
 
+    def __len__(self) -> int:
+        return len(self.masses)
+
+    def __getitem__(self, b):
+        if isinstance(b, slice):
+            return [self[i] for i in range(*b.indices(len(self)))]
+        return ModelArrays(self.masses[b], self.br[b], self.xsec[b], int(self.present[b]), self.dlog_xsec[b],
+                           self.kappa[b] if self.fitted[b] else None)
+
     @staticmethod
-    def of(ms: Sequence[ModelArrays]) -> _Stacked:
-        return _Stacked(np.stack([m.masses for m in ms]), np.stack([m.br for m in ms]),
-                        np.stack([m.xsec for m in ms]), np.array([m.present for m in ms], dtype=object),
-                        np.stack([m.dlog_xsec for m in ms]),
-                        np.stack([np.ones(len(m.xsec)) if m.kappa is None else m.kappa for m in ms]),
-                        np.array([m.kappa is not None for m in ms], dtype=bool))
+    def of(ms: Sequence[ModelArrays]) -> ModelArraysBatch:
+        """The stacks of `ms` (itself when it is one)."""
+        if isinstance(ms, ModelArraysBatch):
+            return ms
+        return ModelArraysBatch(np.stack([m.masses for m in ms]), np.stack([m.br for m in ms]),
+                                np.stack([m.xsec for m in ms]), np.array([m.present for m in ms], dtype=np.uint64),
+                                np.stack([m.dlog_xsec for m in ms]),
+                                np.stack([np.ones(len(m.xsec)) if m.kappa is None else m.kappa for m in ms]),
+                                np.array([m.kappa is not None for m in ms], dtype=bool))
+
+
+class ProtomodelBatch(Sequence[Protomodel]):
+    """Protomodels whose table arrays (``arrays``) were computed without them (e.g. straight from a
+    sampler's parameters): the :class:`Protomodel` objects are built by `build` on first access
+    only, for what needs them (names, outputs, the paper prior); :meth:`Predictor.model_arrays_batch`
+    returns ``arrays``."""
+
+    def __init__(self, arrays: ModelArraysBatch, build: Callable[[], Sequence[Protomodel]]) -> None:
+        self.arrays = arrays
+        self._build: Callable[[], Sequence[Protomodel]] | None = build
+        self._models: Sequence[Protomodel] = ()
+
+    @property
+    def built(self) -> bool:
+        """Whether the protomodels have been built."""
+        return self._build is None
+
+    def _all(self) -> Sequence[Protomodel]:
+        if self._build is not None:
+            self._models, self._build = self._build(), None
+        return self._models
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, b):
+        return self._all()[b]
 
 
 @dataclass(frozen=True)
@@ -648,8 +701,8 @@ class ForwardTrace:
     expected-UL map (NaN for EM entries) at its point, their Jacobians (n, C) per GeV if computed
     (zero rows where there is no value), and the :class:`Selection`."""
 
-    models: list[ModelArrays]
-    stacked: _Stacked
+    models: Sequence[ModelArrays]
+    stacked: ModelArraysBatch
     entries: dict[str, np.ndarray]
     values: np.ndarray
     expected: np.ndarray

@@ -25,9 +25,8 @@ from tdmcmc.randomness import RandomSource
 from tdmcmc.target import GaussianPseudoPrior
 
 from .gradients import GRAPH_INPUTS, BatchGradient, chain_to_parameters
-from .model import Protomodel
 from .parameters import PhysicalBatch, SlotParameters, sigmoid
-from .predictions import PredictionArrays
+from .predictions import PredictionArrays, ProtomodelBatch
 from .prior import PriorSettings, ProtomodelPrior
 from .target import ResultInputs
 
@@ -44,7 +43,7 @@ class _Forward:
     per-result inputs, the cotangents of those inputs, ∂log L/∂μ-fraction) and the outputs."""
 
     batch: PhysicalBatch
-    models: list[Protomodel]
+    models: ProtomodelBatch
     preds: PredictionArrays
     inputs: ResultInputs
     cot: dict[str, np.ndarray]
@@ -146,7 +145,7 @@ class ProtomodelTarget:
         """log L and the cotangents of the per-result inputs (:data:`.gradients.GRAPH_INPUTS`)."""
         lt = self.likelihood
         batch = self.params.physical(active, params, globals_)
-        models = self.params.protomodels(batch)
+        models = self.params.protomodel_batch(batch, lt.predictor)     # Protomodel objects only if needed
         out: dict[str, np.ndarray] = {}
         if self.kind == "paper" or derived:
             values, preds, inputs = lt.evaluate(models, per_prediction=False)
