@@ -330,10 +330,13 @@ class GridInterpolator:
         m = x - self.delta_x
         step = int(math.ceil(len(m) / SVD_MAX_POINTS))
         # SModelS calls svd(...) with full_matrices=True; the economic SVD returns the same V bits
-        # (checked on every 7th map of the 1.2.4 database; tested) without the (n, n) U.
-        # Threaded BLAS makes the many tiny LAPACK calls here up to 1000x slower on a busy machine.
+        # (checked on every 7th map of the 1.2.4 database; tested) without the (n, n) U, but only
+        # min(n, n_coords) columns of V: maps with fewer points than coordinates need the full call
+        # (the off-plane directions). Threaded BLAS makes the many tiny LAPACK calls here up to
+        # 1000x slower on a busy machine.
+        sample = m[::step]
         with threadpool_limits(limits=1, user_api="blas"):
-            self.rotation = svd(m[::step], full_matrices=False)[2].T  # SModelS' V (full_dim, full_dim)
+            self.rotation = svd(sample, full_matrices=len(sample) < self.n_coords)[2].T  # SModelS' V (full_dim, full_dim)
         mp = self._rows_times(m, self.rotation)
         self.full_dimensionality = self.n_coords
         self.dimensionality = int(np.max(np.sum(np.abs(mp) > NONZERO_TOL, axis=1)))
