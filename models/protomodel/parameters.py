@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from tdmcmc.state import SlotLayout
@@ -51,13 +52,15 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 class PhysicalBatch:
     """Physical values of a batch of states: ``masses`` (B, S) GeV (NaN where inactive);
     ``unit_br`` (B, S, U) BR of each decay unit (0 where closed or inactive); ``kappa`` (B, n_kappa)
-    κ per class (NaN unless both members are active); ``mu_fraction`` (B,) μ/μ_max."""
+    κ per class (NaN unless both members are active); ``mu_fraction`` (B,) μ/μ_max;
+    ``mass_fraction`` (B, S) f = sigmoid(entry 0) of every slot."""
 
     active: np.ndarray
     masses: np.ndarray
     unit_br: np.ndarray
     kappa: np.ndarray
     mu_fraction: np.ndarray
+    mass_fraction: np.ndarray
 
 
 class SlotParameters:
@@ -122,7 +125,10 @@ class SlotParameters:
 
     def masses(self, params: np.ndarray) -> np.ndarray:
         """Masses (B, S) in GeV of every slot (active or not) from the unconstrained entry 0."""
-        f = sigmoid(params[..., 0])
+        return self._masses(sigmoid(params[..., 0]))
+
+    def _masses(self, f: np.ndarray) -> np.ndarray:
+        """:meth:`masses` from the mass fractions f (B, S)."""
         m_lsp = self.mass_lo[self.lsp_slot] + (self.mass_hi[self.lsp_slot] - self.mass_lo[self.lsp_slot]) * f[:, self.lsp_slot]
         low = self.lower_bounds(m_lsp)
         return low + (self.mass_hi - low) * f
@@ -168,7 +174,8 @@ class SlotParameters:
     def physical(self, active: np.ndarray, params: np.ndarray, globals_: np.ndarray) -> PhysicalBatch:
         """Physical values of a batch of states (see :class:`PhysicalBatch`)."""
         active = np.asarray(active, bool)
-        masses = self.masses(params)
+        f = sigmoid(params[..., 0])
+        masses = self._masses(f)
         open_ = self.open_units(active, masses)
         logits = np.where(open_, self.logits(params), -np.inf)
         top = np.max(logits, axis=2, keepdims=True)
@@ -177,7 +184,7 @@ class SlotParameters:
         unit_br = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
         both = active[:, self.kappa_members].all(axis=2)
         kappa = np.where(both, np.exp(self.log_kappa(params)), np.nan)
-        return PhysicalBatch(active, np.where(active, masses, np.nan), unit_br, kappa, sigmoid(globals_[:, 0]))
+        return PhysicalBatch(active, np.where(active, masses, np.nan), unit_br, kappa, sigmoid(globals_[:, 0]), f)
 
     def protomodels(self, batch: PhysicalBatch, names: list[str] | None = None) -> list[Protomodel]:
         """The protomodels of a batch (only active particles; decays with BR > 0; κ of active pairs)."""
@@ -320,3 +327,101 @@ class SlotTableMap:
         kappa[:, self._kappa_to] = np.where(np.isfinite(given), given, 1.0)
         xsec, dlog = xs.evaluate(masses, kappa)
         return ModelArraysBatch(masses, br, xsec, present, dlog, kappa[:, xs.channel_kappa], np.ones(n_b, bool))
+
+    def unconstrained_gradient(self, batch: PhysicalBatch, g_masses: np.ndarray, g_brs: np.ndarray,
+                               g_kappas: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+        """Chain rule from ∂/∂(table masses (B, P) per GeV, BR columns (B, n_br), ``xsecs`` κ classes
+        (B, K)) to the slot entries (B, S, D) (`shape`) of the states of `batch`
+        (:func:`_unconstrained_gradient`)."""
+        p = self.params
+        return _unconstrained_gradient(
+            batch.active, batch.masses, batch.mass_fraction, batch.unit_br, batch.kappa, g_masses, g_brs, g_kappas,
+            self.slot_particle, p.lsp_slot, p.mass_lo, p.mass_hi, self.unit_columns, self.unit_mask, self.logit_entry,
+            self.kappa_column, p.kappa_slot, p.kappa_entry, shape[2])
+
+
+@numba.njit(cache=True)
+def _pairwise_sum(a: np.ndarray) -> float:
+    """numpy's sum of a contiguous 1-d float array (its pairwise algorithm, 8 partial sums, for up
+    to 128 elements), so that the sums below equal numpy's to the bit."""
+    n = len(a)
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return res
+    if n > 128:
+        half = n // 2
+        half -= half % 8
+        return _pairwise_sum(a[:half]) + _pairwise_sum(a[half:])
+    r = a[:8].copy()
+    i = 8
+    while i < n - n % 8:
+        for j in range(8):
+            r[j] += a[i + j]
+        i += 8
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    while i < n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@numba.njit(cache=True)
+def _unconstrained_gradient(active, masses, f, unit_br, kappa, g_masses, g_brs, g_kappas, slot_particle, lsp,
+                            mass_lo, mass_hi, unit_columns, unit_mask, logit_entry, kappa_column, kappa_slot,
+                            kappa_entry, n_entries):
+    """Slot-entry gradient (B, S, D) of ∂/∂(masses, BR columns, κ classes) (:meth:`SlotTableMap.
+    unconstrained_gradient`):
+
+    * masses: m_j = a_j + (hi_j − a_j) f_j with a_j = max(lo_j, m_LSP), f = sigmoid(entry 0), so
+      ∂/∂z_j = g_j (hi_j − a_j) f_j (1 − f_j), and the LSP's entry also moves every m_j with
+      a_j = m_LSP: + Σ_j g_j (1 − f_j) (hi_LSP − lo_LSP) f_LSP (1 − f_LSP);
+    * BR logits: a unit's BR is shared evenly by its channels (ḡ_unit = mean of the channels'),
+      softmax over the open units: ∂/∂logit_k = BR_k (ḡ_k − Σ_u BR_u ḡ_u);
+    * ln κ: ∂/∂ln κ = κ ∂/∂κ, for the classes whose particles are both active (finite κ).
+
+    Same arithmetic, in the same order, as the numpy formulation it replaces (sums over slots and
+    units: :func:`_pairwise_sum`)."""
+    n_b, n_s = active.shape
+    n_u, n_c = unit_columns.shape[1], unit_columns.shape[2]
+    out = np.zeros((n_b, n_s, n_entries))
+    g_m = np.empty(n_s)
+    dm_dz = np.empty(n_s)
+    follow = np.empty(n_s)
+    g_unit = np.empty(n_u)
+    weighted = np.empty(n_u)
+    channel = np.empty(n_c)
+    for b in range(n_b):
+        m_lsp = masses[b, lsp]
+        for j in range(n_s):
+            g_m[j] = g_masses[b, slot_particle[j]]
+            low = mass_lo[j]
+            if j != lsp and not m_lsp <= low:            # np.maximum: NaN wins
+                low = m_lsp
+            dm_dz[j] = (mass_hi[j] - low) * f[b, j] * (1.0 - f[b, j])
+            if active[b, j]:
+                out[b, j, 0] = g_m[j] * dm_dz[j]
+            follows = active[b, j] and m_lsp > mass_lo[j] and j != lsp
+            follow[j] = g_m[j] * (1.0 - f[b, j]) if follows else 0.0
+        out[b, lsp, 0] = (g_m[lsp] + _pairwise_sum(follow)) * dm_dz[lsp]
+        for j in range(n_s):
+            if not active[b, j]:
+                continue
+            for k in range(n_u):
+                size = 0
+                for c in range(n_c):
+                    channel[c] = g_brs[b, unit_columns[j, k, c]] if unit_mask[j, k, c] else 0.0
+                    size += unit_mask[j, k, c]
+                g_unit[k] = _pairwise_sum(channel) / max(size, 1)
+                weighted[k] = unit_br[b, j, k] * g_unit[k]
+            mean = _pairwise_sum(weighted)
+            for k in range(n_u):
+                if logit_entry[j, k] >= 0:
+                    out[b, j, logit_entry[j, k]] = unit_br[b, j, k] * (g_unit[k] - mean)
+        for q in range(len(kappa_slot)):
+            value = 0.0
+            if np.isfinite(kappa[b, q]):
+                value = kappa[b, q] * (g_kappas[b, kappa_column[q]] if kappa_column[q] >= 0 else 0.0)
+            out[b, kappa_slot[q], kappa_entry[q]] = value
+    return out

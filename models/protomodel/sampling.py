@@ -73,7 +73,6 @@ class ProtomodelTarget:
         self._derived: dict[bytes, tuple[float, ...]] = {}
         self._grad_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._last_forward: tuple[tuple[bytes, ...], _Forward] | None = None
-        self._columns = None
 
     # -- Target protocol --------------------------------------------------------------------------
 
@@ -180,53 +179,10 @@ class ProtomodelTarget:
         physical = chain_to_parameters(self.likelihood, forward.models, forward.preds, forward.inputs, forward.cot)
         return self._unconstrained_gradient(forward.batch, params, physical), forward.grad_mu[:, None]
 
-    def _unconstrained_gradient(self, batch, params, physical: BatchGradient) -> np.ndarray:
+    def _unconstrained_gradient(self, batch: PhysicalBatch, params, physical: BatchGradient) -> np.ndarray:
         """Chain rule from ∂/∂(masses, BRs, κ) to the slot entries (:mod:`.parameters`)."""
-        p = self.params
-        mass_col, unit_cols, unit_mask, logit_entry, kappa_col = self._gradient_columns()
-        out = np.zeros_like(params)
-        active, lsp = batch.active, p.lsp_slot
-        # masses: m_j = a_j + (hi_j − a_j) f_j with a_j = max(lo_j, m_LSP), f = sigmoid(entry 0)
-        f = sigmoid(params[:, :, 0])
-        m_lsp = batch.masses[:, lsp]
-        g_m = physical.masses[:, mass_col]
-        dm_dz = (p.mass_hi - p.lower_bounds(m_lsp)) * f * (1.0 - f)
-        follows = active & (m_lsp[:, None] > p.mass_lo) & (np.arange(len(p.pdgs)) != lsp)
-        out[:, :, 0] = np.where(active, g_m * dm_dz, 0.0)
-        out[:, lsp, 0] = (g_m[:, lsp] + np.sum(np.where(follows, g_m * (1.0 - f), 0.0), axis=1)) * dm_dz[:, lsp]
-        # BR logits: a unit's BR is shared by its channels; softmax over the open units
-        brs = np.concatenate([physical.brs, np.zeros((len(params), 1))], axis=1)    # column −1: absent
-        g_unit = np.sum(np.where(unit_mask, brs[:, unit_cols], 0.0), axis=3) / np.maximum(unit_mask.sum(axis=2), 1)
-        br = batch.unit_br
-        g_logit = br * (g_unit - np.sum(br * g_unit, axis=2, keepdims=True))
-        b, j, k = np.nonzero(active[:, :, None] & (logit_entry >= 0))
-        out[b, j, logit_entry[j, k]] = g_logit[b, j, k]
-        # ln κ: ∂/∂ln κ = κ ∂/∂κ, classes whose particles are both active
-        kappas = np.concatenate([physical.kappas, np.zeros((len(params), 1))], axis=1)
-        g_kappa = np.where(np.isfinite(batch.kappa), np.nan_to_num(batch.kappa) * kappas[:, kappa_col], 0.0)
-        out[np.arange(len(params))[:, None], p.kappa_slot, p.kappa_entry] = g_kappa
-        return out
-
-    def _gradient_columns(self):
-        """Index arrays from the slots to the columns of :class:`.gradients.BatchGradient` (−1:
-        absent): mass (S,), BR channels of each unit (S, U, C) with their mask, the logit entry of
-        each unit (S, U), κ classes (K,). Built on first use (they need the predictor's table)."""
-        if self._columns is None:
-            p, predictor = self.params, self.likelihood.predictor
-            n_c = max((len(unit) for units in p.units for unit in units), default=1)
-            unit_cols = np.full((len(p.pdgs), p.n_units_max, n_c), -1)
-            logit_entry = np.full(unit_cols.shape[:2], -1)
-            unit_mask = np.zeros(unit_cols.shape, bool)
-            for j, units in enumerate(p.units):
-                for k, unit in enumerate(units):
-                    logit_entry[j, k] = p.logit_start[j] + k
-                    unit_mask[j, k, :len(unit)] = True
-                    for c, ch in enumerate(unit):
-                        unit_cols[j, k, c] = predictor.br_index.get((p.pdgs[j], ch), -1)
-            kappa_index = {key: k for k, key in enumerate(predictor.xsecs.kappa_keys)}
-            self._columns = (np.array([predictor.pindex[pdg] for pdg in p.pdgs]), unit_cols, unit_mask, logit_entry,
-                             np.array([kappa_index.get(key, -1) for key in p.kappa_keys], dtype=np.int64))
-        return self._columns
+        return self.params.table_map(self.likelihood.predictor).unconstrained_gradient(
+            batch, physical.masses, physical.brs, physical.kappas, params.shape)
 
     def initial_point(self, src: RandomSource):
         """The LSP alone; every slot's entries (the LSP's too) drawn from the pseudo-prior; μ/μ_max = 1/2."""
