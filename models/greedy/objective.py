@@ -393,7 +393,8 @@ class ContributingRows:
 
 class PaperPrior:
     """ln π_paper (expo1, :mod:`tdmcmc.models.likelihood.prior`) of batches of protomodels of one
-    space, the counts of all models in one vectorised pass (BRs, κ and σ gathered into padded arrays).
+    space, the counts of all models in one vectorised pass (BRs, κ and σ gathered into padded arrays),
+    from :class:`Protomodel` objects or from their table arrays (:meth:`from_arrays`).
 
     n_SSM counts κ of the classes whose channels' particles are present, with their 13-TeV σ (κ
     applied, summed over the class's channels in the space's order, fb). κ keys are resolved with
@@ -412,7 +413,12 @@ class PaperPrior:
                                        dtype=np.int64).reshape(-1, 2)
         column = {key: k for k, key in enumerate(self._keys)}
         self._channel_class = np.array([column[c.kappa_key] for c in space.productions], dtype=np.int64)
+        members = [np.flatnonzero(self._channel_class == k) for k in range(len(self._keys))]
+        self._class_channels = np.full((len(members), max([len(m) for m in members] + [1])), -1, dtype=np.int64)
+        for k, m in enumerate(members):
+            self._class_channels[k, :len(m)] = m
         self._kappa_column: dict = {}          # user κ key -> class column (-1: not produced)
+        self._layouts: dict = {}               # id(predictor) -> (predictor, index arrays of from_arrays)
 
     def __call__(self, models: Sequence[Protomodel], channel_xsecs: np.ndarray | None = None
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -420,8 +426,6 @@ class PaperPrior:
         `channel_xsecs` (B, n_productions): κ × σ at 13 TeV (fb) of each of the space's production
         channels, 0 where a particle is absent or no fit exists; None: from the fits
         (:func:`~tdmcmc.models.protomodel.xsec.cross_sections`)."""
-        from tdmcmc.models.likelihood.prior import counted_ssms, log_prior_expo1, n_branchings, n_ssm
-
         n_b, lsp = len(models), self.space.lsp
         if channel_xsecs is None:
             channel_xsecs = np.stack([self.channel_xsecs(m) for m in models]) if n_b else np.zeros((0, 0))
@@ -439,13 +443,64 @@ class PaperPrior:
         for b, (model, a) in enumerate(zip(models, alive)):      # column -1: particles outside the space
             given[b, [self._pindex.get(p, -1) for p in model.masses]] = True
             living[b, [self._pindex.get(p, -1) for p in a]] = True
+        n_particles = np.array([float(len(a)) for a in alive])
+        return self._prior(n_particles, given, living, br, br_active, kappa, channel_xsecs)
+
+    def from_arrays(self, predictor, arrays, channel_xsecs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """As :meth:`__call__`, from the models' table arrays (a
+        :class:`~tdmcmc.models.protomodel.predictions.ModelArraysBatch` of `predictor`'s table, σ
+        from the fits: κ is read from them). A particle's BRs are clustered in the space's channel
+        order (:meth:`__call__`: the model's): the same counts unless that order changes which
+        BRs open a cluster."""
+        from tdmcmc.models.likelihood.prior import BR_MIN
+
+        particle, br_rows, class_channel = self._layout(predictor)
+        if not np.all(arrays.fitted):
+            raise ValueError("ln π_paper from table arrays needs the models' κ: σ must come from the fits")
+        n_b = len(arrays.masses)
+        bits = np.asarray(arrays.present, dtype=np.uint64)[:, None] >> particle[None, :].astype(np.uint64)
+        given = np.zeros((n_b, len(self._pindex) + 1), bool)
+        given[:, :-1] = (bits & np.uint64(1)) > 0
+        living = given.copy()
+        living[:, :-1] &= np.abs(np.nan_to_num(arrays.masses[:, particle], nan=np.inf)) < 1e5
+        br = np.concatenate([arrays.br, np.zeros((n_b, 1))], axis=1)[:, br_rows]       # column -1: padding
+        # BRs ≤ BR_MIN never open a cluster: the others first (in order), the width their largest number
+        counted = br > BR_MIN
+        keep = np.argsort(~counted, axis=2, kind="stable")[:, :, :max(int(counted.sum(axis=2).max(initial=0)), 1)]
+        br = np.take_along_axis(br, keep, axis=2)
+        br_active = living[:, :-1] & (np.arange(len(particle)) != self._pindex[self.space.lsp])
+        return self._prior(living.sum(axis=1) * 1.0, given, living, br, br_active * 1.0, arrays.kappa[:, class_channel],
+                           channel_xsecs)
+
+    def _layout(self, predictor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For :meth:`from_arrays`: the table index of each particle of the space, the BR indices of
+        each particle's channels (space order; -1 padding) and one production channel per κ class."""
+        if id(predictor) not in self._layouts:
+            particles = list(self._pindex)
+            particle = np.array([predictor.pindex[p] for p in particles], dtype=np.int64)
+            channels = [[predictor.br_index[(p, ch)] for ch in self.space.particles[p].decays] for p in particles]
+            br_rows = np.full((len(particles), max([len(c) for c in channels] + [1])), -1, dtype=np.int64)
+            for i, c in enumerate(channels):
+                br_rows[i, :len(c)] = c
+            class_channel = self._class_channels[:, 0]
+            self._layouts[id(predictor)] = (predictor, (particle, br_rows, class_channel))
+        return self._layouts[id(predictor)][1]
+
+    def _prior(self, n_particles: np.ndarray, given: np.ndarray, living: np.ndarray, br: np.ndarray,
+               br_active: np.ndarray, kappa: np.ndarray, channel_xsecs: np.ndarray
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """ln π and counts from the unfrozen particles' number, particle masks (B, n_particles + 1;
+        column -1: outside the space), BRs (B, rows, channels) with their rows' activity, κ per
+        class and κ × σ per production channel."""
+        from tdmcmc.models.likelihood.prior import counted_ssms, log_prior_expo1, n_branchings, n_ssm
+
+        n_b = len(given)
         present = given[:, self._needs[:, 0]] & given[:, self._needs[:, 1]]
         pair_alive = living[:, self._key_particles[:, 0]] & living[:, self._key_particles[:, 1]]
-        class_xsec = np.zeros((n_b, len(self._keys)))
-        for c, k in enumerate(self._channel_class):         # the channels' order, as a running sum
-            class_xsec[:, k] += channel_xsecs[:, c]
+        # Σ over each class's channels in the space's order (0 + a + b: padding adds exact zeros)
+        class_xsec = np.concatenate([channel_xsecs, np.zeros((n_b, 1))], axis=1)[:, self._class_channels].sum(axis=2)
         counted = counted_ssms(kappa, class_xsec, present & pair_alive)
-        counts = {"n_particles": np.array([float(len(a)) for a in alive]),
+        counts = {"n_particles": n_particles,
                   "n_br": n_branchings(br, br_active).reshape(n_b),
                   "n_ssm": n_ssm(kappa, counted, self.clustering).reshape(n_b)}
         return log_prior_expo1(counts["n_particles"], counts["n_br"], counts["n_ssm"]), counts

@@ -25,6 +25,7 @@ gradients of all tied cliques, and ties are common because members without a pre
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -309,26 +310,60 @@ class Combiner:
         index = [(g, c, node) for g, cs in enumerate(cliques) for c, clique in enumerate(cs) for node in clique]
         return [len(cs) for cs in cliques], np.array(index, dtype=np.int64).reshape(-1, 3).T
 
-    def paper_clique_max(self, r, predicted, members, valid):
-        """max over the per-state cliques of :meth:`paper_cliques` of Σ_{i∈c} r_i, either backend.
+    def slot_cliques(self, members: np.ndarray, valid: np.ndarray, slot_node: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The cliques of :meth:`paper_cliques` over a state's *slots* (its predicted results, in
+        any order), for :meth:`paper_clique_max` (numpy).
 
-        `r` (B, k, n_results) (k: e.g. a μ grid), `predicted` (B, 1 or k, n_results) 0/1,
-        `members`, `valid` as returned by :meth:`paper_cliques`. Returns (B, k): Σ_g max over the
-        valid cliques of group g, −inf where a state has no valid clique (Z = None). Twins take
-        their best predicted version; the gradient flows to the first maximising clique only.
+        `slot_node` (B, S): the graph node of each slot, -1 for padding. Returns ``members``
+        (B, S, n_groups, C') 0/1 and ``valid`` (B, n_groups, C'). Twins (two slots on one node: the
+        -agg versions of an analysis) are mutually exclusive versions: a clique holding that node
+        becomes one clique per choice of version, so that Σ over a clique's slots takes one
+        version and the max over cliques takes the best one (the node value of :meth:`node_values`).
         """
-        xp = backend_of(r, predicted, members, valid)
-        r = xp.asarray(r)
-        p_res = xp.asarray(predicted) > 0
-        node_pred = xp.matmul(p_res * 1.0, self.versions.sum(axis=0)) > 0
-        nodes = xp.where(node_pred, self.node_values(r, "max", mask=p_res), 0.0)      # (B, k, n_nodes)
-        members, valid = xp.asarray(members), xp.asarray(valid)
-        # a batched matmul over (B, n_groups·C) columns (einsum's OpFromGraph is not hoisted out of
-        # the μ profile's scan by PyTensor's rewrites, and made the target 3× slower)
-        flat = members.reshape((members.shape[0], -1, members.shape[-1])).transpose(0, 2, 1)
-        scores = xp.matmul(nodes, flat).reshape((nodes.shape[0], nodes.shape[1]) + tuple(valid.shape[1:]))
+        n_b, n_s = slot_node.shape
+        real = slot_node >= 0
+        out = np.take_along_axis(members, np.maximum(slot_node, 0)[:, None, None, :], axis=3) * real[:, None, None, :]
+        nodes = np.sort(np.where(real, slot_node, -1 - np.arange(n_s)), axis=1)
+        twins = np.flatnonzero(np.any(nodes[:, 1:] == nodes[:, :-1], axis=1))
+        if not len(twins):
+            return out.transpose(0, 3, 1, 2), valid
+        rows = [[[] for _ in range(len(self.groups))] for _ in range(n_b)]
+        for b in range(n_b):
+            for g in range(len(self.groups)):
+                for c in np.flatnonzero(valid[b, g] > 0):
+                    slots = np.flatnonzero(out[b, g, c] > 0)
+                    if b not in twins:
+                        rows[b][g].append(slots)
+                        continue
+                    versions = [slots[slot_node[b, slots] == n] for n in np.unique(slot_node[b, slots])]
+                    rows[b][g] += [np.array(choice, dtype=np.int64) for choice in itertools.product(*versions)]
+        n_c = max([len(r) for state in rows for r in state] + [1])
+        slot_members, slot_valid = np.zeros((n_b, n_s, len(self.groups), n_c)), np.zeros((n_b, len(self.groups), n_c))
+        for b, state in enumerate(rows):
+            for g, cliques in enumerate(state):
+                slot_valid[b, g, :len(cliques)] = 1.0
+                for c, slots in enumerate(cliques):
+                    slot_members[b, slots, g, c] = 1.0
+        return slot_members, slot_valid
+
+    @staticmethod
+    def paper_clique_max(r, members, valid, first: bool = True):
+        """Σ_g max over the valid cliques c of group g of Σ_{s∈c} r_s, either backend.
+
+        `r` (B, k, S) the slots' contributions (k: e.g. a μ grid), `members` (B, S, n_groups, C)
+        and `valid` (B, n_groups, C) from :meth:`slot_cliques`. Returns (B, k), −inf where a state
+        has no valid clique (Z = None). `first`: the gradient flows to the first maximising clique
+        only (else: a plain max, for values whose gradient is not taken; same value).
+        """
+        xp = backend_of(r, members, valid)
+        r, members, valid = xp.asarray(r), xp.asarray(members), xp.asarray(valid)
+        n_b, n_s = members.shape[0], members.shape[1]
+        flat = members.reshape((n_b, n_s, -1))
+        scores = xp.matmul(r, flat).reshape((n_b, r.shape[1]) + tuple(valid.shape[1:]))
         scores = xp.where(xp.expand_dims(valid, 1) > 0.5, scores, -np.inf)
-        return xp.sum(_first_max(scores, xp)[0], axis=-1)
+        best = _first_max(scores, xp)[0] if first else scores.max(axis=-1)
+        return xp.sum(best, axis=-1)
 
     def _cliques_among(self, nodes: tuple[int, ...], vetoed: frozenset = frozenset()) -> list[tuple[int, ...]]:
         """Maximal cliques of the subgraph induced by `nodes` (one group) without the `vetoed`

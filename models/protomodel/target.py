@@ -46,7 +46,7 @@ from tdmcmc.models.greedy.objective import (MISSING_R, MU_MAX_SAFETY, MU_MAX_UNB
                                             paper_prior)
 from tdmcmc.models.likelihood.options import PAPER, LikelihoodChoice
 from tdmcmc.models.protomodel.model import Protomodel
-from tdmcmc.models.protomodel.predictions import ModelArrays, PredictionArrays, _ranges
+from tdmcmc.models.protomodel.predictions import ModelArrays, ModelArraysBatch, PredictionArrays, _ranges
 
 SR_SELECTIONS = ("paper", "best-expected", "combined")
 _GRAPH_OUTPUTS = ("K", "Z", "mu_hat", "mu_max", "r_max", "log_prior", "contributions", "grad_signal",
@@ -81,6 +81,14 @@ class ResultInputs:
     (-1 if none). For those results ``choice``/``signal`` hold the best-expected SR (a representative
     for the critic, ``best_combination`` and the hasOverlap veto; the graph does not use its
     ``signal``). Other selections: (B, 0).
+
+    The ``paper`` graph evaluates the likelihood on *slots*, the few results each state selects
+    (dense columns would cost ~7× more): ``em_slots`` (B, S_em) and ``ul_slots`` (B, S_ul) the
+    selected EM and UL result columns of each state (ordered by graph node; padded with a column
+    the state does not select, whose values are harmless), then the combined results
+    (:attr:`LikelihoodTarget.sl_results`, fixed columns); ``slot_members`` (B, S, n_groups, C') and
+    ``slot_valid`` (B, n_groups, C') the state's cliques over those slots
+    (:meth:`Combiner.slot_cliques`; none valid with ``paper`` False).
     """
 
     selected: np.ndarray
@@ -98,6 +106,10 @@ class ResultInputs:
     choice: np.ndarray          # (B, n_results) index of the chosen prediction (flat), -1 if none
     sl_signal: np.ndarray
     sl_choice: np.ndarray
+    em_slots: np.ndarray
+    ul_slots: np.ndarray
+    slot_members: np.ndarray
+    slot_valid: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -305,19 +317,52 @@ class LikelihoodTarget:
         dense = np.ones((len(values), n_b, n_r))
         dense[:, cm, cr] = np.where(valid, values, 1.0)
         out = dict(zip(("n", "b", "db", "ul_obs", "ul_exp", "lumi"), dense))
+        em_slots, ul_slots = self._slots(selected > 0)
         if paper:
             if arrays is None:
                 arrays = preds.trace.models if preds.trace is not None else self.predictor.model_arrays_batch(models)
-            log_prior = self._paper_prior(models, self._prior_xsecs(models, arrays))[0]
+            log_prior = self._log_prior(models, arrays)
             members, valid = self._paper_cliques(preds, cm, cr, chosen, arrays)
+            slot_results = np.concatenate([em_slots, ul_slots, np.broadcast_to(self.sl_results, (n_b, len(self.sl_results)))],
+                                          axis=1).astype(np.int64)
+            slot_node = np.where(np.take_along_axis(selected, slot_results, 1) > 0, self.graph.result_node[slot_results], -1)
+            slot_members, slot_valid = self.combiner.slot_cliques(members, valid, slot_node)
         else:
             log_prior = np.full(n_b, np.nan)
             members = np.zeros((n_b, len(self.combiner.groups), 1, self.graph.n_nodes))
             valid = np.zeros((n_b, len(self.combiner.groups), 1))
+            n_slots = em_slots.shape[1] + ul_slots.shape[1] + len(self.sl_results)
+            slot_members, slot_valid = np.zeros((n_b, n_slots) + valid.shape[1:]), valid
         sl_signal, sl_choice = self._sl_inputs(preds, n_b)
         return ResultInputs(selected=selected, signal=signal, critic_r=critic, log_prior=log_prior,
                             clique_members=members, clique_valid=valid, choice=choice, sl_signal=sl_signal,
-                            sl_choice=sl_choice, **out)
+                            sl_choice=sl_choice, em_slots=em_slots, ul_slots=ul_slots, slot_members=slot_members,
+                            slot_valid=slot_valid, **out)
+
+    @cached_property
+    def _slot_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """The EM and the UL result columns that can be slots (in the combinability graph, not
+        combined), each ordered by graph node."""
+        is_em = np.asarray(self.compiled.arrays.result_is_em, bool)
+        candidate = self._in_graph.copy()
+        candidate[list(self.sl_results)] = False
+        out = []
+        for kind in (is_em, ~is_em):
+            cols = np.flatnonzero(candidate & kind)
+            out.append(cols[np.argsort(self.graph.result_node[cols], kind="stable")])
+        return out[0], out[1]
+
+    def _slots(self, selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``em_slots``, ``ul_slots`` (:class:`ResultInputs`) of the states' `selected` (B, n_results)
+        bool: at least one slot each, padded with the first column a state does not select."""
+        spare = np.argmax(~selected, axis=1)[:, None]
+        out = []
+        for cols in self._slot_columns:
+            mask = np.concatenate([selected[:, cols], np.zeros((len(selected), 1), bool)], axis=1)
+            n = max(int(mask.sum(axis=1).max(initial=0)), 1)
+            pick = np.argsort(~mask, axis=1, kind="stable")[:, :n]
+            out.append(np.where(np.take_along_axis(mask, pick, 1), np.append(cols, 0)[pick], spare))
+        return out[0], out[1]
 
     @cached_property
     def _paper_prior(self) -> PaperPrior:
@@ -331,14 +376,21 @@ class LikelihoodTarget:
         columns = np.array([pr.channel_index.get(c.key, -1) for c in self.space.productions], dtype=np.int64)
         return (pr.sqrts.index(13), columns) if 13 in pr.sqrts and np.all(columns >= 0) else None
 
-    def _prior_xsecs(self, models: Sequence[Protomodel], arrays: Sequence[ModelArrays]) -> np.ndarray:
-        """κ × σ at 13 TeV (B, n_productions) for :class:`PaperPrior`: the models' table arrays hold
-        them (from the same fits), unless σ was injected (then from the fits)."""
-        if self._prior_columns is None:
-            return np.stack([self._paper_prior.channel_xsecs(m) for m in models])
-        s13, columns = self._prior_columns
-        return np.stack([x.xsec[columns, s13] if m.xsecs is None else self._paper_prior.channel_xsecs(m)
-                         for m, x in zip(models, arrays)])
+    def _log_prior(self, models: Sequence[Protomodel | ModelArrays], arrays: Sequence[ModelArrays]) -> np.ndarray:
+        """ln π_paper (B,) of :class:`PaperPrior`: from the models' table arrays where σ comes from the
+        fits (then `models` may be the arrays themselves), from the fits of the protomodels
+        elsewhere (injected σ: the prior's σ is the fitted one)."""
+        batch = ModelArraysBatch.of(arrays)
+        out = np.empty(len(batch))
+        fitted = np.flatnonzero(batch.fitted) if self._prior_columns is not None else np.zeros(0, np.int64)
+        if len(fitted):
+            s13, columns = self._prior_columns
+            part = batch if len(fitted) == len(batch) else ModelArraysBatch.of([batch[b] for b in fitted])
+            out[fitted] = self._paper_prior.from_arrays(self.predictor, part, part.xsec[:, columns, s13])[0]
+        rest = np.setdiff1d(np.arange(len(batch)), fitted)
+        if len(rest):
+            out[rest] = self._paper_prior([models[b] for b in rest])[0]
+        return out
 
     def _paper_cliques(self, preds: PredictionArrays, cm: np.ndarray, cr: np.ndarray, chosen: np.ndarray,
                        arrays: Sequence[ModelArrays]) -> tuple[np.ndarray, np.ndarray]:
@@ -398,34 +450,40 @@ class LikelihoodTarget:
         from tdmcmc.models.likelihood import PYTENSOR as xp
         from tdmcmc.models.likelihood import profile_mu
 
-        contributions = self._contributions(x)
-        predicted = x["selected"][:, None, :]
-        cliques = x["clique_members"], x["clique_valid"]
+        slots = pt.concatenate([x["em_slots"], x["ul_slots"],
+                                pt.zeros((x["em_slots"].shape[0], len(self.sl_results)), dtype="int64")
+                                + np.asarray(self.sl_results, dtype=np.int64)], axis=1)
+        contributions = self._slot_contributions(x, slots)
+        cliques = x["slot_members"], x["slot_valid"]
         r_max, mu_max = self._critic(x)
         top = pt.minimum(mu_max, MU_MAX_UNBOUNDED)
-        combines = pt.any(x["clique_valid"] > 0.5, axis=(1, 2))         # else the paper's Z = None
+        combines = pt.any(x["slot_valid"] > 0.5, axis=(1, 2))         # else the paper's Z = None
 
-        def nll(mu):         # −max_c ln R_c(μ), the state's cliques; 0 where nothing combines
-            best = self.combiner.paper_clique_max(contributions(mu), predicted, *cliques)
+        def nll(mu, first=False):   # −max_c ln R_c(μ), the state's cliques; 0 where nothing combines
+            best = self.combiner.paper_clique_max(contributions(mu), *cliques, first=first)
             return pt.switch(combines[:, None], -best, 0.0)
 
         # max_μ max_c = max_c max_μ: one profile of the max over cliques (grid, then 6 vectorised
-        # parabola/bisection steps around the best grid point); its gradient at μ̂ is the best
-        # clique's (envelope theorem).
+        # parabola/bisection steps around the best grid point) on stopped values (a plain max over
+        # cliques); at μ̂ the first maximising clique's value, whose gradient is the best clique's
+        # (envelope theorem).
         # Everything inside the profile's scan depends on the function's inputs directly: a
         # μ-independent intermediate computed from a μ grid would be recomputed at every step.
         # The scan's inner function is compiled with the default mode in force here: the target's
         # (the default Numba linker compiled it at the first call, ~20 s, and ran it 3× slower).
         # (the combined results' Newton scan, built inside `contributions`, likewise)
         with pytensor.config.change_flags(mode=self.mode):
-            mu_hat, nll_min = profile_mu(nll, top, xp=xp, n_grid=self.n_grid)
-            at_mu_hat = contributions(mu_hat[:, None])[:, 0, :]
+            mu_hat = profile_mu(nll, top, xp=xp, n_grid=self.n_grid)[0]
+            at_mu_hat = contributions(mu_hat[:, None])
+        nll_min = nll(mu_hat[:, None], first=True)[:, 0]
         z2 = pt.maximum(0.0, -2.0 * nll_min)          # Z² without a √ (its gradient at 0 is NaN)
         z = pt.sqrt(z2)
         k = z2 + 2.0 * x["log_prior"]
+        dense = pt.zeros_like(x["signal"])[:, :, None]
+        rows = pt.arange(slots.shape[0])[:, None]
         return {"K": pt.switch(combines, k, np.nan), "Z": pt.switch(combines, z, np.nan), "mu_hat": mu_hat,
                 "mu_max": mu_max, "r_max": r_max, "log_prior": x["log_prior"],
-                "contributions": at_mu_hat}
+                "contributions": pt.set_subtensor(dense[rows, slots, 0], at_mu_hat[:, 0, :])[:, :, 0]}
 
     def bayes_outputs(self, x: dict[str, Any]) -> dict[str, Any]:
         """The ``bayes`` log-likelihood ratio at the given μ: `x` as :meth:`symbolic_inputs` plus
@@ -447,38 +505,61 @@ class LikelihoodTarget:
         results without a prediction), in the chosen likelihood variants."""
         import pytensor.tensor as pt
 
-        from tdmcmc.models.likelihood import PYTENSOR as xp
-        from tdmcmc.models.likelihood import em_nll, ul_nll
-
         # EM and UL terms on their own columns only (the graph evaluates both branches of a switch)
         is_em = np.asarray(self.compiled.arrays.result_is_em, bool)
         em_idx, ul_idx = np.flatnonzero(is_em), np.flatnonzero(~is_em)
         back = np.argsort(np.concatenate([em_idx, ul_idx]))      # [EM | UL] columns -> result order
-
-        def cols(name, idx):                         # (B, 1, n): broadcast over a trailing μ axis
-            return x[name][:, None, idx]
-
-        em_data = [cols(k, em_idx) for k in ("signal", "n", "b", "db")]
-        ul_data = [cols(k, ul_idx) for k in ("signal", "ul_obs", "ul_exp", "lumi")]
-        em0 = em_nll(0.0, *em_data, variant=self.likelihood.em, xp=xp)
+        terms = self._terms(x, lambda v: v[:, None, em_idx], lambda v: v[:, None, ul_idx])
         combined = self._combined_terms(x)
+        selected = x["selected"][:, None, :] > 0
+
+        def contributions(mu):
+            both = pt.concatenate(terms(mu), axis=-1)[:, :, back]
+            for r, value in combined(mu):
+                both = pt.set_subtensor(both[:, :, r], value)
+            return pt.switch(selected, both, 0.0)
+
+        return contributions
+
+    def _slot_contributions(self, x: dict[str, Any], slots):
+        """The function μ (B, k) -> (B, k, S) of r_i(μ) on the states' slots `slots` (B, S): the
+        columns ``em_slots``, ``ul_slots`` then the combined results (0 where not selected)."""
+        import pytensor.tensor as pt
+
+        def picker(name):                         # (B, n) -> (B, 1, S_name): the states' columns
+            return lambda v: pt.take_along_axis(v, x[name], axis=1)[:, None, :]
+
+        terms = self._terms(x, picker("em_slots"), picker("ul_slots"))
+        combined = self._combined_terms(x)
+        selected = pt.take_along_axis(x["selected"], slots, axis=1)[:, None, :] > 0
+
+        def contributions(mu):
+            values = [*terms(mu)] + ([pt.stack([v for _, v in combined(mu)], axis=-1)] if self.sl_results else [])
+            return pt.switch(selected, pt.concatenate(values, axis=-1), 0.0)
+
+        return contributions
+
+    def _terms(self, x: dict[str, Any], em_columns, ul_columns):
+        """The function μ (B, k) -> (EM (B, k, n_em), UL (B, k, n_ul)) of ln L(μ s) − ln L(0) on the
+        columns picked by `em_columns`, `ul_columns` ((B, n_results) -> (B, 1, n))."""
+        from tdmcmc.models.likelihood import PYTENSOR as xp
+        from tdmcmc.models.likelihood import em_nll, ul_nll
+
+        em_data = [em_columns(x[k]) for k in ("signal", "n", "b", "db")]
+        ul_data = [ul_columns(x[k]) for k in ("signal", "ul_obs", "ul_exp", "lumi")]
+        em0 = em_nll(0.0, *em_data, variant=self.likelihood.em, xp=xp)
         ul0, ul1, ul2 = (ul_nll(mu, *ul_data, variant=self.likelihood.ul, xp=xp) for mu in (0.0, 1.0, 2.0))
         # The truncated Gaussian's −ln L is exactly quadratic in μ (its mode does not depend on μ):
         # its coefficients from μ = 0, 1, 2 keep the mode's Newton solve (a Python Op) out of the
         # μ grid and the profile's refinement scan.
         quad = 0.5 * (ul2 - 2.0 * ul1 + ul0)
         lin = ul1 - ul0 - quad
-        selected = x["selected"][:, None, :] > 0
 
-        def contributions(mu):
+        def terms(mu):
             mu = mu[:, :, None]
-            em = em0 - em_nll(mu, *em_data, variant=self.likelihood.em, xp=xp)
-            both = pt.concatenate([em, -(quad * mu + lin) * mu], axis=-1)[:, :, back]
-            for r, value in combined(mu[:, :, 0]):
-                both = pt.set_subtensor(both[:, :, r], value)
-            return pt.switch(selected, both, 0.0)
+            return em0 - em_nll(mu, *em_data, variant=self.likelihood.em, xp=xp), -(quad * mu + lin) * mu
 
-        return contributions
+        return terms
 
     def _combined_terms(self, x: dict[str, Any]):
         """The function μ (B, k) -> [(result, (B, k) ln L(μ s) − ln L(0))] of the combined results:
@@ -524,8 +605,10 @@ class LikelihoodTarget:
         names = ("selected", "signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi", "critic_r", "sl_signal")
         x = {k: pt.matrix(k, dtype="float64") for k in names}
         x["log_prior"] = pt.vector("log_prior", dtype="float64")
-        x["clique_members"] = pt.tensor4("clique_members", dtype="float64")
-        x["clique_valid"] = pt.tensor3("clique_valid", dtype="float64")
+        x["em_slots"] = pt.matrix("em_slots", dtype="int64")
+        x["ul_slots"] = pt.matrix("ul_slots", dtype="int64")
+        x["slot_members"] = pt.tensor4("slot_members", dtype="float64")
+        x["slot_valid"] = pt.tensor3("slot_valid", dtype="float64")
         return x
 
     def function(self):
@@ -557,14 +640,21 @@ class LikelihoodTarget:
 
     def _compile(self, x: dict[str, Any], out: dict[str, Any], objective, wrt: tuple[str, ...],
                  names: tuple[str, ...]):
-        """(input names, compiled function) from inputs `x` to the outputs `names` of `out`, where
-        ``grad_<w>`` is ∂(Σ_batch objective)/∂x[w] (each batch element's own gradient)."""
+        """(input names, compiled function) from the inputs `x` the outputs `names` of `out` depend on
+        to those outputs, where ``grad_<w>`` is ∂(Σ_batch objective)/∂x[w] (each batch element's
+        own gradient). The function trusts its inputs (no type checks: ~3 µs each per call); its
+        callers pass the float64/int64 arrays of :class:`ResultInputs`."""
         import pytensor
+        from pytensor.graph.traversal import graph_inputs
 
         grads = pytensor.grad(objective.sum(), [x[w] for w in wrt], disconnected_inputs="ignore")
         out = out | {f"grad_{w}": g for w, g in zip(wrt, grads)}
-        return list(x), pytensor.function(list(x.values()), [out[k] for k in names], mode=self.mode,
-                                          on_unused_input="ignore")
+        outputs = [out[k] for k in names]
+        used = set(graph_inputs(outputs))
+        x = {k: v for k, v in x.items() if v in used}
+        function = pytensor.function(list(x.values()), outputs, mode=self.mode)
+        function.trust_input = True
+        return list(x), function
 
     def nll_function(self):
         """Compiled −ln L at μ = 0 and 1 of flat predictions (inputs ``p_*`` of

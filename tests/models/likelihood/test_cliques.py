@@ -214,7 +214,7 @@ def _random_veto(comb, rng, p):
 @pytest.mark.parametrize("seed", range(3))
 def test_paper_cliques_with_veto_equal_brute_force(synthetic, seed):
     """The paper's max with vetoed edges (hasOverlap), by per-state enumeration (paper_combination)
-    and by the padded clique inputs (paper_cliques + paper_clique_max, numpy), against brute force
+    and by the padded clique inputs (paper_cliques, slot_cliques + paper_clique_max, numpy), against brute force
     over the maximal cliques of the predicted results with those edges removed, ≥ 2 members."""
     comb, _ = synthetic
     rng = np.random.default_rng(200 + seed)
@@ -224,8 +224,11 @@ def test_paper_cliques_with_veto_equal_brute_force(synthetic, seed):
     vetoed = [_random_veto(comb, rng, 0.5) for _ in range(n_states)]
     node_pred = predicted @ comb.versions.sum(axis=0) > 0
     members, valid = comb.paper_cliques(node_pred, vetoed)
-    batched = comb.paper_clique_max(r[:, None, :], predicted[:, None, :] * 1.0, members, valid)[:, 0]
     node = comb.graph.result_node
+    # every result a slot (twins included: several predicted versions of one node)
+    slot_members, slot_valid = comb.slot_cliques(members, valid, np.where(predicted, node, -1))
+    batched = comb.paper_clique_max(r[:, None, :], slot_members, slot_valid)[:, 0]
+    assert np.array_equal(batched, comb.paper_clique_max(r[:, None, :], slot_members, slot_valid, first=False)[:, 0])
     n_bitten = 0
     for b in range(n_states):
         adj = result_adjacency()
@@ -246,19 +249,21 @@ def test_paper_cliques_with_veto_equal_brute_force(synthetic, seed):
 
 
 def test_paper_clique_max_graph_with_gradient(synthetic):
-    """PyTensor paper_clique_max on a (B, k) grid: values as numpy, gradient = the chosen members."""
+    """PyTensor paper_clique_max on a (B, k) grid (every result a slot): values as numpy, gradient =
+    the chosen members."""
     comb, _ = synthetic
     rng = np.random.default_rng(11)
     predicted = rng.random((5, len(IDS))) < 0.6
     predicted[0] = False                                  # nothing predicted: −inf
     vetoed = [_random_veto(comb, rng, 0.4) for _ in range(5)]
     members, valid = comb.paper_cliques(predicted @ comb.versions.sum(axis=0) > 0, vetoed)
+    members, valid = comb.slot_cliques(members, valid, np.where(predicted, comb.graph.result_node, -1))
     r = np.where(predicted[:, None, :], rng.normal(0.3, 1.5, (5, 2, len(IDS))), 0.0)
-    x, p, m, v = pt.tensor3("r"), pt.tensor("p", shape=(None, 1, None)), pt.tensor4("m"), pt.tensor3("v")
-    out = comb.paper_clique_max(x, p, m, v)
-    f = pytensor.function([x, p, m, v], [out, pytensor.grad(out[1:, 0].sum(), x)], mode=FAST)
-    value, grad = f(r, predicted[:, None, :] * 1.0, members, valid)
-    np.testing.assert_array_equal(value, comb.paper_clique_max(r, predicted[:, None, :], members, valid))
+    x, m, v = pt.tensor3("r"), pt.tensor4("m"), pt.tensor3("v")
+    out = comb.paper_clique_max(x, m, v)
+    f = pytensor.function([x, m, v], [out, pytensor.grad(out[1:, 0].sum(), x)], mode=FAST)
+    value, grad = f(r, members, valid)
+    np.testing.assert_array_equal(value, comb.paper_clique_max(r, members, valid))
     assert (value[0] == -np.inf).all()
     for b in range(1, 5):
         expected, chosen = comb.paper_combination(r[b, 0], predicted[b], vetoed[b])
