@@ -59,8 +59,8 @@ class ProtomodelPrior:
         self.components = self._components()
         # (slot, entry) of every ln κ (class order of params.kappa_keys) and every used logit entry
         self._kappa_entries = (params.kappa_slot, params.kappa_entry)
-        self._logit_entries = tuple(np.array(x, dtype=np.int64) for x in zip(
-            *[(j, params.logit_start[j] + k) for j in range(params.layout.n_slots) for k in range(params.n_logits[j])]))
+        slot, k = np.nonzero(np.arange(params.layout.max_dim) < params.n_logits[:, None])
+        self._logit_entries = (slot, params.logit_start[slot] + k)
         self.veto = self._veto_table()
         sets = self.allowed_sets()
         n = sets.sum(axis=1)
