@@ -162,3 +162,56 @@ def test_log_prior_from_table_arrays_equals_fits(oracle_space_target, batch):
     ref = [paper_prior(tgt.space, m, tgt.kappa_clustering)[0] for m in models]
     assert inputs.log_prior.tolist() == ref
     assert len(set(ref)) >= 3
+
+
+def _variants(models, n: int, rng):
+    """Fitted-σ variants of `models`: masses ×U(0.9, 1.1), Dirichlet BRs (every other model with
+    two equal BRs per parent: one cluster), κ ×U(0.5, 2) (one κ below the counted 1e-4), and one
+    particle frozen at 1e5 GeV in every third model."""
+    from tdmcmc.models.protomodel.model import Protomodel
+
+    out = []
+    while len(out) < n:
+        base = models[len(out) % len(models)]
+        lsp = base.masses[1000022] * rng.uniform(0.9, 1.1)
+        masses = {p: (lsp if p == 1000022 else max(m * rng.uniform(0.9, 1.1), lsp + 50.0)) for p, m in base.masses.items()}
+        if len(out) % 3 == 0:
+            masses[max(p for p in masses if p != 1000022)] = 1e5
+        decays = {}
+        for p, ch in base.decays.items():
+            brs = rng.dirichlet(np.ones(len(ch)))
+            if len(out) % 2 and len(ch) >= 2:
+                brs[:2] = brs[:2].sum() / 2
+            decays[p] = dict(zip(ch, brs))
+        kappas = {k: v * rng.uniform(0.5, 2.0) for k, v in base.kappas.items()}
+        if kappas and len(out) % 4 == 1:
+            kappas[next(iter(kappas))] = 5e-5
+        out.append(Protomodel(name=f"{base.name}-{len(out)}", masses=masses, decays=decays, kappas=kappas))
+    return out
+
+
+def test_table_arrays_in_place_of_protomodels(oracle_space_target, oracle_models):
+    """With the models' table arrays in place of the Protomodels (fitted σ), result_inputs and
+    evaluate give the same values bit for bit; ln π_paper and its counts from the arrays
+    (PaperPrior.from_arrays) equal those of the Protomodels (PaperPrior.__call__), on 24 variants
+    of the oracle models with random BRs, κ and frozen particles."""
+    from tdmcmc.models.protomodel.model import protomodel_from_dict
+
+    tgt = oracle_space_target
+    bases = [protomodel_from_dict(oracle_models[n][0], tgt.space) for n in ORACLE_MODELS]
+    models = _variants(bases, 24, np.random.default_rng(5))
+    arrays = tgt.predictor.model_arrays_batch(models)
+    assert np.all(arrays.fitted)
+    channel = arrays.xsec[:, tgt._prior_columns[1], tgt._prior_columns[0]]
+    prior = tgt._paper_prior
+    want, got = prior(models, channel), prior.from_arrays(tgt.predictor, arrays, channel)
+    assert want[0].tolist() == got[0].tolist()
+    assert all(want[1][k].tolist() == got[1][k].tolist() for k in want[1])
+    assert len(set(want[1]["n_br"].tolist())) >= 3 and len(set(want[1]["n_ssm"].tolist())) >= 3
+    preds = tgt.predictor.evaluate_batch(arrays, jacobian=True)
+    ref, mine = tgt.result_inputs(preds, models, arrays), tgt.result_inputs(preds, list(arrays), arrays)
+    for name in ref.__dataclass_fields__:
+        assert np.array_equal(getattr(ref, name), getattr(mine, name), equal_nan=True), name
+    values = [tgt.evaluate(m, per_prediction=False)[0] for m in (models[:6], list(arrays)[:6])]
+    for name in ("K", "Z", "mu_hat", "log_prior", "grad_signal"):
+        assert np.array_equal(getattr(values[0], name), getattr(values[1], name), equal_nan=True), name
