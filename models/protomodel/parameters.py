@@ -125,10 +125,7 @@ class SlotParameters:
 
     def masses(self, params: np.ndarray) -> np.ndarray:
         """Masses (B, S) in GeV of every slot (active or not) from the unconstrained entry 0."""
-        return self._masses(sigmoid(params[..., 0]))
-
-    def _masses(self, f: np.ndarray) -> np.ndarray:
-        """:meth:`masses` from the mass fractions f (B, S)."""
+        f = sigmoid(params[..., 0])
         m_lsp = self.mass_lo[self.lsp_slot] + (self.mass_hi[self.lsp_slot] - self.mass_lo[self.lsp_slot]) * f[:, self.lsp_slot]
         low = self.lower_bounds(m_lsp)
         return low + (self.mass_hi - low) * f
@@ -148,43 +145,16 @@ class SlotParameters:
         f = (mass - lo) / (hi - lo)
         return float(np.log(f) - np.log1p(-f))
 
-    def logits(self, params: np.ndarray) -> np.ndarray:
-        """BR logits (B, S, U) of every unit (0 beyond a slot's units)."""
-        b = params.shape[0]
-        out = np.zeros((b, len(self.pdgs), self.n_units_max))
-        for j in range(len(self.pdgs)):
-            n = self.n_units[j]
-            out[:, j, :n] = params[:, j, self.logit_start[j]:self.logit_start[j] + n]
-        return out
-
-    def log_kappa(self, params: np.ndarray) -> np.ndarray:
-        """ln κ (B, n_kappa) of every class, read from its carrier slot."""
-        return params[:, self.kappa_slot, self.kappa_entry]
-
-    def open_units(self, active: np.ndarray, masses: np.ndarray) -> np.ndarray:
-        """(B, S, U) whether each decay unit is open: daughter active and m > m_daughter + SM threshold."""
-        d = self.unit_daughter
-        m_daughter = masses[:, d]
-        open_ = (self.unit_valid[None] & active[:, d] & (masses[:, :, None] > m_daughter + self.unit_threshold[None])
-                 & active[:, :, None])
-        two_body_open = (open_ & ~self.unit_three_body[None]).any(axis=2, keepdims=True)
-        offshell_closed = self.offshell_rule[None, :, None] & self.unit_three_body[None] & two_body_open
-        return open_ & ~offshell_closed
-
     def physical(self, active: np.ndarray, params: np.ndarray, globals_: np.ndarray) -> PhysicalBatch:
-        """Physical values of a batch of states (see :class:`PhysicalBatch`)."""
+        """Physical values of a batch of states (see :class:`PhysicalBatch`; :func:`_physical`)."""
         active = np.asarray(active, bool)
+        params = np.ascontiguousarray(params, dtype=float)
         f = sigmoid(params[..., 0])
-        masses = self._masses(f)
-        open_ = self.open_units(active, masses)
-        logits = np.where(open_, self.logits(params), -np.inf)
-        top = np.max(logits, axis=2, keepdims=True)
-        weights = np.where(open_, np.exp(logits - np.where(np.isfinite(top), top, 0.0)), 0.0)
-        total = weights.sum(axis=2, keepdims=True)
-        unit_br = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
-        both = active[:, self.kappa_members].all(axis=2)
-        kappa = np.where(both, np.exp(self.log_kappa(params)), np.nan)
-        return PhysicalBatch(active, np.where(active, masses, np.nan), unit_br, kappa, sigmoid(globals_[:, 0]), f)
+        masses, unit_br, kappa = _physical(
+            active, params, f, self.mass_lo, self.mass_hi, self.lsp_slot, self.unit_daughter, self.unit_threshold,
+            self.unit_three_body, self.unit_valid, self.offshell_rule, self.logit_start, self.n_units,
+            self.kappa_members, self.kappa_slot, self.kappa_entry)
+        return PhysicalBatch(active, masses, unit_br, kappa, sigmoid(globals_[:, 0]), f)
 
     def protomodels(self, batch: PhysicalBatch, names: list[str] | None = None) -> list[Protomodel]:
         """The protomodels of a batch (only active particles; decays with BR > 0; κ of active pairs)."""
@@ -425,3 +395,57 @@ def _unconstrained_gradient(active, masses, f, unit_br, kappa, g_masses, g_brs, 
                 value = kappa[b, q] * (g_kappas[b, kappa_column[q]] if kappa_column[q] >= 0 else 0.0)
             out[b, kappa_slot[q], kappa_entry[q]] = value
     return out
+
+
+@numba.njit(cache=True)
+def _physical(active, params, f, mass_lo, mass_hi, lsp, unit_daughter, unit_threshold, unit_three_body, unit_valid,
+              offshell_rule, logit_start, n_units, kappa_members, kappa_slot, kappa_entry):
+    """(masses (B, S) GeV, NaN where inactive; unit BRs (B, S, U); κ (B, K), NaN unless both members
+    are active) of a batch (:meth:`SlotParameters.physical`): the masses of :meth:`SlotParameters.masses`
+    from the fractions `f`; a unit is open when its daughter is active and m > m_daughter + its SM
+    threshold (N2/C1 three-body units only when no two-body unit is); BR = softmax of the open
+    units' logits (shifted by the largest, normalised by a :func:`_pairwise_sum`); κ = exp(ln κ).
+    State by state, with the operations of the numpy formulation in tests/models/test_slot_arrays.py
+    in the same order (equal to the bit, tested)."""
+    n_b, n_s = active.shape
+    n_u = unit_daughter.shape[1]
+    masses = np.empty((n_b, n_s))
+    unit_br = np.zeros((n_b, n_s, n_u))
+    kappa = np.empty((n_b, len(kappa_slot)))
+    m = np.empty(n_s)
+    open_ = np.empty(n_u, dtype=np.bool_)
+    logits = np.empty(n_u)
+    weights = np.empty(n_u)
+    for b in range(n_b):
+        m_lsp = mass_lo[lsp] + (mass_hi[lsp] - mass_lo[lsp]) * f[b, lsp]
+        for j in range(n_s):
+            low = mass_lo[j]
+            if j != lsp and not m_lsp <= low:          # np.maximum: NaN wins
+                low = m_lsp
+            m[j] = low + (mass_hi[j] - low) * f[b, j]
+            masses[b, j] = m[j] if active[b, j] else np.nan
+        for j in range(n_s):
+            if not active[b, j]:
+                continue
+            two_body_open = False
+            for k in range(n_u):
+                d = unit_daughter[j, k]
+                open_[k] = unit_valid[j, k] and active[b, d] and m[j] > m[d] + unit_threshold[j, k]
+                two_body_open = two_body_open or (open_[k] and not unit_three_body[j, k])
+            top = -np.inf
+            for k in range(n_u):
+                if offshell_rule[j] and unit_three_body[j, k] and two_body_open:
+                    open_[k] = False
+                logits[k] = (params[b, j, logit_start[j] + k] if k < n_units[j] else 0.0) if open_[k] else -np.inf
+                top = np.nan if np.isnan(logits[k]) or np.isnan(top) else max(top, logits[k])     # np.max
+            shift = top if np.isfinite(top) else 0.0
+            for k in range(n_u):
+                weights[k] = np.exp(logits[k] - shift) if open_[k] else 0.0
+            total = _pairwise_sum(weights)
+            if total > 0:
+                for k in range(n_u):
+                    unit_br[b, j, k] = weights[k] / total
+        for q in range(len(kappa_slot)):
+            both = active[b, kappa_members[q, 0]] and active[b, kappa_members[q, 1]]
+            kappa[b, q] = np.exp(params[b, kappa_slot[q], kappa_entry[q]]) if both else np.nan
+    return masses, unit_br, kappa

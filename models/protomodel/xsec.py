@@ -16,7 +16,7 @@ channel (charge-conjugate channels share one κ; see :mod:`.space`).
 The formula is written once against a small backend namespace (numpy or pytensor.tensor), so the
 numpy values and the PyTensor graph (batched over any leading shape, differentiable with
 ``pytensor.grad``) come from the same code. :class:`ChannelXsecs` evaluates it for every channel
-and √s of a space and many mass points in one vectorised numpy pass, with ∂ ln σ/∂m (it serves
+and √s of a space and many mass points in one compiled (numba) pass, with ∂ ln σ/∂m (it serves
 :func:`cross_sections` and the predictions' table arrays).
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numba
 import numpy as np
 import pytensor.tensor as pt
 from numpy.polynomial import chebyshev
@@ -237,7 +238,7 @@ def cross_sections(space: ProtomodelSpace, masses: Mapping[int, float], kappas: 
 
 class ChannelXsecs:
     """κ × σ (fb) and ∂ ln σ/∂(m_a, m_b) (1/GeV) of every production channel of a space at the given
-    √s (TeV), for many mass points at once: one vectorised pass over all channels, √s and points.
+    √s (TeV), for many mass points at once: one compiled pass (numba) over all points, channels and √s.
 
     Layout (that of the topology table): channel ``c`` is ``space.productions[c]``, particle ``i``
     is ``sorted(space.particles)[i]``, κ class ``k`` is ``kappa_keys[k]``. The fits of each number
@@ -303,19 +304,13 @@ class ChannelXsecs:
         class. Channels with an absent particle or without a fit at a √s get σ = 0 and zero slopes;
         m_a, m_b are the masses of ``channel.pair[0]``, ``channel.pair[1]``.
         """
-        masses = np.asarray(masses, dtype=float)
+        masses = np.ascontiguousarray(masses, dtype=float)
+        kappa = np.ascontiguousarray(kappa, dtype=float)
         n_b, n_cs = len(masses), len(self.channels) * len(self.sqrts)
         xsec, dlog = np.zeros((n_b, n_cs)), np.zeros((n_b, n_cs, 2))
         for stack in self._stacks:
-            m_a, m_b = masses[:, stack.particle_a], masses[:, stack.particle_b]
-            b, q = np.nonzero(~(np.isnan(m_a) | np.isnan(m_b)))
-            if not len(b):
-                continue
-            m_a, m_b = m_a[b, q], m_b[b, q]
-            args = ((m_a + m_b) / 2.0)[:, None] if stack.n_masses == 1 else np.stack([m_a, m_b], axis=1)
-            value, slope = stack.log_xsec(q, args)
-            xsec[b, stack.column[q]] = kappa[b, stack.kappa[q]] * (stack.factor[q] * np.exp(value))
-            dlog[b, stack.column[q]] = 0.5 * slope[:, [0, 0]] if stack.n_masses == 1 else slope
+            _evaluate_stack(masses, kappa, stack.n_masses, stack.column, stack.particle_a, stack.particle_b,
+                            stack.kappa, stack.factor, stack.log_lo, stack.log_hi, stack.coefficients, xsec, dlog)
         shape = (n_b, len(self.channels), len(self.sqrts))
         return xsec.reshape(shape), dlog.reshape(*shape, 2)
 
@@ -356,48 +351,6 @@ class _FitStack:
                          np.array([fit.log_lo for _, _, fit in columns]),
                          np.array([fit.log_hi for _, _, fit in columns]), coefficients)
 
-    def log_xsec(self, q: np.ndarray, masses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """ln(σ/fb) (N,) and ∂/∂m_i (N, n) in 1/GeV of columns `q` (N,) at `masses` (N, n) GeV."""
-        n = self.n_masses
-        lo, hi = self.log_lo[q], self.log_hi[q]
-        u = np.log(masses)
-        uc = np.clip(u, lo, hi)
-        t = 2.0 * (uc - lo) / (hi - lo) - 1.0
-        scale = 2.0 / (hi - lo)
-        coefficients = self.coefficients[q]
-        n1, n2 = coefficients.shape[2:]
-        first = _chebyshev_basis(NUMPY, t[:, 0], n1)
-        second = _chebyshev_basis(NUMPY, t[:, 1], n2) if n == 2 else None
-        series = _contract_columns(coefficients, first, second)
-        slope = series[:, 1:1 + n]                                              # ∂ series/∂t_i
-        excess = np.minimum(u - uc, 0.0) + np.maximum(np.exp(u - uc) - 1.0, 0.0)
-        value = series[:, 0]
-        for i in range(n):
-            # below the range: linear in ln m (power law); above: linear in m (exponential fall)
-            value = value + slope[:, i] * scale[:, i] * excess[:, i]
-        d_excess = np.where(u < uc, 1.0, np.where(u > uc, np.exp(u - uc), 0.0))
-        inner = slope.copy()
-        if n == 2:          # the edge slope of an extrapolated argument still varies with the other
-            inner[:, 0] += series[:, 3] * scale[:, 1] * excess[:, 1]
-            inner[:, 1] += series[:, 4] * scale[:, 0] * excess[:, 0]
-        inside = (u >= lo) & (u <= hi)
-        d_u = np.where(inside, scale * inner, 0.0) + slope * scale * d_excess
-        return value, d_u / masses
-
-
-def _contract_columns(coefficients: np.ndarray, first: np.ndarray, second: np.ndarray | None) -> np.ndarray:
-    """Σ_jk c[q, a, j, k] B1[j, q] B2[k, q] (N, A), summed term by term in a fixed order, so that a
-    point's value does not depend on the batch it is evaluated in (``second`` None: N2 = 1, B2 = 1)."""
-    inner = coefficients[..., 0]
-    if second is not None:
-        inner = inner * second[0][:, None, None]
-        for k in range(1, len(second)):
-            inner = inner + coefficients[..., k] * second[k][:, None, None]
-    series = inner[..., 0] * first[0][:, None]
-    for j in range(1, len(first)):
-        series = series + inner[..., j] * first[j][:, None]
-    return series
-
 
 _CHANNEL_XSECS: dict[tuple[int, tuple[int, ...], int], tuple[ProtomodelSpace, XsecFits, ChannelXsecs]] = {}
 
@@ -431,3 +384,77 @@ def cross_section_tensors(space: ProtomodelSpace, masses: Mapping[int, Any], sqr
         if sigma is not None:
             result[channel.key] = kappas.get(channel.kappa_key, 1.0) * sigma
     return result
+
+
+@numba.njit(cache=True)
+def _evaluate_stack(masses, kappa, n, column, particle_a, particle_b, kappa_class, factor, log_lo, log_hi,
+                    coefficients, xsec, dlog):
+    """Fill κ × σ (B, Q') and ∂ ln σ/∂(m_a, m_b) (B, Q', 2) at the columns of one :class:`_FitStack`
+    for every point whose two masses are given (:class:`ChannelXsecs`). Point by point, in a fixed
+    order, so that a point's value does not depend on the batch it is evaluated in."""
+    n_q, n_a, n1, n2 = coefficients.shape
+    u, uc, lo, hi, scale, args = np.empty(2), np.empty(2), np.empty(2), np.empty(2), np.empty(2), np.empty(2)
+    excess, d_u = np.empty(2), np.empty(2)
+    first, second = np.empty(n1), np.empty(n2)
+    inner = np.empty((n_a, n1))
+    series = np.empty(n_a)
+    for b in range(masses.shape[0]):
+        for q in range(n_q):
+            m_a, m_b = masses[b, particle_a[q]], masses[b, particle_b[q]]
+            if np.isnan(m_a) or np.isnan(m_b):
+                continue
+            if n == 1:
+                args[0] = (m_a + m_b) / 2.0
+            else:
+                args[0], args[1] = m_a, m_b
+            for i in range(n):
+                lo[i], hi[i] = log_lo[q, i], log_hi[q, i]
+                u[i] = np.log(args[i])
+                uc[i] = min(max(u[i], lo[i]), hi[i])
+                scale[i] = 2.0 / (hi[i] - lo[i])
+            _basis(2.0 * (uc[0] - lo[0]) / (hi[0] - lo[0]) - 1.0, first)
+            if n == 2:
+                _basis(2.0 * (uc[1] - lo[1]) / (hi[1] - lo[1]) - 1.0, second)
+            for a in range(n_a):
+                for j in range(n1):
+                    if n == 2:
+                        acc = coefficients[q, a, j, 0] * second[0]
+                        for k in range(1, n2):
+                            acc = acc + coefficients[q, a, j, k] * second[k]
+                        inner[a, j] = acc
+                    else:
+                        inner[a, j] = coefficients[q, a, j, 0]
+                acc = inner[a, 0] * first[0]
+                for j in range(1, n1):
+                    acc = acc + inner[a, j] * first[j]
+                series[a] = acc
+            value = series[0]
+            for i in range(n):
+                excess[i] = min(u[i] - uc[i], 0.0) + max(np.exp(u[i] - uc[i]) - 1.0, 0.0)
+                value = value + series[1 + i] * scale[i] * excess[i]
+            for i in range(n):
+                slope = series[1 + i]
+                inner_i = slope
+                if n == 2:          # the edge slope of an extrapolated argument still varies with the other
+                    inner_i += series[3 + i] * scale[1 - i] * excess[1 - i]
+                d_excess = 1.0 if u[i] < uc[i] else (np.exp(u[i] - uc[i]) if u[i] > uc[i] else 0.0)
+                inside = scale[i] * inner_i if u[i] >= lo[i] and u[i] <= hi[i] else 0.0
+                d_u[i] = (inside + slope * scale[i] * d_excess) / args[i]
+            col = column[q]
+            xsec[b, col] = kappa[b, kappa_class[q]] * (factor[q] * np.exp(value))
+            if n == 1:
+                dlog[b, col, 0] = 0.5 * d_u[0]
+                dlog[b, col, 1] = 0.5 * d_u[0]
+            else:
+                dlog[b, col, 0] = d_u[0]
+                dlog[b, col, 1] = d_u[1]
+
+
+@numba.njit(cache=True)
+def _basis(t, out):
+    """Chebyshev polynomials T_0 … T_{n−1} at t into `out` (n), as :func:`_chebyshev_basis`."""
+    out[0] = 1.0
+    if len(out) > 1:
+        out[1] = t
+    for i in range(2, len(out)):
+        out[i] = 2.0 * t * out[i - 1] - out[i - 2]
