@@ -118,10 +118,12 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays] | None, preds: Pre
     dx_dw, dx_dp = np.zeros(n), np.zeros((n, c))
     dx_dw[sel.entry] = np.where(is_em, coef * tr.values[sel.entry], coef)      # selected: values are finite
     dx_dp[sel.entry] = np.where(is_em, coef * e["weight"][sel.entry], 0.0)[:, None] * jac[sel.entry]
-    # a trace that does not belong to `preds` (e.g. kept through dataclasses.replace) must not pass
-    has = pred >= 0
-    xsec = np.bincount(pred[has], weights=(dx_dw * e["weight"])[has], minlength=len(preds.xsec_fb))
-    _check(preds, xsec, preds.ul_obs_fb, preds.ul_exp_fb)
+    # a trace that does not belong to `preds` (e.g. kept through dataclasses.replace) must not pass:
+    # unless it holds the very arrays of `preds`, the flat predictions are rebuilt from it and compared
+    if any(a is not b for a, b in zip(tr.outputs, (preds.xsec_fb, preds.ul_obs_fb, preds.ul_exp_fb))):
+        has = pred >= 0
+        xsec = np.bincount(pred[has], weights=(dx_dw * e["weight"])[has], minlength=len(preds.xsec_fb))
+        _check(preds, xsec, preds.ul_obs_fb, preds.ul_exp_fb)
     # UL limits at one point vary with that point only
     zeros = np.zeros(len(sel.point_pred))
     lim = {"pred": [sel.point_pred], "entry": [sel.point_entry], "dobs_dp": [jac[sel.point_entry]],
@@ -321,21 +323,26 @@ def chain_to_parameters(target: LikelihoodTarget, models: Sequence[Protomodel], 
     for d, v, c in ((d_obs, obs, c_obs), (d_exp, exp, c_exp)):
         valid = np.isfinite(v[chosen]) & (v[chosen] > 0)          # NaN > 0 is False
         np.add.at(d, chosen[valid], c[cm, cr][valid])
-    # the critic r: which flat prediction attains it
+    # the critic r: which flat prediction attains it, for the results whose critic r has a cotangent
+    # (the others would add zeros)
     n_r = inputs.signal.shape[1]
-    finite = np.isfinite(obs)
-    r_obs = np.where(finite, xsec / np.where(finite, obs, 1.0), np.nan)
-    positive = exp > 0                                                 # False for NaN
-    r_exp = np.where(np.isfinite(exp) & positive, xsec / np.where(positive, exp, 1.0), np.nan)
-    order = np.lexsort((preds.txname, ds, preds.model))
-    key = preds.model * n_r + res
-    ul_best = _first_max_per_key(order[~em[order] & finite[order]], key, r_obs)
-    em_best = _first_max_per_key(order[em[order]], key, np.where(np.isnan(r_exp), r_obs, r_exp))
-    best = np.concatenate([ul_best, em_best])
-    best = best[finite[best]]                   # without an UL the critic's r is a constant (23)
-    c = c_critic[preds.model[best], res[best]]
-    np.add.at(d_x, best, c / obs[best])
-    np.add.at(d_obs, best, -c * xsec[best] / obs[best] ** 2)
+    wanted = np.flatnonzero(c_critic[preds.model, res] != 0.0)
+    if len(wanted):
+        xs, o, e, model, r = xsec[wanted], obs[wanted], exp[wanted], preds.model[wanted], res[wanted]
+        finite = np.isfinite(o)
+        r_obs = np.where(finite, xs / np.where(finite, o, 1.0), np.nan)
+        positive = e > 0                                                   # False for NaN
+        r_exp = np.where(np.isfinite(e) & positive, xs / np.where(positive, e, 1.0), np.nan)
+        order = np.lexsort((preds.txname[wanted], ds[wanted], model))
+        key = model * n_r + r
+        is_em = em[wanted]
+        ul_best = _first_max_per_key(order[~is_em[order] & finite[order]], key, r_obs)
+        em_best = _first_max_per_key(order[is_em[order]], key, np.where(np.isnan(r_exp), r_obs, r_exp))
+        best = np.concatenate([ul_best, em_best])
+        best = best[finite[best]]                   # without an UL the critic's r is a constant (23)
+        c = c_critic[model[best], r[best]]
+        np.add.at(d_x, wanted[best], c / o[best])
+        np.add.at(d_obs, wanted[best], -c * xs[best] / o[best] ** 2)
     return prediction_vjp(target.predictor, models, preds, d_x, d_obs, d_exp)
 
 

@@ -377,8 +377,10 @@ class Predictor:
             pred=np.concatenate([em_pred, np.where(ul_sel.pred >= 0, ul_sel.pred + n_em, -1)]),
             point_pred=ul_sel.point_pred + n_em, point_entry=ul_sel.point_entry,
             merged=[replace(m, pred=m.pred + n_em) for m in ul_sel.merged])
-        trace = ForwardTrace(ms, stacked, e, values, expected, jac, jac_expected, selection)
-        return replace(PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1]), trace=trace)
+        preds = PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1])
+        trace = ForwardTrace(ms, stacked, e, values, expected, jac, jac_expected, selection,
+                             (preds.xsec_fb, preds.ul_obs_fb, preds.ul_exp_fb))
+        return replace(preds, trace=trace)
 
     def _lookup(self, ms: ModelArraysBatch, jacobian: bool):
         """The entries of models `ms` (:meth:`entries`) with the values (and Jacobians) of their maps
@@ -699,7 +701,8 @@ class ForwardTrace:
     """The forward pass of a batch, kept for the gradients: the models' arrays (also stacked), the entries
     (:meth:`Predictor.entries`), per entry the value of its txname's map (ε or observed UL) and of the
     expected-UL map (NaN for EM entries) at its point, their Jacobians (n, C) per GeV if computed
-    (zero rows where there is no value), and the :class:`Selection`."""
+    (zero rows where there is no value), the :class:`Selection`, and the (σ, UL_obs, UL_exp) arrays
+    of the predictions it made (so that a user of the trace can tell it belongs to them)."""
 
     models: Sequence[ModelArrays]
     stacked: ModelArraysBatch
@@ -709,6 +712,7 @@ class ForwardTrace:
     jacobian: np.ndarray | None
     jacobian_expected: np.ndarray | None
     selection: Selection
+    outputs: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
