@@ -426,6 +426,8 @@ class PaperPrior:
         `channel_xsecs` (B, n_productions): κ × σ at 13 TeV (fb) of each of the space's production
         channels, 0 where a particle is absent or no fit exists; None: from the fits
         (:func:`~tdmcmc.models.protomodel.xsec.cross_sections`)."""
+        from tdmcmc.models.likelihood.prior import n_branchings
+
         n_b, lsp = len(models), self.space.lsp
         if channel_xsecs is None:
             channel_xsecs = np.stack([self.channel_xsecs(m) for m in models]) if n_b else np.zeros((0, 0))
@@ -444,7 +446,7 @@ class PaperPrior:
             given[b, [self._pindex.get(p, -1) for p in model.masses]] = True
             living[b, [self._pindex.get(p, -1) for p in a]] = True
         n_particles = np.array([float(len(a)) for a in alive])
-        return self._prior(n_particles, given, living, br, br_active, kappa, channel_xsecs)
+        return self._prior(n_particles, n_branchings(br, br_active).reshape(n_b), given, living, kappa, channel_xsecs)
 
     def from_arrays(self, predictor, arrays, channel_xsecs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """As :meth:`__call__`, from the models' table arrays (a
@@ -452,7 +454,7 @@ class PaperPrior:
         from the fits: κ is read from them). A particle's BRs are clustered in the space's channel
         order (:meth:`__call__`: the model's): the same counts unless that order changes which
         BRs open a cluster."""
-        from tdmcmc.models.likelihood.prior import BR_MIN
+        from tdmcmc.models.likelihood.prior import BR_MIN, n_branchings
 
         particle, br_rows, class_channel = self._layout(predictor)
         if not np.all(arrays.fitted):
@@ -462,15 +464,19 @@ class PaperPrior:
         given = np.zeros((n_b, len(self._pindex) + 1), bool)
         given[:, :-1] = (bits & np.uint64(1)) > 0
         living = given.copy()
-        living[:, :-1] &= np.abs(np.nan_to_num(arrays.masses[:, particle], nan=np.inf)) < 1e5
+        living[:, :-1] &= np.abs(arrays.masses[:, particle]) < 1e5          # False for NaN (absent)
         br = np.concatenate([arrays.br, np.zeros((n_b, 1))], axis=1)[:, br_rows]       # column -1: padding
-        # BRs ≤ BR_MIN never open a cluster: the others first (in order), the width their largest number
+        active = living[:, :-1] & (np.arange(len(particle)) != self._pindex[self.space.lsp])
+        # n_BR = Σ (distinct BRs − 1): only rows with two or more BRs above BR_MIN need the clustering
+        # (BRs ≤ BR_MIN never open a cluster; the others keep their order)
         counted = br > BR_MIN
-        keep = np.argsort(~counted, axis=2, kind="stable")[:, :, :max(int(counted.sum(axis=2).max(initial=0)), 1)]
-        br = np.take_along_axis(br, keep, axis=2)
-        br_active = living[:, :-1] & (np.arange(len(particle)) != self._pindex[self.space.lsp])
-        return self._prior(living.sum(axis=1) * 1.0, given, living, br, br_active * 1.0, arrays.kappa[:, class_channel],
-                           channel_xsecs)
+        n_counted = counted.sum(axis=2)
+        b, i = np.nonzero(active & (n_counted >= 2))
+        keep = np.argsort(~counted[b, i], axis=1, kind="stable")[:, :max(int(n_counted.max(initial=0)), 1)]
+        distinct = n_counted * 1.0
+        distinct[b, i] = n_branchings(np.take_along_axis(br[b, i], keep, axis=1)[:, None, :], np.ones((len(b), 1))) + 1.0
+        n_br = np.where(active, distinct - 1.0, 0.0).sum(axis=1)
+        return self._prior(living.sum(axis=1) * 1.0, n_br, given, living, arrays.kappa[:, class_channel], channel_xsecs)
 
     def _layout(self, predictor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For :meth:`from_arrays`: the table index of each particle of the space, the BR indices of
@@ -486,13 +492,12 @@ class PaperPrior:
             self._layouts[id(predictor)] = (predictor, (particle, br_rows, class_channel))
         return self._layouts[id(predictor)][1]
 
-    def _prior(self, n_particles: np.ndarray, given: np.ndarray, living: np.ndarray, br: np.ndarray,
-               br_active: np.ndarray, kappa: np.ndarray, channel_xsecs: np.ndarray
-               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """ln π and counts from the unfrozen particles' number, particle masks (B, n_particles + 1;
-        column -1: outside the space), BRs (B, rows, channels) with their rows' activity, κ per
-        class and κ × σ per production channel."""
-        from tdmcmc.models.likelihood.prior import counted_ssms, log_prior_expo1, n_branchings, n_ssm
+    def _prior(self, n_particles: np.ndarray, n_br: np.ndarray, given: np.ndarray, living: np.ndarray,
+               kappa: np.ndarray, channel_xsecs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """ln π and counts from the numbers of unfrozen particles and of BRs, particle masks
+        (B, n_particles + 1; column -1: outside the space), κ per class and κ × σ per production
+        channel."""
+        from tdmcmc.models.likelihood.prior import counted_ssms, log_prior_expo1, n_ssm
 
         n_b = len(given)
         present = given[:, self._needs[:, 0]] & given[:, self._needs[:, 1]]
@@ -501,7 +506,7 @@ class PaperPrior:
         class_xsec = np.concatenate([channel_xsecs, np.zeros((n_b, 1))], axis=1)[:, self._class_channels].sum(axis=2)
         counted = counted_ssms(kappa, class_xsec, present & pair_alive)
         counts = {"n_particles": n_particles,
-                  "n_br": n_branchings(br, br_active).reshape(n_b),
+                  "n_br": n_br,
                   "n_ssm": n_ssm(kappa, counted, self.clustering).reshape(n_b)}
         return log_prior_expo1(counts["n_particles"], counts["n_br"], counts["n_ssm"]), counts
 

@@ -381,15 +381,14 @@ class LikelihoodTarget:
         fits (then `models` may be the arrays themselves), from the fits of the protomodels
         elsewhere (injected σ: the prior's σ is the fitted one)."""
         batch = ModelArraysBatch.of(arrays)
-        out = np.empty(len(batch))
-        fitted = np.flatnonzero(batch.fitted) if self._prior_columns is not None else np.zeros(0, np.int64)
-        if len(fitted):
+        fitted = batch.fitted if self._prior_columns is not None else np.zeros(len(batch), bool)
+        if fitted.all() and self._prior_columns is not None:
             s13, columns = self._prior_columns
-            part = batch if len(fitted) == len(batch) else ModelArraysBatch.of([batch[b] for b in fitted])
-            out[fitted] = self._paper_prior.from_arrays(self.predictor, part, part.xsec[:, columns, s13])[0]
-        rest = np.setdiff1d(np.arange(len(batch)), fitted)
-        if len(rest):
-            out[rest] = self._paper_prior([models[b] for b in rest])[0]
+            return self._paper_prior.from_arrays(self.predictor, batch, batch.xsec[:, columns, s13])[0]
+        out = np.empty(len(batch))
+        if fitted.any():
+            out[fitted] = self._log_prior([], [batch[b] for b in np.flatnonzero(fitted)])
+        out[~fitted] = self._paper_prior([models[b] for b in np.flatnonzero(~fitted)])[0]
         return out
 
     def _paper_cliques(self, preds: PredictionArrays, cm: np.ndarray, cr: np.ndarray, chosen: np.ndarray,
@@ -797,11 +796,13 @@ def _default_mode():
 
 def _first_max_per_key(candidates: np.ndarray, key: np.ndarray, value: np.ndarray) -> np.ndarray:
     """Among `candidates` (indices, in priority order), one per distinct key[i]: the largest
-    value[i], the first candidate on ties."""
+    value[i] (NaN only when all are), the first candidate on ties; in increasing key order."""
     if not len(candidates):
         return candidates
-    k, v = key[candidates], value[candidates]
-    order = np.lexsort((np.arange(len(candidates)), -v, k))
-    first = np.ones(len(order), bool)
-    first[1:] = k[order[1:]] != k[order[:-1]]
-    return candidates[order[first]]
+    order = np.argsort(key[candidates], kind="stable")
+    k, v = key[candidates][order], value[candidates][order]
+    starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+    best = np.repeat(np.fmax.reduceat(v, starts), np.diff(np.append(starts, len(k))))
+    hit = np.flatnonzero((v == best) | np.isnan(best))
+    segment = np.searchsorted(starts, hit, side="right")
+    return candidates[order[hit[np.concatenate([[True], segment[1:] != segment[:-1]])]]]
