@@ -302,48 +302,81 @@ def chain_to_parameters(target: LikelihoodTarget, models: Sequence[Protomodel], 
     the result's UL predictions, or r_obs of its best-expected EM signal region. ``sl_signal``
     (B, n_sl) is σ·L of every SR of the combined results (SR selection ``combined``), the cotangent
     e.g. ``TargetValues.grad_sl_signal``."""
-    from .target import _first_max_per_key
-
     a = target.compiled.arrays
-    n = len(preds.xsec_fb)
-    d_x, d_obs, d_exp = np.zeros(n), np.zeros(n), np.zeros(n)
     c_signal, c_obs, c_exp, c_critic, c_sl = (
         np.asarray(cot[k], dtype=float) if k in cot else np.zeros_like(getattr(inputs, k), dtype=float)
         for k in GRAPH_INPUTS)
     ds = preds.dataset
-    res = a.dataset_result[ds]
-    em = target._dataset_em[ds]
-    xsec, obs, exp = preds.xsec_fb, preds.ul_obs_fb, preds.ul_exp_fb
-    cm, cr = np.nonzero(inputs.choice >= 0)
-    chosen = inputs.choice[cm, cr]
-    np.add.at(d_x, chosen, c_signal[cm, cr] * np.where(em[chosen], a.result_lumi[cr], 1.0))
-    sm, sc = np.nonzero(inputs.sl_choice >= 0)
-    sl = inputs.sl_choice[sm, sc]
-    np.add.at(d_x, sl, c_sl[sm, sc] * a.result_lumi[res[sl]])
-    for d, v, c in ((d_obs, obs, c_obs), (d_exp, exp, c_exp)):
-        valid = np.isfinite(v[chosen]) & (v[chosen] > 0)          # NaN > 0 is False
-        np.add.at(d, chosen[valid], c[cm, cr][valid])
-    # the critic r: which flat prediction attains it, for the results whose critic r has a cotangent
-    # (the others would add zeros)
-    n_r = inputs.signal.shape[1]
-    wanted = np.flatnonzero(c_critic[preds.model, res] != 0.0)
-    if len(wanted):
-        xs, o, e, model, r = xsec[wanted], obs[wanted], exp[wanted], preds.model[wanted], res[wanted]
-        finite = np.isfinite(o)
-        r_obs = np.where(finite, xs / np.where(finite, o, 1.0), np.nan)
-        positive = e > 0                                                   # False for NaN
-        r_exp = np.where(np.isfinite(e) & positive, xs / np.where(positive, e, 1.0), np.nan)
-        order = np.lexsort((preds.txname[wanted], ds[wanted], model))
-        key = model * n_r + r
-        is_em = em[wanted]
-        ul_best = _first_max_per_key(order[~is_em[order] & finite[order]], key, r_obs)
-        em_best = _first_max_per_key(order[is_em[order]], key, np.where(np.isnan(r_exp), r_obs, r_exp))
-        best = np.concatenate([ul_best, em_best])
-        best = best[finite[best]]                   # without an UL the critic's r is a constant (23)
-        c = c_critic[model[best], r[best]]
-        np.add.at(d_x, wanted[best], c / o[best])
-        np.add.at(d_obs, wanted[best], -c * xs[best] / o[best] ** 2)
+    d_x, d_obs, d_exp = _prediction_cotangents(
+        inputs.choice, inputs.sl_choice, c_signal, c_obs, c_exp, c_critic, c_sl, preds.model, ds, preds.txname,
+        a.dataset_result[ds], target._dataset_em[ds], a.result_lumi, preds.xsec_fb, preds.ul_obs_fb, preds.ul_exp_fb)
     return prediction_vjp(target.predictor, models, preds, d_x, d_obs, d_exp)
+
+
+@numba.njit(cache=True)
+def _prediction_cotangents(choice, sl_choice, c_signal, c_obs, c_exp, c_critic, c_sl, model, dataset, txname, res,
+                           em, result_lumi, xsec, obs, exp):
+    """(∂F/∂σ, ∂F/∂UL_obs, ∂F/∂UL_exp) of the flat predictions (n) from the per-result cotangents
+    (:func:`chain_to_parameters`): the chosen prediction of each (model, result) gets its signal's
+    (× L for EM) and its limits' (where finite and > 0); each combined SR its σ·L's; the prediction
+    attaining a result's critic r (:meth:`LikelihoodTarget.result_inputs`: the largest r_obs of its UL
+    predictions, or the r_obs of its EM signal region of largest r_exp, r_obs where r_exp is
+    undefined; ties: the first by (model, dataset, txname)) gets c·∂r/∂σ = c/UL_obs and
+    c·∂r/∂UL_obs = −c σ/UL_obs², where UL_obs is finite. Sums in (model, result) order."""
+    n = len(xsec)
+    n_b, n_r = choice.shape
+    d_x, d_obs, d_exp = np.zeros(n), np.zeros(n), np.zeros(n)
+    for b in range(n_b):
+        for r in range(n_r):
+            k = choice[b, r]
+            if k >= 0:
+                d_x[k] += c_signal[b, r] * (result_lumi[r] if em[k] else 1.0)
+    for b in range(n_b):
+        for q in range(sl_choice.shape[1]):
+            k = sl_choice[b, q]
+            if k >= 0:
+                d_x[k] += c_sl[b, q] * result_lumi[res[k]]
+    for d, v, c in ((d_obs, obs, c_obs), (d_exp, exp, c_exp)):
+        for b in range(n_b):
+            for r in range(n_r):
+                k = choice[b, r]
+                if k >= 0 and np.isfinite(v[k]) and v[k] > 0:
+                    d[k] += c[b, r]
+    # the critic: per (model, result) and kind (0: UL, 1: EM) the attaining prediction and its value
+    best = np.full((2, n_b, n_r), -1)
+    best_value = np.full((2, n_b, n_r), np.nan)
+    for i in range(n):
+        b, r = model[i], res[i]
+        if c_critic[b, r] == 0.0:
+            continue
+        r_obs = xsec[i] / obs[i] if np.isfinite(obs[i]) else np.nan
+        if em[i]:
+            kind = 1
+            value = xsec[i] / exp[i] if np.isfinite(exp[i]) and exp[i] > 0 else np.nan
+            if np.isnan(value):
+                value = r_obs
+        elif np.isfinite(obs[i]):
+            kind, value = 0, r_obs
+        else:
+            continue
+        j, current = best[kind, b, r], best_value[kind, b, r]
+        if j < 0 or value > current or (np.isnan(current) and not np.isnan(value)):
+            take = True
+        elif value == current or (np.isnan(current) and np.isnan(value)):        # tie: the first
+            take = (dataset[i], txname[i], i) < (dataset[j], txname[j], j)
+        else:
+            take = False
+        if take:
+            best[kind, b, r], best_value[kind, b, r] = i, value
+    for kind in range(2):
+        for b in range(n_b):
+            for r in range(n_r):
+                i = best[kind, b, r]
+                if i >= 0 and np.isfinite(obs[i]):       # without an UL the critic's r is a constant (23)
+                    c = c_critic[b, r]
+                    d_x[i] += c / obs[i]
+                    d_obs[i] += -c * xsec[i] / (obs[i] * obs[i])
+    return d_x, d_obs, d_exp
 
 
 _GRADIENT_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
