@@ -610,7 +610,7 @@ class BatchedInterpolator:
         given = np.ascontiguousarray(given.reshape(len(map_rows), given.shape[-1] if given.ndim == 2 else -1))
         found, grp, col, point, ugrp, q, qp, dx, off = _transform_pairs(
             map_rows, given, given.view(np.int64), self.interps.map_group, self.interps.map_column, self._meta,
-            self._order, self._is_width, self._delta, self._rotation, max(self.max_dim, 1))
+            self._order, self._is_width, self._delta, self._rotation, self.max_dim)
         if not found:
             bad = map_rows[self.interps.map_group[map_rows] < 0]
             raise ValueError(f"map rows {bad} have no interpolator (see .failed)")
@@ -634,10 +634,10 @@ def _dot_two_lanes(a, a0, b, b0, d):
     even = 0.0
     odd = 0.0
     for j in range(d):
-        if j % 2 == 0:
-            even += a[a0 + j] * b[b0 + j]
-        else:
+        if j & 1:
             odd += a[a0 + j] * b[b0 + j]
+        else:
+            even += a[a0 + j] * b[b0 + j]
     return even + odd
 
 
@@ -718,22 +718,31 @@ def _transform_pairs(map_rows, points, bits, map_group, map_column, meta, order,
 
 
 @numba.njit(cache=True, inline="always")
-def _interpolate_at(meta, transform, simplices, values, g, col, s, x, row, u):
+def _interpolate_at(meta, transform, simplices, values, g, col, s, x, row):
     """``TxNameData.interpolate`` of map column `col` of triangulation `g` at the projected point
     x[row] in its simplex `s` (-1: outside, NaN): the value clamped from below to the smallest vertex
-    value and whether it was clamped. `u`: scratch of length >= dim."""
+    value and whether it was clamped. Barycentric weights in einsum's two lanes (_dot_two_lanes)."""
     if s < 0:
         return np.nan, False
     d, k = meta[g, 0], meta[g, 2]
     t0 = meta[g, 3] + s * (d + 1) * d
     vertex = meta[g, 4] + s * (d + 1)
-    for j in range(d):
-        u[j] = x[row, j] - transform[t0 + d * d + j]
     total = 0.0
     value = 0.0
     floor = np.inf
     for i in range(d + 1):
-        w = _dot_two_lanes(transform, t0 + i * d, u, 0, d) if i < d else 1.0 - total
+        if i < d:
+            even = 0.0
+            odd = 0.0
+            for j in range(d):
+                term = transform[t0 + i * d + j] * (x[row, j] - transform[t0 + d * d + j])
+                if j & 1:
+                    odd += term
+                else:
+                    even += term
+            w = even + odd
+        else:
+            w = 1.0 - total
         total += w
         y = values[meta[g, 5] + simplices[vertex + i] * k + col]
         value += w * y
@@ -761,13 +770,12 @@ def _interpolate_queries(grp, col, point, ugrp, simplex, q, qp, dx, off, order, 
     off_q = np.empty(n, dtype=np.int64)
     alpha = np.zeros(m)
     probe_start = np.full(m, -1, dtype=np.int64)
-    u = np.empty(dm)
     slope = np.empty(dm)
     n_off = n_probes = 0
     for i in range(n):
         p, g = point[i], grp[i]
         s = simplex[p]
-        v, clamped = _interpolate_at(meta, transform, simplices, values, g, col[i], s, qp, p, u)
+        v, clamped = _interpolate_at(meta, transform, simplices, values, g, col[i], s, qp, p)
         proj[i] = v
         vals[i] = 0.0 if abs(v) < ZERO_VALUE else v
         if off[p] and v == v:
@@ -784,7 +792,8 @@ def _interpolate_queries(grp, col, point, ugrp, simplex, q, qp, dx, off, order, 
         t0 = meta[g, 3] + s * (d + 1) * d
         vertex = meta[g, 4] + s * (d + 1)
         yd = values[v0 + simplices[vertex + d] * k + col[i]]
-        slope[:d] = 0.0
+        for j in range(d):
+            slope[j] = 0.0
         for a in range(d):
             dy = values[v0 + simplices[vertex + a] * k + col[i]] - yd
             for j in range(d):
@@ -823,7 +832,6 @@ def _gradient_probes(off_q, grp, col, point, proj, qp, alpha, probe_start, probe
     moved_tri = np.empty(2 * n_off, dtype=np.int64)
     moved_qp = np.empty((2 * n_off, dm))
     grad = np.empty(dm)
-    u = np.empty(dm)
     for t in range(n_off):
         i = off_q[t]
         p, g = point[i], grp[i]
@@ -831,7 +839,7 @@ def _gradient_probes(off_q, grp, col, point, proj, qp, alpha, probe_start, probe
         sq = 0.0
         for j in range(d):
             pv = _interpolate_at(meta, transform, simplices, values, g, col[i], probe_simplex[start + j],
-                                 probe_qp, start + j, u)[0]
+                                 probe_qp, start + j)[0]
             grad[j] = (pv - proj[i]) / alpha[p]
             sq += grad[j] * grad[j]
             g_nan[t] |= grad[j] != grad[j]
@@ -854,13 +862,12 @@ def _reject_extrapolations(off_q, grp, col, point, proj, alpha, norm, g_nan, mov
     changes de+- = |f(qp +- step) - f| / f (1 if f == 0 and f+- != 0), de = de+ unless de- > de+,
     SModelS' early returns (alpha == 0, a NaN in g, |g| == 0: the first applies); where de is not
     below ACCEPT_ERRORS_UPTO, the value becomes NaN and its Jacobian row zero (in place)."""
-    u = np.empty(moved_qp.shape[1])
     for t in range(len(off_q)):
         i = off_q[t]
         f0 = proj[i]
         de = 0.0
         for r in (2 * t, 2 * t + 1):
-            f = _interpolate_at(meta, transform, simplices, values, grp[i], col[i], moved_simplex[r], moved_qp, r, u)[0]
+            f = _interpolate_at(meta, transform, simplices, values, grp[i], col[i], moved_simplex[r], moved_qp, r)[0]
             rel = (1.0 if f != 0.0 else 0.0) if f0 == 0.0 else abs(f - f0) / f0
             if r == 2 * t or rel > de:
                 de = rel

@@ -307,8 +307,8 @@ def test_batched_equals_per_map(db124_compiled, db300_compiled):
         np.testing.assert_array_equal(np.isnan(ev.values), np.isnan(ref))
         assert 0.1 < np.isnan(ref).mean() < 0.9, np.isnan(ref).mean()  # both kinds are tested
         ok = ~np.isnan(ref)
-        # The batched transform is one einsum, the per-map one SModelS' np.dot order: q differs
-        # by an ulp, so values by ulp x slope (absolute; seen 3e-18 on efficiencies near zero).
+        # The batched transform sums left to right, the per-map one in SModelS' np.dot order: q
+        # differs by an ulp, so values by ulp x slope (absolute; seen 3e-18 on efficiencies near zero).
         np.testing.assert_allclose(ev.values[ok], ref[ok], rtol=1e-12, atol=1e-15)
         for i in np.flatnonzero(ok)[:200]:
             g = built.groups[built.map_group[rows[i]]]
