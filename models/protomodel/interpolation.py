@@ -654,10 +654,10 @@ def _transform_pairs(map_rows, points, bits, map_group, map_column, meta, order,
     col = np.empty(n, dtype=np.int64)
     point = np.empty(n, dtype=np.int64)
     first = np.empty(n, dtype=np.int64)
-    q = np.zeros((n, f))
+    q = np.empty((n, f))  # columns < the map's n_coords are set
     qp = np.zeros((n, max_dim))
-    dx = np.ones((n, f))
-    off = np.zeros(n, dtype=np.bool_)
+    dx = np.empty((n, f))
+    off = np.empty(n, dtype=np.bool_)
     x = np.empty(f)
     size = 2
     while size < 2 * n:
@@ -667,7 +667,7 @@ def _transform_pairs(map_rows, points, bits, map_group, map_column, meta, order,
     for i in range(n):
         g = map_group[map_rows[i]]
         if g < 0:
-            return False, grp, col, point, grp[:0].copy(), q[:0].copy(), qp[:0].copy(), dx[:0].copy(), off[:0].copy()
+            return False, grp, col, point, grp[:0], q[:0], qp[:0], dx[:0], off[:0]
         grp[i] = g
         col[i] = map_column[map_rows[i]]
         nc = min(meta[g, 1], points.shape[1])  # columns beyond the given ones are zero
@@ -697,6 +697,7 @@ def _transform_pairs(map_rows, points, bits, map_group, map_column, meta, order,
         for j in range(full):
             c = order[g, j]
             v = points[i, c] if c < nc else 0.0
+            dx[m, j] = 1.0
             if is_width[g, j]:  # rescale_width
                 w = (WIDTH_MAX if v > WIDTH_MAX else v) / WIDTH_MIN
                 small = w < 1e-10
@@ -714,7 +715,7 @@ def _transform_pairs(map_rows, points, bits, map_group, map_column, meta, order,
                 qp[m, e] = s
         off[m] = nonzero > d
         m += 1
-    return True, grp, col, point, grp[first[:m]], q[:m].copy(), qp[:m].copy(), dx[:m].copy(), off[:m].copy()
+    return True, grp, col, point, grp[first[:m]], q[:m], qp[:m], dx[:m], off[:m]
 
 
 @numba.njit(cache=True, inline="always")
