@@ -142,12 +142,12 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays] | None, preds: Pre
             dp = np.zeros((len(entries), 2, c))
             dp[0] = w_g / w_sum * slopes                                       # on the group's first entry
             _add_limit(lim, cluster.pred, entries, dp[:, 0], dp[:, 1], np.repeat(d_w[None], len(entries), axis=0))
-    lim = {k: np.concatenate(v) for k, v in lim.items()}
+    lim = {k: np.concatenate(v) if len(v) > 1 else v[0] for k, v in lim.items()}
     return Linearization(
         model=e["model"], row=e["row"], sqrts=e["sqrts"], weight=e["weight"], coords=e["coords"], pred=pred,
-        dx_dw=dx_dw, dx_dp=dx_dp, lim_pred=lim["pred"].astype(np.int64), lim_entry=lim["entry"].astype(np.int64),
+        dx_dw=dx_dw, dx_dp=dx_dp, lim_pred=np.asarray(lim["pred"], np.int64), lim_entry=np.asarray(lim["entry"], np.int64),
         dobs_dp=lim["dobs_dp"].reshape(-1, c), dexp_dp=lim["dexp_dp"].reshape(-1, c),
-        dobs_dw=lim["dobs_dw"].astype(float), dexp_dw=lim["dexp_dw"].astype(float))
+        dobs_dw=np.asarray(lim["dobs_dw"], float), dexp_dw=np.asarray(lim["dexp_dw"], float))
 
 
 def _add_limit(lim: dict, pred: int, entries: np.ndarray, dobs_dp: np.ndarray, dexp_dp: np.ndarray,
@@ -182,25 +182,41 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
     model ∂F/∂(masses, BRs, κ). ``preds`` must be ``predictor.evaluate_batch(models)``. Cotangents
     on limits that are constants (EM signal regions) or absent (NaN) are ignored."""
     n = len(preds.xsec_fb)
-    cot = [np.zeros(n) if d is None else np.asarray(d, dtype=float).reshape(n) for d in
-           (d_xsec_fb, d_ul_obs_fb, d_ul_exp_fb)]
-    for d, v in zip(cot[1:], (preds.ul_obs_fb, preds.ul_exp_fb)):
-        d[~np.isfinite(v)] = 0.0
+    d_x, d_obs, d_exp = (np.zeros(n) if d is None else np.asarray(d, dtype=float).reshape(n)
+                         for d in (d_xsec_fb, d_ul_obs_fb, d_ul_exp_fb))
     if preds.trace is not None and preds.trace.jacobian is not None:
         lin, stacked = linearize(predictor, None, preds), preds.trace.stacked
     else:
         ms = predictor.model_arrays_batch(models)
         lin, stacked = linearize(predictor, ms, preds), ModelArraysBatch.of(ms)
-    d_x, d_obs, d_exp = cot
-    has = lin.pred >= 0
-    pred = np.maximum(lin.pred, 0) if n else np.zeros(0, np.int64)   # no prediction at all: no entry counts
-    w_bar = np.where(has, d_x[pred] * lin.dx_dw, 0.0) if n else np.zeros_like(lin.dx_dw)
-    p_bar = np.where(has[:, None], d_x[pred, None] * lin.dx_dp, 0.0) if n else np.zeros_like(lin.dx_dp)
-    if len(lin.lim_pred):
-        lo, le = d_obs[lin.lim_pred], d_exp[lin.lim_pred]
-        np.add.at(w_bar, lin.lim_entry, lo * lin.dobs_dw + le * lin.dexp_dw)
-        np.add.at(p_bar, lin.lim_entry, lo[:, None] * lin.dobs_dp + le[:, None] * lin.dexp_dp)
+    w_bar, p_bar = _entry_cotangents(lin.pred, lin.dx_dw, lin.dx_dp, lin.lim_pred, lin.lim_entry, lin.dobs_dw,
+                                     lin.dexp_dw, lin.dobs_dp, lin.dexp_dp, d_x, d_obs, d_exp,
+                                     preds.ul_obs_fb, preds.ul_exp_fb)
     return _to_parameters(predictor, models, stacked, lin, w_bar, p_bar)
+
+
+@numba.njit(cache=True)
+def _entry_cotangents(pred, dx_dw, dx_dp, lim_pred, lim_entry, dobs_dw, dexp_dw, dobs_dp, dexp_dp, d_x, d_obs, d_exp,
+                      obs, exp):
+    """(W̄ (n,), p̄ (n, C)) of the entries from the cotangents of the flat predictions: the selected
+    entries' ∂σ_pred/∂(W, p), then the limits' ∂UL/∂(W, p) in the order of ``lim_entry`` (cotangents
+    on absent, NaN, limits count as zero)."""
+    n, c = dx_dp.shape
+    w_bar, p_bar = np.zeros(n), np.zeros((n, c))
+    for i in range(n):
+        k = pred[i]
+        if k >= 0:
+            w_bar[i] = d_x[k] * dx_dw[i]
+            for j in range(c):
+                p_bar[i, j] = d_x[k] * dx_dp[i, j]
+    for q in range(len(lim_pred)):
+        k, i = lim_pred[q], lim_entry[q]
+        lo = d_obs[k] if np.isfinite(obs[k]) else 0.0
+        le = d_exp[k] if np.isfinite(exp[k]) else 0.0
+        w_bar[i] += lo * dobs_dw[q] + le * dexp_dw[q]
+        for j in range(c):
+            p_bar[i, j] += lo * dobs_dp[q, j] + le * dexp_dp[q, j]
+    return w_bar, p_bar
 
 
 def _to_parameters(p: Predictor, models: Sequence[Protomodel], s: ModelArraysBatch, lin: Linearization,
