@@ -145,7 +145,8 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays] | None, preds: Pre
     lim = {k: np.concatenate(v) if len(v) > 1 else v[0] for k, v in lim.items()}
     return Linearization(
         model=e["model"], row=e["row"], sqrts=e["sqrts"], weight=e["weight"], coords=e["coords"], pred=pred,
-        dx_dw=dx_dw, dx_dp=dx_dp, lim_pred=np.asarray(lim["pred"], np.int64), lim_entry=np.asarray(lim["entry"], np.int64),
+        dx_dw=dx_dw, dx_dp=dx_dp, lim_pred=np.asarray(lim["pred"], np.int64),
+        lim_entry=np.asarray(lim["entry"], np.int64),
         dobs_dp=lim["dobs_dp"].reshape(-1, c), dexp_dp=lim["dexp_dp"].reshape(-1, c),
         dobs_dw=np.asarray(lim["dobs_dw"], float), dexp_dw=np.asarray(lim["dexp_dw"], float))
 
@@ -225,16 +226,16 @@ def _to_parameters(p: Predictor, models: Sequence[Protomodel], s: ModelArraysBat
     model (:func:`_scatter_to_parameters`)."""
     t = p.table
     mass_bar, br_bar, kappa_bar = _scatter_to_parameters(
-        lin.model, t.el_channel[lin.row], t.el_br[lin.row], lin.sqrts, lin.weight, lin.coords, w_bar, p_bar,
+        lin.model, lin.row, t.el_channel, t.el_br, lin.sqrts, lin.weight, lin.coords, w_bar, p_bar,
         s.xsec, s.br, s.dlog_xsec, s.kappa, s.fitted, p.xsecs.channel_particles, p.xsecs.channel_kappa,
         s.masses.shape[1], len(p.xsecs.kappa_keys))
     return BatchGradient(p, models, mass_bar, br_bar[:, :len(t.br_channels)], kappa_bar, s.present)
 
 
 @numba.njit(cache=True)
-def _scatter_to_parameters(model, channel, br_idx, sqrts, weight, coords, w_bar, p_bar, xsec, br, dlog, kappa,
+def _scatter_to_parameters(model, row, el_channel, el_br, sqrts, weight, coords, w_bar, p_bar, xsec, br, dlog, kappa,
                            fitted, channel_particles, channel_kappa, n_p, n_k):
-    """(mass_bar (B, P), br_bar (B, n_br + 1), kappa_bar (B, K)) of the entries (n) of a batch:
+    """(mass_bar (B, P), br_bar (B, n_br + 1), kappa_bar (B, K)) of the entries (n; table rows `row`) of a batch:
     W = X[channel, √s] · Π BR · share, so W̄ goes to X̄ = Σ W̄ W/X and to BR̄ = Σ W̄ W/BR per factor;
     X = κ · σ_fit(m_a, m_b): ∂X/∂m = X ∂ln σ/∂m, ∂X/∂κ = X/κ (injected σ: constants); p̄ adds to the
     masses of its coordinates. Each sum runs in the order of the entries, then of (model, channel,
@@ -246,11 +247,12 @@ def _scatter_to_parameters(model, channel, br_idx, sqrts, weight, coords, w_bar,
     mass_bar = np.zeros((n_b, n_p))
     kappa_bar = np.zeros((n_b, n_k))
     for i in range(len(model)):
-        b = model[i]
+        b, channel = model[i], el_channel[row[i]]
         ww = w_bar[i] * weight[i]
-        x_bar[b, channel[i], sqrts[i]] += w_bar[i] * weight[i] / xsec[b, channel[i], sqrts[i]]
-        for d in range(br_idx.shape[1]):
-            br_bar[b, br_idx[i, d]] += ww / br[b, br_idx[i, d]]
+        x_bar[b, channel, sqrts[i]] += ww / xsec[b, channel, sqrts[i]]
+        for d in range(el_br.shape[1]):
+            column = el_br[row[i], d]
+            br_bar[b, column] += ww / br[b, column]
         for c in range(coords.shape[1]):
             if coords[i, c] >= 0:
                 mass_bar[b, coords[i, c]] += p_bar[i, c]

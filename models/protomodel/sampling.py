@@ -25,7 +25,7 @@ from tdmcmc.randomness import RandomSource
 from tdmcmc.target import GaussianPseudoPrior
 
 from .gradients import GRAPH_INPUTS, BatchGradient, chain_to_parameters
-from .parameters import PhysicalBatch, SlotParameters, sigmoid
+from .parameters import PhysicalBatch, SlotParameters
 from .predictions import PredictionArrays, ProtomodelBatch
 from .prior import PriorSettings, ProtomodelPrior
 from .target import ResultInputs
