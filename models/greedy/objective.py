@@ -347,9 +347,9 @@ class ContributingRows:
         a, b, at = (np.concatenate(x + [np.zeros(0, np.int64)]) for x in (first, second, at))
         keep = allowed(a, b)
         a, b, at = a[keep], b[keep], at[keep]
-        needed = np.isin(reach, np.concatenate([at * n_owners + a, at * n_owners + b]))
+        needed = _in_sorted(reach, np.sort(np.concatenate([at * n_owners + a, at * n_owners + b])))
         hit = np.unique(reach[needed][self._counts(e, entry[needed], trace)])
-        both = np.isin(at * n_owners + a, hit) & np.isin(at * n_owners + b, hit)
+        both = _in_sorted(at * n_owners + a, hit) & _in_sorted(at * n_owners + b, hit)
         pairs = np.unique(a[both] * n_owners + b[both])
         return np.stack([pairs // n_owners, pairs % n_owners], axis=1)
 
@@ -389,6 +389,13 @@ class ContributingRows:
         t = self.predictor.table
         bits = int(np.bitwise_or.reduce(t.el_particles[rows].astype(np.uint64)))
         return frozenset(int(p) for i, p in enumerate(t.particles) if bits >> i & 1)
+
+
+def _in_sorted(x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """np.isin(x, values) for sorted `values` (a binary search: isin sorts both, ~20 µs a call)."""
+    if not len(values):
+        return np.zeros(len(x), bool)
+    return values[np.minimum(np.searchsorted(values, x), len(values) - 1)] == x
 
 
 class PaperPrior:

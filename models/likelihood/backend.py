@@ -26,7 +26,7 @@ from pytensor.gradient import disconnected_grad
 
 _COMMON = ("log", "exp", "sqrt", "log1p", "abs", "sign", "maximum", "minimum", "clip", "where",
            "floor", "round", "stack", "concatenate", "expand_dims", "take_along_axis", "argmin",
-           "zeros_like", "ones_like", "einsum", "matmul", "sum", "all")
+           "zeros_like", "ones_like", "einsum", "matmul", "sum", "all", "arange")
 
 NUMPY = SimpleNamespace(
     **{op: getattr(np, op) for op in _COMMON},

@@ -396,10 +396,12 @@ def _veto_set(pairs: Iterable[tuple[int, int]]) -> frozenset[tuple[int, int]]:
 
 
 def _first_max(scores, xp: SimpleNamespace):
-    """(value, index) of the first maximum along the last axis; the gradient flows to it only."""
+    """(value, index) of the first maximum along the last axis; the gradient flows to it only.
+    The value is a masked sum with one term (exact): elementwise ops, where PyTensor's advanced
+    indexing is a Python Op."""
     k = xp.argmin(-scores, axis=-1)
-    value = xp.take_along_axis(scores, xp.expand_dims(k, -1), axis=-1)[..., 0]
-    return value, k
+    first = xp.eq(xp.expand_dims(k, -1), xp.arange(scores.shape[-1]))
+    return xp.sum(xp.where(first, scores, 0.0), axis=-1), k
 
 
 def _logsumexp(scores, xp: SimpleNamespace):

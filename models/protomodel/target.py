@@ -9,16 +9,21 @@ Stages (docs/likelihood-graph.md):
    that results with a covariance matrix enter with all their SRs, ``sl_signal``, and the
    simplified likelihood) and the critic's r (UL predictions,
    and the best-expected SR of EM results; 23 without an UL, as the original);
-   these are dense (B, n_results) :class:`ResultInputs`;
+   these are dense (B, n_results) :class:`ResultInputs`, with each state's *slots* (its selected
+   result columns, padded to the batch's largest number);
    and the state's cliques: the maximal cliques among the predicted results of each (experiment,
    √s) group, with the paper-era ``hasOverlap`` veto (chosen predictions sharing a contributing
-   element do not combine; on by default) (:meth:`Combiner.paper_cliques`);
+   element do not combine; on by default) (:meth:`Combiner.paper_cliques`), over its slots
+   (:meth:`Combiner.slot_cliques`);
 3. one compiled graph on those arrays: r_max, μ_max, the per-result contributions
-   ln L_i(μ s_i) − ln L_i(0) (:mod:`tdmcmc.models.likelihood`, either variant), the paper's max over
-   the state's cliques (:meth:`Combiner.paper_clique_max`) profiled in μ (:func:`profile_mu`), Z,
+   ln L_i(μ s_i) − ln L_i(0) (:mod:`tdmcmc.models.likelihood`, either variant) on the slots only
+   (the inputs gathered once; the dense columns of the other results would cost ~7× more), the
+   paper's max over the state's cliques (:meth:`Combiner.paper_clique_max`) profiled in μ
+   (:func:`profile_mu`), Z,
    K = Z² + 2 ln π_paper; and per prediction −ln L at μ = 0 and 1;
 4. the ``bayes`` function: ln R(μ) at a given μ with the static combiner (``max``, ``logsumexp``,
-   ``fixed``; no veto), the same contributions and critic, and its gradients.
+   ``fixed``; no veto), the same contributions (on the slots, then scattered to the dense
+   columns) and critic, and its gradients.
 
 Gradients of the graph with respect to its inputs (signals, critic r, ...) are exact; the chain to
 masses/BRs/κ through stage 1 is not part of this module (see the docs).
@@ -449,9 +454,7 @@ class LikelihoodTarget:
         from tdmcmc.models.likelihood import PYTENSOR as xp
         from tdmcmc.models.likelihood import profile_mu
 
-        slots = pt.concatenate([x["em_slots"], x["ul_slots"],
-                                pt.zeros((x["em_slots"].shape[0], len(self.sl_results)), dtype="int64")
-                                + np.asarray(self.sl_results, dtype=np.int64)], axis=1)
+        slots = self._slots_of(x)
         contributions = self._slot_contributions(x, slots)
         cliques = x["slot_members"], x["slot_valid"]
         r_max, mu_max = self._critic(x)
@@ -478,11 +481,9 @@ class LikelihoodTarget:
         z2 = pt.maximum(0.0, -2.0 * nll_min)          # Z² without a √ (its gradient at 0 is NaN)
         z = pt.sqrt(z2)
         k = z2 + 2.0 * x["log_prior"]
-        dense = pt.zeros_like(x["signal"])[:, :, None]
-        rows = pt.arange(slots.shape[0])[:, None]
         return {"K": pt.switch(combines, k, np.nan), "Z": pt.switch(combines, z, np.nan), "mu_hat": mu_hat,
                 "mu_max": mu_max, "r_max": r_max, "log_prior": x["log_prior"],
-                "contributions": pt.set_subtensor(dense[rows, slots, 0], at_mu_hat[:, 0, :])[:, :, 0]}
+                "contributions": self._dense(x, slots, at_mu_hat[:, 0, :])}
 
     def bayes_outputs(self, x: dict[str, Any]) -> dict[str, Any]:
         """The ``bayes`` log-likelihood ratio at the given μ: `x` as :meth:`symbolic_inputs` plus
@@ -490,8 +491,9 @@ class LikelihoodTarget:
         import pytensor
         import pytensor.tensor as pt
 
+        slots = self._slots_of(x)
         with pytensor.config.change_flags(mode=self.mode):     # the combined SL's Newton scan
-            r = self._contributions(x)(x["mu"][:, None])[:, 0, :]
+            r = self._dense(x, slots, self._slot_contributions(x, slots)(x["mu"][:, None])[:, 0, :])
         # ln N_cliques for logsumexp (0 for max, fixed): ln R = 0 without any prediction
         offset = self.combiner.combine(np.zeros(self.n_results), self.combination, self.fixed_analyses)
         log_ratio = self.combiner.combine(r, self.combination, self.fixed_analyses) - float(offset)
@@ -499,36 +501,30 @@ class LikelihoodTarget:
         return {"log_ratio": pt.as_tensor_variable(log_ratio), "mu_max": mu_max, "r_max": r_max,
                 "contributions": r}
 
-    def _contributions(self, x: dict[str, Any]):
-        """The function μ (B, k) -> (B, k, n_results) of r_i(μ) = ln L_i(μ s_i) − ln L_i(0) (0 for
-        results without a prediction), in the chosen likelihood variants."""
+    def _slots_of(self, x: dict[str, Any]):
+        """The states' slots (B, S): the result columns ``em_slots``, ``ul_slots``, then the
+        combined results (:class:`ResultInputs`)."""
         import pytensor.tensor as pt
 
-        # EM and UL terms on their own columns only (the graph evaluates both branches of a switch)
-        is_em = np.asarray(self.compiled.arrays.result_is_em, bool)
-        em_idx, ul_idx = np.flatnonzero(is_em), np.flatnonzero(~is_em)
-        back = np.argsort(np.concatenate([em_idx, ul_idx]))      # [EM | UL] columns -> result order
-        terms = self._terms(x, lambda v: v[:, None, em_idx], lambda v: v[:, None, ul_idx])
-        combined = self._combined_terms(x)
-        selected = x["selected"][:, None, :] > 0
+        fixed = pt.zeros((x["em_slots"].shape[0], len(self.sl_results)), dtype="int64") + np.asarray(self.sl_results, dtype=np.int64)
+        return pt.concatenate([x["em_slots"], x["ul_slots"], fixed], axis=1)
 
-        def contributions(mu):
-            both = pt.concatenate(terms(mu), axis=-1)[:, :, back]
-            for r, value in combined(mu):
-                both = pt.set_subtensor(both[:, :, r], value)
-            return pt.switch(selected, both, 0.0)
+    @staticmethod
+    def _dense(x: dict[str, Any], slots, values):
+        """(B, n_results) with the slots' `values` (B, S) in their columns, 0 elsewhere (padding slots
+        hold 0 and sit in columns the state does not select)."""
+        import pytensor.tensor as pt
 
-        return contributions
+        dense = pt.zeros_like(x["signal"])
+        return pt.set_subtensor(dense[pt.arange(slots.shape[0])[:, None], slots], values)
 
     def _slot_contributions(self, x: dict[str, Any], slots):
         """The function μ (B, k) -> (B, k, S) of r_i(μ) on the states' slots `slots` (B, S): the
         columns ``em_slots``, ``ul_slots`` then the combined results (0 where not selected)."""
         import pytensor.tensor as pt
 
-        def picker(name):                         # (B, n) -> (B, 1, S_name): the states' columns
-            return lambda v: pt.take_along_axis(v, x[name], axis=1)[:, None, :]
-
-        terms = self._terms(x, picker("em_slots"), picker("ul_slots"))
+        terms = self._terms(self._gathered(x, "em_slots", ("signal", "n", "b", "db")),
+                            self._gathered(x, "ul_slots", ("signal", "ul_obs", "ul_exp", "lumi")))
         combined = self._combined_terms(x)
         selected = pt.take_along_axis(x["selected"], slots, axis=1)[:, None, :] > 0
 
@@ -538,14 +534,24 @@ class LikelihoodTarget:
 
         return contributions
 
-    def _terms(self, x: dict[str, Any], em_columns, ul_columns):
-        """The function μ (B, k) -> (EM (B, k, n_em), UL (B, k, n_ul)) of ln L(μ s) − ln L(0) on the
-        columns picked by `em_columns`, `ul_columns` ((B, n_results) -> (B, 1, n))."""
+    @staticmethod
+    def _gathered(x: dict[str, Any], slots: str, fields: tuple[str, ...]) -> list:
+        """The inputs `fields` (B, n_results) at the states' columns x[slots] (B, S): (B, 1, S) each,
+        from one gather of their stack (advanced indexing is a Python Op, ~10 µs a call)."""
+        import pytensor.tensor as pt
+
+        # stacked on a first axis: the gradients of the fields are then contiguous slices
+        stacked = pt.stack([x[k] for k in fields], axis=0)
+        picked = stacked[pt.arange(len(fields))[:, None, None], pt.arange(stacked.shape[1])[None, :, None],
+                         x[slots][None, :, :]]
+        return [picked[i][:, None, :] for i in range(len(fields))]
+
+    def _terms(self, em_data: list, ul_data: list):
+        """The function μ (B, k) -> (EM (B, k, n_em), UL (B, k, n_ul)) of ln L(μ s) − ln L(0) from the
+        EM data (signal, n, b, db) and UL data (signal, UL_obs, UL_exp, lumi), (B, 1, n) each."""
         from tdmcmc.models.likelihood import PYTENSOR as xp
         from tdmcmc.models.likelihood import em_nll, ul_nll
 
-        em_data = [em_columns(x[k]) for k in ("signal", "n", "b", "db")]
-        ul_data = [ul_columns(x[k]) for k in ("signal", "ul_obs", "ul_exp", "lumi")]
         em0 = em_nll(0.0, *em_data, variant=self.likelihood.em, xp=xp)
         ul0, ul1, ul2 = (ul_nll(mu, *ul_data, variant=self.likelihood.ul, xp=xp) for mu in (0.0, 1.0, 2.0))
         # The truncated Gaussian's −ln L is exactly quadratic in μ (its mode does not depend on μ):
