@@ -347,26 +347,27 @@ class LikelihoodTarget:
     @cached_property
     def _slot_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """The EM and the UL result columns that can be slots (in the combinability graph, not
-        combined), each ordered by graph node."""
+        combined), each ordered by graph node and followed by -1 (a column no state selects)."""
         is_em = np.asarray(self.compiled.arrays.result_is_em, bool)
         candidate = self._in_graph.copy()
         candidate[list(self.sl_results)] = False
         out = []
         for kind in (is_em, ~is_em):
             cols = np.flatnonzero(candidate & kind)
-            out.append(cols[np.argsort(self.graph.result_node[cols], kind="stable")])
+            out.append(np.append(cols[np.argsort(self.graph.result_node[cols], kind="stable")], -1))
         return out[0], out[1]
 
     def _slots(self, selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``em_slots``, ``ul_slots`` (:class:`ResultInputs`) of the states' `selected` (B, n_results)
         bool: at least one slot each, padded with the first column a state does not select."""
         spare = np.argmax(~selected, axis=1)[:, None]
+        rows = np.arange(len(selected))[:, None]
+        selected = np.concatenate([selected, np.zeros((len(selected), 1), bool)], axis=1)      # column -1: none
         out = []
         for cols in self._slot_columns:
-            mask = np.concatenate([selected[:, cols], np.zeros((len(selected), 1), bool)], axis=1)
-            n = max(int(mask.sum(axis=1).max(initial=0)), 1)
-            pick = np.argsort(~mask, axis=1, kind="stable")[:, :n]
-            out.append(np.where(np.take_along_axis(mask, pick, 1), np.append(cols, 0)[pick], spare))
+            mask = selected[:, cols]
+            pick = np.argsort(~mask, axis=1, kind="stable")[:, :max(int(mask.sum(axis=1).max(initial=0)), 1)]
+            out.append(np.where(mask[rows, pick], cols[pick], spare))
         return out[0], out[1]
 
     @cached_property
@@ -805,10 +806,15 @@ def _first_max_per_key(candidates: np.ndarray, key: np.ndarray, value: np.ndarra
     value[i] (NaN only when all are), the first candidate on ties; in increasing key order."""
     if not len(candidates):
         return candidates
-    order = np.argsort(key[candidates], kind="stable")
-    k, v = key[candidates][order], value[candidates][order]
-    starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
-    best = np.repeat(np.fmax.reduceat(v, starts), np.diff(np.append(starts, len(k))))
+    c = candidates[np.argsort(key[candidates], kind="stable")]
+    k, v = key[c], value[c]
+    new = np.empty(len(k), bool)
+    new[0] = True
+    np.not_equal(k[1:], k[:-1], out=new[1:])
+    segment = np.cumsum(new) - 1
+    best = np.fmax.reduceat(v, np.flatnonzero(new))[segment]
     hit = np.flatnonzero((v == best) | np.isnan(best))
-    segment = np.searchsorted(starts, hit, side="right")
-    return candidates[order[hit[np.concatenate([[True], segment[1:] != segment[:-1]])]]]
+    first = np.empty(len(hit), bool)
+    first[0] = True
+    np.not_equal(segment[hit[1:]], segment[hit[:-1]], out=first[1:])
+    return c[hit[first]]
