@@ -467,7 +467,7 @@ class PaperPrior:
         if not np.all(arrays.fitted):
             raise ValueError("ln π_paper from table arrays needs the models' κ: σ must come from the fits")
         n_b = len(arrays.masses)
-        bits = np.asarray(arrays.present, dtype=np.uint64)[:, None] >> particle[None, :].astype(np.uint64)
+        bits = np.asarray(arrays.present, dtype=np.uint64)[:, None] >> particle.astype(np.uint64)
         given = np.zeros((n_b, len(self._pindex) + 1), bool)
         given[:, :-1] = (bits & np.uint64(1)) > 0
         living = given.copy()

@@ -21,6 +21,7 @@ lepton-flavour democracy) are not part of expo1 and are not included.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -72,6 +73,14 @@ def _greedy_clusters(values, valid, half_rel_tol: float, xp):
     return xp.stack(openers, axis=-1)
 
 
+@functools.cache
+def _earlier(n: int) -> np.ndarray:
+    """(n, n) 0/1: [k, j] = 1 if j < k (read-only, shared)."""
+    out = np.tril(np.ones((n, n)), -1)
+    out.flags.writeable = False
+    return out
+
+
 def n_branchings(brs, active):
     """n_BR from BRs (..., n_particles, n_channels) of the non-LSP particles, `active` (..., n_particles).
 
@@ -98,7 +107,7 @@ def n_ssm(kappa, counted, clustering: str = "bins"):
     if clustering == "bins":
         bins = xp.floor(100.0 * kappa)
         n = _static_len(kappa, xp)
-        earlier = np.tril(np.ones((n, n)), -1)          # earlier[k, j] = 1 if j < k
+        earlier = _earlier(n)                           # earlier[k, j] = 1 if j < k
         same_bin = xp.abs(bins[..., :, None] - bins[..., None, :]) < 0.5
         dup = xp.sum(earlier * counted[..., None, :] * same_bin, axis=-1) > 0
         openers = counted * (1.0 - dup)
