@@ -323,11 +323,13 @@ class Combiner:
         """
         n_b, n_s = slot_node.shape
         real = slot_node >= 0
-        out = np.take_along_axis(members, np.maximum(slot_node, 0)[:, None, None, :], axis=3) * real[:, None, None, :]
+        # (B, S, n_groups, C): the advanced indices' axes come first
+        out = members[np.arange(n_b)[:, None], :, :, np.maximum(slot_node, 0)] * real[:, :, None, None]
         nodes = np.sort(np.where(real, slot_node, -1 - np.arange(n_s)), axis=1)
         twins = np.flatnonzero(np.any(nodes[:, 1:] == nodes[:, :-1], axis=1))
         if not len(twins):
-            return out.transpose(0, 3, 1, 2), valid
+            return out, valid
+        out = out.transpose(0, 2, 3, 1)                                   # (B, n_groups, C, S)
         rows = [[[] for _ in range(len(self.groups))] for _ in range(n_b)]
         for b in range(n_b):
             for g in range(len(self.groups)):
