@@ -604,8 +604,9 @@ class LikelihoodTarget:
 
     def symbolic_inputs(self) -> dict[str, Any]:
         """The inputs of :meth:`graph_outputs`, named as the fields of :class:`ResultInputs`:
-        (B, n_results) matrices, ``sl_signal`` (B, n_sl), ``log_prior`` (B,), ``clique_members``
-        (B, n_groups, C, n_nodes) and ``clique_valid`` (B, n_groups, C)."""
+        (B, n_results) matrices, ``sl_signal`` (B, n_sl), ``log_prior`` (B,), ``em_slots``,
+        ``ul_slots`` (B, S_em), (B, S_ul), ``slot_members`` (B, S, n_groups, C) and ``slot_valid``
+        (B, n_groups, C)."""
         import pytensor.tensor as pt
 
         names = ("selected", "signal", "n", "b", "db", "ul_obs", "ul_exp", "lumi", "critic_r", "sl_signal")
