@@ -4,9 +4,9 @@ coordinates, for one protomodel and for 64 batched, on the whole 1.2.4 database 
 Goals: <= 1 ms for one protomodel, <= 10 ms for 64. What is timed is exactly what MALA asks of the
 target for a new state, without the per-state caches: the log prior with its gradient
 (``ProtomodelTarget.prior.log_prior``) plus ``ProtomodelTarget.evaluate(..., gradient=True)`` — the
-parameters to protomodels, σ of every production channel, the predictions, the per-result inputs,
-the compiled graph (log L and its gradient w.r.t. the per-result inputs) and the chain rule back to
-masses, BRs, κ and then to the unconstrained coordinates. Both targets: ``bayes`` (the default,
+parameters to the table arrays (masses, BRs, σ of every production channel), the predictions, the
+per-result inputs, the compiled graph (log L and its gradient w.r.t. the per-result inputs) and the
+chain rule back to masses, BRs, κ and then to the unconstrained coordinates. Both targets: ``bayes`` (the default,
 ln R at μ = f·μ_max) and ``paper`` (K/2: the μ profile over the state's cliques, hasOverlap veto on,
 and the per-prediction −ln L at μ = 0, 1 that the output records). The stages are timed by wrapping
 the methods that implement them; "other" is the rest.
@@ -93,16 +93,16 @@ def _instrument(owners: list[tuple[object, str, str]], stages: Stages) -> None:
 
 
 def _target_stages(target: ProtomodelTarget) -> list[tuple[object, str, str]]:
+    table_map = target.params.table_map(target.likelihood.predictor)
     return [(target.prior, "log_prior", "prior"),
-            (target.params, "physical", "parameters -> protomodels"),
-            (target.params, "protomodels", "parameters -> protomodels"),
+            (target.params, "physical", "parameters -> table arrays (incl. sigma)"),
+            (table_map, "arrays", "parameters -> table arrays (incl. sigma)"),
             (target, "_unconstrained_gradient", "to unconstrained coordinates")]
 
 
 def _likelihood_stages(lt: LikelihoodTarget) -> list[tuple[object, str, str]]:
     """The stages of the shared likelihood; its compiled graphs through holders of the functions."""
-    out = [(lt.predictor, "model_arrays_batch", "sigma of the channels"),
-           (lt.predictor, "evaluate_batch", "predictions"),
+    out = [(lt.predictor, "evaluate_batch", "predictions"),
            (lt, "result_inputs", "per-result inputs"),
            (lt, "prediction_nll", "per-prediction nll (output)"),
            (sampling, "chain_to_parameters", "gradient chain to masses, BRs, kappa")]
