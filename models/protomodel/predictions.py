@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
 from tdmcmc.errors import UserError
@@ -165,18 +166,19 @@ class MapInterpolators:
         if not len(valid):
             return out, jac
         groups = self.map_group[map_rows[valid]]
-        missing = np.unique(groups[self._batch_group[groups] == -2])
-        if len(missing):
-            for g in missing:
+        batch_group = self._batch_group[groups]
+        if (batch_group == -2).any():
+            for g in np.unique(groups[batch_group == -2]):
                 self.group(int(g))
             self._rebatch()
-        sel = valid[self._batch_group[groups] >= 0]  # -1: SModelS cannot triangulate the map either
+            batch_group = self._batch_group[groups]
+        sel = valid[batch_group >= 0]  # -1: SModelS cannot triangulate the map either
         if len(sel) and self._batched is not None:
             ev = self._batched.evaluate(map_rows[sel], points[sel], jacobian=jacobian)
             out[sel] = ev.values
-            if jacobian:
+            if jacobian:  # the kernels leave the rows of NaN values zero
                 c = min(jac.shape[1], ev.jacobian.shape[1])
-                jac[sel, :c] = np.where(np.isnan(ev.values)[:, None], 0.0, ev.jacobian[:, :c])
+                jac[sel, :c] = ev.jacobian[:, :c]
         return out, jac
 
     def _rebatch(self) -> None:
@@ -816,34 +818,90 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
 
 
 def _unique_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(key, axis=0, return_inverse=True)`` of a 2-D float array (the same sorted rows and
-    inverse) by one lexsort, several times faster than numpy's structured-dtype sort."""
-    order = np.lexsort(key.T[::-1])
-    rows = key[order]
-    new = np.ones(len(rows), dtype=bool)
-    new[1:] = (rows[1:] != rows[:-1]).any(axis=1)
-    inverse = np.empty(len(rows), dtype=np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    return rows[new], inverse
+    """``np.unique(key, axis=0, return_inverse=True)`` of a 2-D float array without NaN (the same
+    sorted rows and inverse; equal rows keep their first one in a stable sort)."""
+    return _unique_rows_kernel(np.ascontiguousarray(key, dtype=np.float64))
+
+
+@numba.njit(cache=True)
+def _row_less(key, a, b):
+    for c in range(key.shape[1]):
+        if key[a, c] != key[b, c]:
+            return key[a, c] < key[b, c]
+    return False
+
+
+@numba.njit(cache=True)
+def _unique_rows_kernel(key):
+    n = key.shape[0]
+    order = np.arange(n)
+    buffer = np.empty(n, dtype=np.int64)
+    width = 1
+    while width < n:  # bottom-up merge sort of the row indices: stable, like np.lexsort
+        for lo in range(0, n, 2 * width):
+            mid, hi = min(lo + width, n), min(lo + 2 * width, n)
+            a, b, k = lo, mid, lo
+            while a < mid and b < hi:
+                if _row_less(key, order[b], order[a]):
+                    buffer[k] = order[b]
+                    b += 1
+                else:
+                    buffer[k] = order[a]
+                    a += 1
+                k += 1
+            while a < mid:
+                buffer[k] = order[a]
+                a += 1
+                k += 1
+            while b < hi:
+                buffer[k] = order[b]
+                b += 1
+                k += 1
+        order, buffer = buffer, order
+        width *= 2
+    inverse = np.empty(n, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    g = -1
+    for i in range(n):
+        if i == 0 or _row_less(key, order[i - 1], order[i]):
+            g += 1
+            first[g] = order[i]
+        inverse[order[i]] = g
+    rows = np.empty((g + 1, key.shape[1]))
+    for r in range(g + 1):
+        rows[r] = key[first[r]]
+    return rows, inverse
 
 
 def _first_of_max(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Indices of one entry per distinct key column (non-negative integers): the largest weight,
     the first on ties; in key order. Weights must not be NaN."""
-    if weight.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    key = np.zeros(weight.size, dtype=np.int64)
-    for row in keys:  # mixed radix: one int64 per key column
-        key = key * (int(row.max()) + 1) + row
-    order = np.argsort(key, kind="stable")  # within a key: original order
-    key, weight = key[order], weight[order]
-    new = np.ones(weight.size, dtype=bool)
-    new[1:] = key[1:] != key[:-1]
-    segment = np.cumsum(new) - 1
-    hit = np.flatnonzero(weight == np.maximum.reduceat(weight, np.flatnonzero(new))[segment])
-    first = np.ones(hit.size, dtype=bool)
-    first[1:] = segment[hit[1:]] != segment[hit[:-1]]
-    return order[hit[first]]
+    return _first_of_max_kernel(np.ascontiguousarray(keys, dtype=np.int64), np.ascontiguousarray(weight, dtype=np.float64))
+
+
+@numba.njit(cache=True)
+def _first_of_max_kernel(keys, weight):
+    n = weight.size
+    key = np.zeros(n, dtype=np.int64)
+    for r in range(keys.shape[0]):  # mixed radix: one int64 per key column
+        radix = keys[r].max() + 1 if n else 1
+        for i in range(n):
+            key[i] = key[i] * radix + keys[r, i]
+    order = np.argsort(key, kind="mergesort")  # stable: within a key, original order
+    out = np.empty(n, dtype=np.int64)
+    k = 0
+    i = 0
+    while i < n:
+        best = order[i]
+        j = i + 1
+        while j < n and key[order[j]] == key[order[i]]:
+            if weight[order[j]] > weight[best]:
+                best = order[j]
+            j += 1
+        out[k] = best
+        k += 1
+        i = j
+    return out[:k].copy()
 
 
 def _interpolator_cache_dir() -> Path:
