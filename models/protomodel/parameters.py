@@ -38,6 +38,7 @@ from tdmcmc.state import SlotLayout
 
 from .decays import OFFSHELL_THREE_BODY, decay_units
 from .model import Protomodel
+from .numpy_sums import pairwise_sum
 from .predictions import ModelArraysBatch, Predictor, ProtomodelBatch
 from .space import Pair, ProtomodelSpace
 from .xsec import kappa_lookup
@@ -311,33 +312,6 @@ class SlotTableMap:
 
 
 @numba.njit(cache=True)
-def _pairwise_sum(a: np.ndarray) -> float:
-    """numpy's sum of a contiguous 1-d float array (its pairwise algorithm, 8 partial sums, for up
-    to 128 elements), so that the sums below equal numpy's to the bit."""
-    n = len(a)
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += a[i]
-        return res
-    if n > 128:
-        half = n // 2
-        half -= half % 8
-        return _pairwise_sum(a[:half]) + _pairwise_sum(a[half:])
-    r = a[:8].copy()
-    i = 8
-    while i < n - n % 8:
-        for j in range(8):
-            r[j] += a[i + j]
-        i += 8
-    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-    while i < n:
-        res += a[i]
-        i += 1
-    return res
-
-
-@numba.njit(cache=True)
 def _unconstrained_gradient(active, masses, f, unit_br, kappa, g_masses, g_brs, g_kappas, slot_particle, lsp,
                             mass_lo, mass_hi, unit_columns, unit_mask, logit_entry, kappa_column, kappa_slot,
                             kappa_entry, n_entries):
@@ -352,7 +326,7 @@ def _unconstrained_gradient(active, masses, f, unit_br, kappa, g_masses, g_brs, 
     * ln κ: ∂/∂ln κ = κ ∂/∂κ, for the classes whose particles are both active (finite κ).
 
     Same arithmetic, in the same order, as the numpy formulation it replaces (sums over slots and
-    units: :func:`_pairwise_sum`)."""
+    units: :func:`.numpy_sums.pairwise_sum`)."""
     n_b, n_s = active.shape
     n_u, n_c = unit_columns.shape[1], unit_columns.shape[2]
     out = np.zeros((n_b, n_s, n_entries))
@@ -374,7 +348,7 @@ def _unconstrained_gradient(active, masses, f, unit_br, kappa, g_masses, g_brs, 
                 out[b, j, 0] = g_m[j] * dm_dz[j]
             follows = active[b, j] and m_lsp > mass_lo[j] and j != lsp
             follow[j] = g_m[j] * (1.0 - f[b, j]) if follows else 0.0
-        out[b, lsp, 0] = (g_m[lsp] + _pairwise_sum(follow)) * dm_dz[lsp]
+        out[b, lsp, 0] = (g_m[lsp] + pairwise_sum(follow)) * dm_dz[lsp]
         for j in range(n_s):
             if not active[b, j]:
                 continue
@@ -383,9 +357,9 @@ def _unconstrained_gradient(active, masses, f, unit_br, kappa, g_masses, g_brs, 
                 for c in range(n_c):
                     channel[c] = g_brs[b, unit_columns[j, k, c]] if unit_mask[j, k, c] else 0.0
                     size += unit_mask[j, k, c]
-                g_unit[k] = _pairwise_sum(channel) / max(size, 1)
+                g_unit[k] = pairwise_sum(channel) / max(size, 1)
                 weighted[k] = unit_br[b, j, k] * g_unit[k]
-            mean = _pairwise_sum(weighted)
+            mean = pairwise_sum(weighted)
             for k in range(n_u):
                 if logit_entry[j, k] >= 0:
                     out[b, j, logit_entry[j, k]] = unit_br[b, j, k] * (g_unit[k] - mean)
@@ -404,7 +378,7 @@ def _physical(active, params, f, mass_lo, mass_hi, lsp, unit_daughter, unit_thre
     are active) of a batch (:meth:`SlotParameters.physical`): the masses of :meth:`SlotParameters.masses`
     from the fractions `f`; a unit is open when its daughter is active and m > m_daughter + its SM
     threshold (N2/C1 three-body units only when no two-body unit is); BR = softmax of the open
-    units' logits (shifted by the largest, normalised by a :func:`_pairwise_sum`); κ = exp(ln κ).
+    units' logits (shifted by the largest, normalised by a :func:`.numpy_sums.pairwise_sum`); κ = exp(ln κ).
     State by state, with the operations of the numpy formulation in tests/models/test_slot_arrays.py
     in the same order (equal to the bit, tested)."""
     n_b, n_s = active.shape
@@ -441,7 +415,7 @@ def _physical(active, params, f, mass_lo, mass_hi, lsp, unit_daughter, unit_thre
             shift = top if np.isfinite(top) else 0.0
             for k in range(n_u):
                 weights[k] = np.exp(logits[k] - shift) if open_[k] else 0.0
-            total = _pairwise_sum(weights)
+            total = pairwise_sum(weights)
             if total > 0:
                 for k in range(n_u):
                     unit_br[b, j, k] = weights[k] / total

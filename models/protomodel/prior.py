@@ -37,6 +37,7 @@ import numpy as np
 
 from tdmcmc.errors import UserError
 
+from .numpy_sums import pairwise_sum
 from .parameters import SlotParameters, sigmoid
 
 
@@ -276,36 +277,6 @@ def _min(a, b):
     return a if (a <= b or a != a) else b
 
 
-@numba.njit(cache=True, inline="always")
-def _row_sum(a):
-    """Σ a (n ≤ 128) in numpy's summation order (``pairwise_sum`` of its add reduction: 8
-    accumulators within a block of 128), so that sums equal ``ndarray.sum``'s; n is the number of
-    slots, at most 25 (:meth:`ProtomodelPrior.allowed_sets`)."""
-    n = a.shape[0]
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3, r4, r5, r6, r7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
-    i = 8
-    while i < n - n % 8:
-        r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[i]
-        i += 1
-    return res
-
-
 @numba.njit(cache=True, error_model="numpy")
 def _structural(active, masses, sig, lo, hi, lsp, veto, pairs, members, ordering, lam, log_norm_gamma):
     """:meth:`ProtomodelPrior.structural` for a batch: masses (B, S) GeV, sig (B,) the sigmoid of
@@ -355,8 +326,8 @@ def _structural(active, masses, sig, lo, hi, lsp, veto, pairs, members, ordering
                 if members[c, i] >= 0 and row[members[c, i]]:
                     code += 1 << i
             log_order += ordering[c, code]
-        v = -lam * n - log_norm_gamma + _row_sum(terms) + log_order
-        d = _row_sum(d_terms) * (hi[lsp] - lo[lsp]) * sig[b] * (1.0 - sig[b])
+        v = -lam * n - log_norm_gamma + pairwise_sum(terms) + log_order
+        d = pairwise_sum(d_terms) * (hi[lsp] - lo[lsp]) * sig[b] * (1.0 - sig[b])
         value[b] = -np.inf if bad else v
         dz[b] = 0.0 if bad else d
     return value, dz
