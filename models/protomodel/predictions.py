@@ -365,12 +365,9 @@ class Predictor:
         e, values, expected, jac, jac_expected = self._lookup(stacked, jacobian)
         e["index"] = np.arange(len(e["tx"]))
         is_em = self.tx_is_em[e["tx"]]
-        ul = np.flatnonzero(~is_em)
-        eff = np.nan_to_num(values, nan=0.0)
-        em = is_em & (np.abs(eff) >= EFF_ZERO)
-        ul = ul[~np.isnan(values[ul])]
-        em_out, em_entry, em_pred = self._em({k: e[k][em] for k in ("model", "tx", "origin", "coef", "bits", "index")},
-                                             e["weight"][em] * eff[em])
+        ul = np.flatnonzero(~is_em & ~np.isnan(values))
+        em = np.flatnonzero(is_em & (np.abs(values) >= EFF_ZERO))  # NaN ε counts as 0: dropped
+        em_out, em_entry, em_pred = self._em(e, em, e["weight"][em] * values[em])
         ul_out, ul_sel = self._ul({k: e[k][ul] for k in ("model", "tx", "origin", "coef", "bits", "weight", "shape",
                                                         "points", "index")}, values[ul], expected[ul])
         n_em = len(em_out.xsec_fb)
@@ -409,32 +406,26 @@ class Predictor:
         """:meth:`predict` for several protomodels, interpolating all of them together."""
         return self.to_predictions(self.evaluate_batch(models), len(models))
 
-    def _em(self, e: dict[str, np.ndarray], w: np.ndarray) -> tuple[PredictionArrays, np.ndarray, np.ndarray]:
-        """EM signal regions of entries `e` with weights·ε `w`: the predictions, the selected entries
-        (``e["index"]``) and their prediction (-1: below the cut)."""
-        dataset = self.tx_dataset[e["tx"]]
-        first = _first_of_max(np.stack([e["model"], e["origin"], dataset]), w)
-        model, dataset, tx, value = e["model"][first], dataset[first], e["tx"][first], (e["coef"] * w)[first]
-        n_tx = len(self.table.txnames)
-        part_keys, part_inv = np.unique((model * len(self.arrays.dataset_id) + dataset) * n_tx + tx,
-                                        return_inverse=True)
-        part_xsec = np.bincount(part_inv, weights=value, minlength=len(part_keys))
-        part_tx = part_keys % n_tx
-        pred_keys, pred_inv = np.unique(part_keys // n_tx, return_inverse=True)
-        xsec = np.bincount(pred_inv, weights=part_xsec, minlength=len(pred_keys))
-        keep = xsec >= MIN_PREDICTION_FB
-        renumber = np.cumsum(keep) - 1
-        part_ok = keep[pred_inv]
-        pred_model, pred_dataset = np.divmod(pred_keys[keep], len(self.arrays.dataset_id))
-        n = int(keep.sum())
-        entry_pred = np.where(keep[pred_inv[part_inv]], renumber[pred_inv[part_inv]], -1)
-        max_condition = self._max_conditions(n, entry_pred, tx, w[first], e["bits"][first])
+    def _em(self, e: dict[str, np.ndarray], em: np.ndarray,
+            w: np.ndarray) -> tuple[PredictionArrays, np.ndarray, np.ndarray]:
+        """EM signal regions of entries `em` of `e` with weights·ε `w`: the predictions, the selected
+        entries (``e["index"]``) and their prediction (-1: below the cut)."""
+        tx = e["tx"][em]
+        dataset = self.tx_dataset[tx]
+        first = _first_of_max(np.stack([e["model"][em], e["origin"][em], dataset]), w)
+        entry = em[first]
+        model, dataset, tx = e["model"][entry], dataset[first], tx[first]
+        pred_model, pred_dataset, xsec, part_prediction, part_tx, part_xsec, entry_pred = _em_sums(
+            model, dataset, tx, e["coef"][entry] * w[first], len(self.arrays.dataset_id), len(self.table.txnames),
+            MIN_PREDICTION_FB)
+        n = len(xsec)
+        max_condition = self._max_conditions(n, entry_pred, tx, w[first], e["bits"][entry])
         return PredictionArrays(
-            model=pred_model, dataset=pred_dataset, txname=np.full(n, -1), xsec_fb=xsec[keep],
+            model=pred_model, dataset=pred_dataset, txname=np.full(n, -1), xsec_fb=xsec,
             ul_obs_fb=self.arrays.upper_limit[pred_dataset], ul_exp_fb=self.arrays.expected_upper_limit[pred_dataset],
             masses=np.full((n, self.table.m_coords.shape[1]), np.nan),
-            part_prediction=renumber[pred_inv][part_ok], part_txname=part_tx[part_ok], part_xsec_fb=part_xsec[part_ok],
-            max_condition=max_condition), e["index"][first], entry_pred
+            part_prediction=part_prediction, part_txname=part_tx, part_xsec_fb=part_xsec,
+            max_condition=max_condition), e["index"][entry], entry_pred
 
     def _ul(self, e: dict[str, np.ndarray], ul: np.ndarray, ul_exp: np.ndarray) -> tuple[PredictionArrays, Selection]:
         """UL clusters of entries `e` (limits `ul`, `ul_exp` at their points): the predictions and
@@ -902,6 +893,73 @@ def _first_of_max_kernel(keys, weight):
         k += 1
         i = j
     return out[:k].copy()
+
+
+@numba.njit(cache=True)
+def _em_sums(model, dataset, tx, value, n_datasets, n_tx, cut):
+    """The EM predictions of the selected entries (σ·BR·ε·coefficient `value`): per (model,
+    dataset) in key order, σ summed per txname ("parts") then over the parts, each in entry order
+    as ``np.bincount`` adds; predictions below `cut` dropped. Returns (model, dataset, σ) of the
+    predictions, (prediction, txname, σ) of their parts, and each entry's prediction (-1: none)."""
+    n = len(value)
+    key = (model * n_datasets + dataset) * n_tx + tx
+    order = np.argsort(key, kind="mergesort")
+    part_of = np.empty(n, dtype=np.int64)
+    part_key = np.empty(n, dtype=np.int64)
+    n_parts = 0
+    for i in range(n):
+        o = order[i]
+        if i == 0 or key[o] != part_key[n_parts - 1]:
+            part_key[n_parts] = key[o]
+            n_parts += 1
+        part_of[o] = n_parts - 1
+    part_xsec = np.zeros(n_parts)
+    for i in range(n):
+        part_xsec[part_of[i]] += value[i]
+    part_pred = np.empty(n_parts, dtype=np.int64)
+    pred_key = np.empty(n_parts, dtype=np.int64)
+    n_preds = 0
+    for q in range(n_parts):
+        k = part_key[q] // n_tx
+        if q == 0 or k != pred_key[n_preds - 1]:
+            pred_key[n_preds] = k
+            n_preds += 1
+        part_pred[q] = n_preds - 1
+    xsec = np.zeros(n_preds)
+    for q in range(n_parts):
+        xsec[part_pred[q]] += part_xsec[q]
+    renumber = np.full(n_preds, -1, dtype=np.int64)
+    n_kept = 0
+    for p in range(n_preds):
+        if xsec[p] >= cut:
+            renumber[p] = n_kept
+            n_kept += 1
+    pred_model = np.empty(n_kept, dtype=np.int64)
+    pred_dataset = np.empty(n_kept, dtype=np.int64)
+    kept_xsec = np.empty(n_kept)
+    for p in range(n_preds):
+        if renumber[p] >= 0:
+            pred_model[renumber[p]] = pred_key[p] // n_datasets
+            pred_dataset[renumber[p]] = pred_key[p] % n_datasets
+            kept_xsec[renumber[p]] = xsec[p]
+    n_kept_parts = 0
+    for q in range(n_parts):
+        if renumber[part_pred[q]] >= 0:
+            n_kept_parts += 1
+    part_prediction = np.empty(n_kept_parts, dtype=np.int64)
+    part_tx = np.empty(n_kept_parts, dtype=np.int64)
+    kept_part_xsec = np.empty(n_kept_parts)
+    r = 0
+    for q in range(n_parts):
+        if renumber[part_pred[q]] >= 0:
+            part_prediction[r] = renumber[part_pred[q]]
+            part_tx[r] = part_key[q] % n_tx
+            kept_part_xsec[r] = part_xsec[q]
+            r += 1
+    entry_pred = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        entry_pred[i] = renumber[part_pred[part_of[i]]]
+    return pred_model, pred_dataset, kept_xsec, part_prediction, part_tx, kept_part_xsec, entry_pred
 
 
 def _interpolator_cache_dir() -> Path:
