@@ -368,8 +368,7 @@ class Predictor:
         ul = np.flatnonzero(~is_em & ~np.isnan(values))
         em = np.flatnonzero(is_em & (np.abs(values) >= EFF_ZERO))  # NaN ε counts as 0: dropped
         em_out, em_entry, em_pred = self._em(e, em, e["weight"][em] * values[em])
-        ul_out, ul_sel = self._ul({k: e[k][ul] for k in ("model", "tx", "origin", "coef", "bits", "weight", "shape",
-                                                        "points", "index")}, values[ul], expected[ul])
+        ul_out, ul_sel = self._ul(e, ul, values, expected)
         n_em = len(em_out.xsec_fb)
         selection = Selection(
             entry=np.concatenate([em_entry, ul_sel.entry]),
@@ -427,75 +426,71 @@ class Predictor:
             part_prediction=part_prediction, part_txname=part_tx, part_xsec_fb=part_xsec,
             max_condition=max_condition), e["index"][entry], entry_pred
 
-    def _ul(self, e: dict[str, np.ndarray], ul: np.ndarray, ul_exp: np.ndarray) -> tuple[PredictionArrays, Selection]:
-        """UL clusters of entries `e` (limits `ul`, `ul_exp` at their points): the predictions and
-        which entries make them (:class:`Selection`, entries ``e["index"]``, UL-local numbering)."""
-        first = _first_of_max(np.stack([e["model"], e["origin"], e["tx"]]), e["weight"])
-        e = {k: v[first] for k, v in e.items()}
-        ul, ul_exp = ul[first], ul_exp[first]
-        key = np.column_stack([e["model"], e["tx"], e["shape"], e["points"]]).astype(float)
+    def _ul(self, e: dict[str, np.ndarray], ul: np.ndarray, values: np.ndarray,
+            expected: np.ndarray) -> tuple[PredictionArrays, Selection]:
+        """UL clusters of entries `ul` of `e` (limits `values`, `expected` at the points of `e`): the
+        predictions and which entries make them (:class:`Selection`, entries ``e["index"]``, UL-local
+        numbering)."""
+        first = _first_of_max(np.stack([e["model"][ul], e["origin"][ul], e["tx"][ul]]), e["weight"][ul])
+        sel = ul[first]
+        tx, weight = e["tx"][sel], e["weight"][sel]
+        key = np.column_stack([e["model"][sel], tx, e["shape"][sel], e["points"][sel]]).astype(float)
         groups, g_of = _unique_rows(key)
+        g_weight, g_xsec, g_ul, g_exp, owner, single = _ul_groups(groups, g_of, weight, e["coef"][sel], values[sel],
+                                                                  expected[sel])
         n_g = len(groups)
-        g_weight = np.bincount(g_of, weights=e["weight"], minlength=n_g)
-        g_xsec = np.bincount(g_of, weights=e["coef"] * e["weight"], minlength=n_g)
-        g_ul, g_exp = np.empty(n_g), np.empty(n_g)
-        g_ul[g_of], g_exp[g_of] = ul, ul_exp
         g_model, g_tx, g_shape = groups[:, 0].astype(np.int64), groups[:, 1].astype(np.int64), groups[:, 2]
         g_points = groups[:, 3:]
-        _, owner = _unique_rows(groups[:, :2])
-        single = np.bincount(owner)[owner] == 1
-        out = {"model": [g_model[single]], "tx": [g_tx[single]], "xsec": [g_xsec[single]], "ul": [g_ul[single]],
-               "exp": [g_exp[single]], "points": [g_points[single]]}
+        n_single = int(single.sum())
         group_pred = np.full(n_g, -1)
-        group_pred[single] = np.arange(int(single.sum()))
-        next_pred = int(single.sum())
+        group_pred[single] = np.arange(n_single)
         one_point = single.copy()               # the group makes a prediction at its own point
         merged = []
-        for o in np.unique(owner[~single]):
+        out: dict[str, list] = {"model": [], "tx": [], "xsec": [], "ul": [], "exp": [], "points": []}
+        next_pred = n_single
+        for o in (np.unique(owner[~single]) if n_single < n_g else ()):
             members = np.flatnonzero(owner == o)
             t = int(g_tx[members[0]])
-            for sel, avg, value, expected in self._clusters(t, g_weight[members], g_shape[members],
-                                                            g_points[members], g_ul[members], g_exp[members]):
-                group_pred[members[sel]] = next_pred
-                if len(sel) == 1:
-                    one_point[members[sel]] = True
+            for members_sel, avg, value, expected_ul in self._clusters(t, g_weight[members], g_shape[members],
+                                                                       g_points[members], g_ul[members], g_exp[members]):
+                group_pred[members[members_sel]] = next_pred
+                if len(members_sel) == 1:
+                    one_point[members[members_sel]] = True
                 else:
-                    merged.append((next_pred, t, members[sel], avg))
+                    merged.append((next_pred, t, members[members_sel], avg))
                 next_pred += 1
-                out["model"].append(g_model[members[:1]])
-                out["tx"].append(np.array([t]))
-                out["xsec"].append(np.array([g_xsec[members][sel].sum()]))
-                out["ul"].append(np.array([value]))
-                out["exp"].append(np.array([np.nan if expected is None else expected]))
-                full = np.zeros((1, g_points.shape[1]))
-                full[0, :len(avg)] = avg
+                out["model"].append(g_model[members[0]])
+                out["tx"].append(t)
+                out["xsec"].append(g_xsec[members][members_sel].sum())
+                out["ul"].append(value)
+                out["exp"].append(np.nan if expected_ul is None else expected_ul)
+                full = np.zeros(g_points.shape[1])
+                full[:len(avg)] = avg
                 out["points"].append(full)
-        cat = {k: np.concatenate(v) for k, v in out.items()}
+        cat = {"model": g_model[single], "tx": g_tx[single], "xsec": g_xsec[single], "ul": g_ul[single],
+               "exp": g_exp[single], "points": g_points[single]}
+        if out["tx"]:
+            cat = {k: np.concatenate([v, np.array(out[k], dtype=v.dtype)]) for k, v in cat.items()}
         keep = cat["xsec"] >= MIN_PREDICTION_FB
-        n = int(keep.sum())
+        tx_kept = cat["tx"][keep]
+        n = len(tx_kept)
         masses = np.full((n, self.table.m_coords.shape[1]), np.nan)
         masses[:, :cat["points"].shape[1]] = cat["points"][keep]
-        tx = cat["tx"][keep]
-        masses[np.arange(masses.shape[1]) >= self.tx_ncoords[tx][:, None]] = np.nan  # narrower maps
-        renumber = np.cumsum(keep) - 1
-        entry_pred = group_pred[g_of]
-        entry_pred = np.where((entry_pred >= 0) & keep[np.maximum(entry_pred, 0)], renumber[np.maximum(entry_pred, 0)], -1)
-        max_condition = self._max_conditions(n, entry_pred, e["tx"], e["weight"], e["bits"])
-        # the entries of group g: e["index"][by_group[start[g]:stop[g]]], the first one standing for its point
-        by_group = np.argsort(g_of, kind="stable")
-        stop = np.cumsum(np.bincount(g_of, minlength=n_g))
-        start = stop - np.bincount(g_of, minlength=n_g)
-        final = np.where(group_pred >= 0, np.where(keep[np.maximum(group_pred, 0)], renumber[np.maximum(group_pred, 0)], -1), -1)
+        masses[np.arange(masses.shape[1]) >= self.tx_ncoords[tx_kept][:, None]] = np.nan  # narrower maps
+        renumber, entry_pred, final, first_entry = _ul_renumber(keep, group_pred, g_of)
+        max_condition = self._max_conditions(n, entry_pred, tx, weight, e["bits"][sel])
+        index = e["index"][sel]
         point = np.flatnonzero(one_point & (final >= 0))
         selection = Selection(
-            entry=e["index"], pred=entry_pred, point_pred=final[point], point_entry=e["index"][by_group[start[point]]],
-            merged=[MergedCluster(int(renumber[k]), t, [e["index"][by_group[start[g]:stop[g]]] for g in gs],
+            entry=index, pred=entry_pred, point_pred=final[point], point_entry=index[first_entry[point]],
+            merged=[MergedCluster(int(renumber[k]), t, [index[g_of == g] for g in gs],
                                   g_weight[gs], g_points[gs, :int(self.tx_ncoords[t])], avg)
                     for k, t, gs, avg in merged if keep[k]])
+        xsec = cat["xsec"][keep]
         return PredictionArrays(
-            model=cat["model"][keep], dataset=self.tx_dataset[tx], txname=tx, xsec_fb=cat["xsec"][keep],
+            model=cat["model"][keep], dataset=self.tx_dataset[tx_kept], txname=tx_kept, xsec_fb=xsec,
             ul_obs_fb=cat["ul"][keep], ul_exp_fb=cat["exp"][keep], masses=masses,
-            part_prediction=np.arange(n), part_txname=tx, part_xsec_fb=cat["xsec"][keep],
+            part_prediction=np.arange(n), part_txname=tx_kept, part_xsec_fb=xsec,
             max_condition=max_condition), selection
 
     def _max_conditions(self, n: int, entry_pred: np.ndarray, tx: np.ndarray, weight: np.ndarray,
@@ -960,6 +955,56 @@ def _em_sums(model, dataset, tx, value, n_datasets, n_tx, cut):
     for i in range(n):
         entry_pred[i] = renumber[part_pred[part_of[i]]]
     return pred_model, pred_dataset, kept_xsec, part_prediction, part_tx, kept_part_xsec, entry_pred
+
+
+@numba.njit(cache=True)
+def _ul_groups(groups, g_of, weight, coef, ul, ul_exp):
+    """Per group of identical UL points (sorted rows `groups` of (model, txname, shape, point);
+    entry i in group ``g_of[i]``): Σ weight and Σ coefficient·weight in entry order (as
+    ``np.bincount``), the limits (of the group's last entry: all are equal), the (model, txname)
+    it belongs to (numbered in order) and whether it is that one's only group."""
+    n_g = groups.shape[0]
+    g_weight = np.zeros(n_g)
+    g_xsec = np.zeros(n_g)
+    g_ul = np.empty(n_g)
+    g_exp = np.empty(n_g)
+    for i in range(len(g_of)):
+        g = g_of[i]
+        g_weight[g] += weight[i]
+        g_xsec[g] += coef[i] * weight[i]
+        g_ul[g] = ul[i]
+        g_exp[g] = ul_exp[i]
+    owner = np.empty(n_g, dtype=np.int64)
+    size = np.zeros(n_g, dtype=np.int64)
+    for g in range(n_g):
+        owner[g] = 0 if g == 0 else owner[g - 1] + (groups[g, 0] != groups[g - 1, 0] or groups[g, 1] != groups[g - 1, 1])
+        size[owner[g]] += 1
+    single = np.empty(n_g, dtype=np.bool_)
+    for g in range(n_g):
+        single[g] = size[owner[g]] == 1
+    return g_weight, g_xsec, g_ul, g_exp, owner, single
+
+
+@numba.njit(cache=True)
+def _ul_renumber(keep, group_pred, g_of):
+    """The kept predictions' numbers (``renumber``: cumsum(keep) - 1), each entry's and each group's
+    final prediction (-1: none or dropped) and each group's first entry."""
+    renumber = np.empty(len(keep), dtype=np.int64)
+    k = 0
+    for p in range(len(keep)):
+        k += keep[p]
+        renumber[p] = k - 1
+    final = np.empty(len(group_pred), dtype=np.int64)
+    first_entry = np.full(len(group_pred), -1, dtype=np.int64)
+    for g in range(len(group_pred)):
+        p = group_pred[g]
+        final[g] = renumber[p] if p >= 0 and keep[p] else -1
+    entry_pred = np.empty(len(g_of), dtype=np.int64)
+    for i in range(len(g_of)):
+        entry_pred[i] = final[g_of[i]]
+        if first_entry[g_of[i]] < 0:
+            first_entry[g_of[i]] = i
+    return renumber, entry_pred, final, first_entry
 
 
 def _interpolator_cache_dir() -> Path:
