@@ -292,10 +292,7 @@ class Predictor:
         """(model, row) of the rows whose particles are all present in each model (bitmasks
         `present`), model by model, rows in table order."""
         t = self.table
-        absent = ~np.asarray(present, dtype=np.uint64)
-        model, block = np.nonzero((t.block_keys[None, :] & absent[:, None]) == 0)
-        starts, stops = t.block_start[block], t.block_start[block + 1]
-        return np.repeat(model, stops - starts), _ranges(starts, stops)
+        return _candidate_rows(t.block_keys, t.block_start, np.asarray(present, dtype=np.uint64))
 
     def element_weights(self, m: ModelArrays, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(active rows, weights (n, n_sqrts) fb) after sigmacut and the compression rule."""
@@ -338,14 +335,8 @@ class Predictor:
         s = ms if isinstance(ms, ModelArraysBatch) else ModelArraysBatch.of(ms)
         model, rows = self._candidate_rows(s.present)
         model, rows, w = self._element_weights(s, model, rows)
-        counts = t.match_start[rows + 1] - t.match_start[rows]
-        idx = _ranges(t.match_start[rows], t.match_start[rows + 1])
-        local = np.repeat(np.arange(len(rows)), counts)
+        idx, local, sqrts, weight = _matches(rows, w, t.match_start, t.m_txname, self.tx_sqrts)
         tx = t.m_txname[idx]
-        sqrts = self.tx_sqrts[tx]
-        weight = w[local, sqrts]
-        keep = weight > 0
-        idx, local, tx, sqrts, weight = idx[keep], local[keep], tx[keep], sqrts[keep], weight[keep]
         model, rows = model[local], rows[local]
         coords = t.m_coords[idx].astype(np.int64)
         return {"model": model, "tx": tx, "weight": weight, "origin": t.el_origin[rows], "coef": t.m_coef[idx],
@@ -1005,6 +996,49 @@ def _ul_renumber(keep, group_pred, g_of):
         if first_entry[g_of[i]] < 0:
             first_entry[g_of[i]] = i
     return renumber, entry_pred, final, first_entry
+
+
+@numba.njit(cache=True)
+def _candidate_rows(block_keys, block_start, present):
+    """(model, row) of the table rows whose blocks' particles are all in `present` (bitmasks), model
+    by model, rows in table order."""
+    n = 0
+    for b in range(len(present)):
+        for k in range(len(block_keys)):
+            if block_keys[k] & ~present[b] == 0:
+                n += block_start[k + 1] - block_start[k]
+    model = np.empty(n, dtype=np.int64)
+    rows = np.empty(n, dtype=np.int64)
+    i = 0
+    for b in range(len(present)):
+        for k in range(len(block_keys)):
+            if block_keys[k] & ~present[b] == 0:
+                for r in range(block_start[k], block_start[k + 1]):
+                    model[i] = b
+                    rows[i] = r
+                    i += 1
+    return model, rows
+
+
+@numba.njit(cache=True)
+def _matches(rows, w, match_start, m_txname, tx_sqrts):
+    """The matches (CSR) of table rows `rows` with weights `w` (rows, n_sqrts) > 0 at their
+    txname's √s: (match, position in `rows`, √s index, weight), in row order."""
+    n = 0
+    for r in range(len(rows)):
+        n += match_start[rows[r] + 1] - match_start[rows[r]]
+    idx = np.empty(n, dtype=np.int64)
+    local = np.empty(n, dtype=np.int64)
+    sqrts = np.empty(n, dtype=np.int64)
+    weight = np.empty(n)
+    k = 0
+    for r in range(len(rows)):
+        for m in range(match_start[rows[r]], match_start[rows[r] + 1]):
+            j = tx_sqrts[m_txname[m]]
+            if w[r, j] > 0:
+                idx[k], local[k], sqrts[k], weight[k] = m, r, j, w[r, j]
+                k += 1
+    return idx[:k].copy(), local[:k].copy(), sqrts[:k].copy(), weight[:k].copy()
 
 
 def _interpolator_cache_dir() -> Path:
