@@ -173,11 +173,20 @@ class MapInterpolators:
             self._rebatch()
             batch_group = self._batch_group[groups]
         sel = valid[batch_group >= 0]  # -1: SModelS cannot triangulate the map either
-        if len(sel) and self._batched is not None:
-            ev = self._batched.evaluate(map_rows[sel], points[sel], jacobian=jacobian)
+        if not len(sel) or self._batched is None:
+            return out, jac
+        every = len(sel) == len(map_rows)
+        ev = self._batched.evaluate(map_rows if every else map_rows[sel], points if every else points[sel],
+                                    jacobian=jacobian)
+        if every:
+            out = ev.values
+        else:
             out[sel] = ev.values
-            if jacobian:  # the kernels leave the rows of NaN values zero
-                c = min(jac.shape[1], ev.jacobian.shape[1])
+        if jacobian:  # the kernels leave the rows of NaN values zero
+            c = min(jac.shape[1], ev.jacobian.shape[1])
+            if every and ev.jacobian.shape == jac.shape:
+                jac = ev.jacobian
+            else:
                 jac[sel, :c] = ev.jacobian[:, :c]
         return out, jac
 
@@ -304,10 +313,7 @@ class Predictor:
         """:meth:`element_weights` of rows `rows` of models `model` (indices into `s`): (model,
         rows, weights) of the active ones."""
         t = self.table
-        brs = s.br[model[:, None], t.el_br[rows]].prod(axis=1) * t.el_share[rows]
-        w = s.xsec[model, t.el_channel[rows]] * brs[:, None]
-        keep = (w.max(axis=1) >= t.sigmacut) & (brs > 0)
-        model, rows, w = model[keep], rows[keep], w[keep]
+        model, rows, w = _weights_above_cut(s.br, s.xsec, model, rows, t.el_br, t.el_share, t.el_channel, t.sigmacut)
         mask = t.el_mask[rows]
         compressed = mask.any(axis=1)
         if compressed.any():
@@ -341,8 +347,7 @@ class Predictor:
         coords = t.m_coords[idx].astype(np.int64)
         return {"model": model, "tx": tx, "weight": weight, "origin": t.el_origin[rows], "coef": t.m_coef[idx],
                 "shape": t.m_shape[idx].astype(np.int64), "bits": t.m_cond_bits[idx], "row": rows, "sqrts": sqrts,
-                "coords": coords,
-                "points": np.where(coords >= 0, s.masses[model[:, None], np.maximum(coords, 0)], 0.0)}
+                "coords": coords, "points": _points(s.masses, model, coords)}
 
     def evaluate_batch(self, models: Sequence[Protomodel | ModelArrays], jacobian: bool = False) -> PredictionArrays:
         """Predictions of several protomodels as flat arrays: every step vectorised over the whole
@@ -1039,6 +1044,50 @@ def _matches(rows, w, match_start, m_txname, tx_sqrts):
                 idx[k], local[k], sqrts[k], weight[k] = m, r, j, w[r, j]
                 k += 1
     return idx[:k].copy(), local[:k].copy(), sqrts[:k].copy(), weight[:k].copy()
+
+
+@numba.njit(cache=True)
+def _weights_above_cut(br, xsec, model, rows, el_br, el_share, el_channel, sigmacut):
+    """(model, rows, weights (n, n_sqrts) fb) of the rows whose σ·ΠBR·share reaches `sigmacut` at
+    some √s (NaN does not) with ΠBR > 0; the product left to right as ``np.prod``."""
+    n, n_br, n_sqrts = len(rows), el_br.shape[1], xsec.shape[2]
+    w = np.empty((n, n_sqrts))
+    keep = np.zeros(n, dtype=np.bool_)
+    n_kept = 0
+    for i in range(n):
+        b, r = model[i], rows[i]
+        brs = br[b, el_br[r, 0]]
+        for j in range(1, n_br):
+            brs *= br[b, el_br[r, j]]
+        brs *= el_share[r]
+        top, nan = -np.inf, False
+        for c in range(n_sqrts):
+            w[i, c] = xsec[b, el_channel[r], c] * brs
+            nan |= w[i, c] != w[i, c]
+            top = max(top, w[i, c])
+        keep[i] = not nan and top >= sigmacut and brs > 0
+        n_kept += keep[i]
+    out_model = np.empty(n_kept, dtype=model.dtype)
+    out_rows = np.empty(n_kept, dtype=rows.dtype)
+    out_w = np.empty((n_kept, n_sqrts))
+    k = 0
+    for i in range(n):
+        if keep[i]:
+            out_model[k], out_rows[k], out_w[k] = model[i], rows[i], w[i]
+            k += 1
+    return out_model, out_rows, out_w
+
+
+@numba.njit(cache=True)
+def _points(masses, model, coords):
+    """The mass (GeV) of particle ``coords[i, c]`` of model ``model[i]``; 0 where the index is -1."""
+    n, n_coords = coords.shape
+    out = np.zeros((n, n_coords))
+    for i in range(n):
+        for c in range(n_coords):
+            if coords[i, c] >= 0:
+                out[i, c] = masses[model[i], coords[i, c]]
+    return out
 
 
 def _interpolator_cache_dir() -> Path:
