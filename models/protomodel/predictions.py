@@ -160,11 +160,7 @@ class MapInterpolators:
                                jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`evaluate` and, if asked, the exact Jacobian (n, points.shape[1]) per GeV of the
         piecewise-linear interpolation in the same pass (zero where the value is NaN or clamped)."""
-        out = np.full(len(map_rows), np.nan)
-        jac = np.zeros(np.shape(points)) if jacobian else None
         valid = np.flatnonzero(map_rows >= 0)
-        if not len(valid):
-            return out, jac
         groups = self.map_group[map_rows[valid]]
         batch_group = self._batch_group[groups]
         if (batch_group == -2).any():
@@ -173,20 +169,19 @@ class MapInterpolators:
             self._rebatch()
             batch_group = self._batch_group[groups]
         sel = valid[batch_group >= 0]  # -1: SModelS cannot triangulate the map either
-        if not len(sel) or self._batched is None:
-            return out, jac
-        every = len(sel) == len(map_rows)
-        ev = self._batched.evaluate(map_rows if every else map_rows[sel], points if every else points[sel],
-                                    jacobian=jacobian)
-        if every:
-            out = ev.values
-        else:
+        ev = None
+        if len(sel) and self._batched is not None:
+            every = len(sel) == len(map_rows)
+            ev = self._batched.evaluate(map_rows if every else map_rows[sel], points if every else points[sel],
+                                        jacobian=jacobian)
+            if every and (not jacobian or ev.jacobian.shape == np.shape(points)):
+                return ev.values, ev.jacobian  # the kernels leave the Jacobian rows of NaN values zero
+        out = np.full(len(map_rows), np.nan)
+        jac = np.zeros(np.shape(points)) if jacobian else None
+        if ev is not None:
             out[sel] = ev.values
-        if jacobian:  # the kernels leave the rows of NaN values zero
-            c = min(jac.shape[1], ev.jacobian.shape[1])
-            if every and ev.jacobian.shape == jac.shape:
-                jac = ev.jacobian
-            else:
+            if jacobian:
+                c = min(jac.shape[1], ev.jacobian.shape[1])
                 jac[sel, :c] = ev.jacobian[:, :c]
         return out, jac
 
@@ -371,10 +366,11 @@ class Predictor:
             pred=np.concatenate([em_pred, np.where(ul_sel.pred >= 0, ul_sel.pred + n_em, -1)]),
             point_pred=ul_sel.point_pred + n_em, point_entry=ul_sel.point_entry,
             merged=[replace(m, pred=m.pred + n_em) for m in ul_sel.merged])
-        preds = PredictionArrays.concatenate([em_out, ul_out], self.table.m_coords.shape[1])
+        preds = {f: np.concatenate([getattr(em_out, f), getattr(ul_out, f)]) for f in _STACKED_FIELDS}
+        preds["part_prediction"] = np.concatenate([em_out.part_prediction, ul_out.part_prediction + n_em])
         trace = ForwardTrace(ms, stacked, e, values, expected, jac, jac_expected, selection,
-                             (preds.xsec_fb, preds.ul_obs_fb, preds.ul_exp_fb))
-        return replace(preds, trace=trace)
+                             (preds["xsec_fb"], preds["ul_obs_fb"], preds["ul_exp_fb"]))
+        return PredictionArrays(**preds, trace=trace)
 
     def _lookup(self, ms: ModelArraysBatch, jacobian: bool):
         """The entries of models `ms` (:meth:`entries`) with the values (and Jacobians) of their maps
@@ -707,7 +703,7 @@ class PredictionArrays:
     absent), ``masses`` (UL cluster mass point, GeV, NaN-padded), ``max_condition`` (SModelS'
     largest condition violation, 0 without conditions). ``part_*`` split each prediction's σ by
     txname (entry ``part_prediction`` of the prediction arrays). ``trace``: the forward pass of
-    :meth:`Predictor.evaluate_batch` (None for concatenations)."""
+    :meth:`Predictor.evaluate_batch` (None when built otherwise)."""
 
     model: np.ndarray
     dataset: np.ndarray
@@ -730,14 +726,9 @@ class PredictionArrays:
     def r_exp(self) -> np.ndarray:
         return self.xsec_fb / self.ul_exp_fb
 
-    @staticmethod
-    def concatenate(items: Sequence[PredictionArrays], n_coords: int) -> PredictionArrays:
-        offsets = np.cumsum([0] + [len(x.xsec_fb) for x in items[:-1]])
-        return PredictionArrays(
-            **{f: np.concatenate([getattr(x, f) for x in items])
-               for f in ("model", "dataset", "txname", "xsec_fb", "ul_obs_fb", "ul_exp_fb", "masses",
-                         "part_txname", "part_xsec_fb", "max_condition")},
-            part_prediction=np.concatenate([x.part_prediction + o for x, o in zip(items, offsets)]))
+
+_STACKED_FIELDS = ("model", "dataset", "txname", "xsec_fb", "ul_obs_fb", "ul_exp_fb", "masses", "part_txname",
+                   "part_xsec_fb", "max_condition")  # EM then UL predictions, as they are (no offset to add)
 
 
 def best_expected(predictions: Sequence[Prediction]) -> list[Prediction]:
