@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numba
 import numpy as np
 
 from tdmcmc.models.protomodel.model import Protomodel
@@ -335,16 +336,7 @@ class ContributingRows:
         reach = (e["model"][entry] * n_rows + e["row"][entry]) * n_owners + owner
         code = np.unique(reach)
         key, who = code // n_owners, code % n_owners
-        # candidate pairs: two owners reaching one (model, row), at any distance within its run
-        first, second, at = [], [], []
-        for d in range(1, len(code)):
-            same = key[d:] == key[:-d]
-            if not same.any():
-                break
-            first.append(who[:-d][same])
-            second.append(who[d:][same])
-            at.append(key[d:][same])
-        a, b, at = (np.concatenate(x + [np.zeros(0, np.int64)]) for x in (first, second, at))
+        a, b, at = _run_pairs(key, who)      # candidates: two owners reaching one (model, row)
         keep = allowed(a, b)
         a, b, at = a[keep], b[keep], at[keep]
         needed = _in_sorted(reach, np.sort(np.concatenate([at * n_owners + a, at * n_owners + b])))
@@ -389,6 +381,25 @@ class ContributingRows:
         t = self.predictor.table
         bits = int(np.bitwise_or.reduce(t.el_particles[rows].astype(np.uint64)))
         return frozenset(int(p) for i, p in enumerate(t.particles) if bits >> i & 1)
+
+
+@numba.njit(cache=True)
+def _run_pairs(key: np.ndarray, who: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(who[i], who[j], key[j]) for every i < j in one run of equal values of the sorted `key`."""
+    n_pairs, start = 0, 0
+    for j in range(len(key)):
+        if j and key[j] != key[j - 1]:
+            start = j
+        n_pairs += j - start
+    first, second, at = np.empty(n_pairs, np.int64), np.empty(n_pairs, np.int64), np.empty(n_pairs, np.int64)
+    k, start = 0, 0
+    for j in range(len(key)):
+        if j and key[j] != key[j - 1]:
+            start = j
+        for i in range(start, j):
+            first[k], second[k], at[k] = who[i], who[j], key[j]
+            k += 1
+    return first, second, at
 
 
 def _in_sorted(x: np.ndarray, values: np.ndarray) -> np.ndarray:
