@@ -349,16 +349,12 @@ class ContributingRows:
                ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """The models' matches with a weight > 0 at their √s (:meth:`Predictor.entries`, or the
         trace's) and the (entry, owner) pairs of the owners wanting the entry's (model, txname)."""
-        from tdmcmc.models.protomodel.predictions import _ranges
-
         n_tx = len(self.predictor.table.txnames)
         e = trace.entries if trace is not None else self.predictor.entries(arrays)
         tx_owner = np.asarray(tx_owner, dtype=np.int64)
         wanted = np.asarray(owner_model, dtype=np.int64)[tx_owner] * n_tx + np.asarray(tx, dtype=np.int64)
         by_key = np.argsort(wanted, kind="stable")
-        key = e["model"] * n_tx + e["tx"]
-        lo, hi = np.searchsorted(wanted[by_key], key, "left"), np.searchsorted(wanted[by_key], key, "right")
-        return e, np.repeat(np.arange(len(key)), hi - lo), tx_owner[by_key[_ranges(lo, hi)]]
+        return (e,) + _wanting(e["model"], e["tx"], n_tx, wanted[by_key], tx_owner[by_key])
 
     def _counts(self, e: dict[str, np.ndarray], entry: np.ndarray, trace) -> np.ndarray:
         """Whether each of the `entry` matches counts: ε > 0 (efficiency map) or inside the grid
@@ -381,6 +377,39 @@ class ContributingRows:
         t = self.predictor.table
         bits = int(np.bitwise_or.reduce(t.el_particles[rows].astype(np.uint64)))
         return frozenset(int(p) for i, p in enumerate(t.particles) if bits >> i & 1)
+
+
+@numba.njit(cache=True)
+def _wanting(model: np.ndarray, tx: np.ndarray, n_tx: int, wanted: np.ndarray, owner: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(entry, owner) for every entry of (`model`, `tx`) and every owner whose key in the sorted
+    `wanted` (model · `n_tx` + txname) is the entry's, by entry then by position in `wanted`."""
+    lo, hi = np.zeros(len(model), np.int64), np.zeros(len(model), np.int64)
+    top = wanted[-1] if len(wanted) else -1
+    is_wanted = np.zeros(top + 1, np.bool_)    # most entries are nobody's: skip their search
+    for w in wanted:
+        is_wanted[w] = True
+    for i in range(len(model)):
+        key = model[i] * n_tx + tx[i]
+        if key > top or not is_wanted[key]:
+            continue
+        a, b = 0, len(wanted)                  # the first position with wanted >= key
+        while a < b:
+            m = (a + b) // 2
+            if wanted[m] < key:
+                a = m + 1
+            else:
+                b = m
+        lo[i] = hi[i] = a
+        while hi[i] < len(wanted) and wanted[hi[i]] == key:
+            hi[i] += 1
+    entry, who = np.empty((hi - lo).sum(), np.int64), np.empty((hi - lo).sum(), np.int64)
+    k = 0
+    for i in range(len(model)):
+        for j in range(lo[i], hi[i]):
+            entry[k], who[k] = i, owner[j]
+            k += 1
+    return entry, who
 
 
 @numba.njit(cache=True)
