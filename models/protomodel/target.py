@@ -441,8 +441,9 @@ class LikelihoodTarget:
             arrays, model, np.repeat(np.arange(len(chosen)), bounds[1] - bounds[0]), preds.part_txname[parts],
             lambda a, c: (group[a] == group[c]) & self.graph.adjacency[node[a], node[c]], preds.trace)
         pairs = pairs[np.argsort(model[pairs[:, 0]], kind="stable")]
-        bounds = np.searchsorted(model[pairs[:, 0]], np.arange(len(arrays) + 1))
-        return [node[pairs[lo:hi]] for lo, hi in zip(bounds[:-1], bounds[1:])]
+        bounds = np.searchsorted(model[pairs[:, 0]], np.arange(len(arrays) + 1)).tolist()
+        node_pairs = node[pairs]
+        return [node_pairs[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     # -- stage 3: the compiled graph -------------------------------------------------------------
 
