@@ -334,15 +334,15 @@ class ContributingRows:
         e, entry, owner = self._reach(arrays, owner_model, tx_owner, tx, trace)
         n_rows, n_owners = len(self.predictor.table.match_start) - 1, len(owner_model)
         reach = (e["model"][entry] * n_rows + e["row"][entry]) * n_owners + owner
-        code = np.unique(reach)
+        code = _unique(reach)
         key, who = code // n_owners, code % n_owners
         a, b, at = _run_pairs(key, who)      # candidates: two owners reaching one (model, row)
         keep = allowed(a, b)
         a, b, at = a[keep], b[keep], at[keep]
         needed = _in_sorted(reach, np.sort(np.concatenate([at * n_owners + a, at * n_owners + b])))
-        hit = np.unique(reach[needed][self._counts(e, entry[needed], trace)])
+        hit = _unique(reach[needed][self._counts(e, entry[needed], trace)])
         both = _in_sorted(at * n_owners + a, hit) & _in_sorted(at * n_owners + b, hit)
-        pairs = np.unique(a[both] * n_owners + b[both])
+        pairs = _unique(a[both] * n_owners + b[both])
         return np.stack([pairs // n_owners, pairs % n_owners], axis=1)
 
     def _reach(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray, trace
@@ -410,6 +410,16 @@ def _wanting(model: np.ndarray, tx: np.ndarray, n_tx: int, wanted: np.ndarray, o
             entry[k], who[k] = i, owner[j]
             k += 1
     return entry, who
+
+
+@numba.njit(cache=True)
+def _unique(x: np.ndarray) -> np.ndarray:
+    """np.unique of an integer array in one compiled call (np.unique hashes, then sorts)."""
+    s = np.sort(x)
+    keep = np.ones(len(s), np.bool_)
+    for i in range(1, len(s)):
+        keep[i] = s[i] != s[i - 1]
+    return s[keep]
 
 
 @numba.njit(cache=True)
