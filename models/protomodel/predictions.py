@@ -233,6 +233,11 @@ class Predictor:
         self.br_required = np.array([np.bitwise_or.reduce([bit[parent], *(bit[d] for d in ch if d in bit)])
                                      for parent, ch in table.br_channels], dtype=np.uint64)
         self.channel_required = np.array([bit[abs(a)] | bit[abs(b)] for a, b in table.channels], dtype=np.uint64)
+        self._entry_tables = (table.block_keys, table.block_start, table.el_br, table.el_share, table.el_channel,
+                              float(table.sigmacut), table.el_mask, table.el_gap, float(table.minmassgap),
+                              table.match_start, table.m_txname, self.tx_sqrts, table.el_origin, table.m_coef,
+                              table.m_shape, table.m_cond_bits, table.m_coords, self.tx_map, self.tx_map_exp,
+                              self.tx_is_em)
 
     # -- protomodel -> arrays --------------------------------------------------------------------
 
@@ -292,57 +297,29 @@ class Predictor:
 
     # -- evaluation ------------------------------------------------------------------------------
 
-    def _candidate_rows(self, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(model, row) of the rows whose particles are all present in each model (bitmasks
-        `present`), model by model, rows in table order."""
-        t = self.table
-        return _candidate_rows(t.block_keys, t.block_start, np.asarray(present, dtype=np.uint64))
-
     def element_weights(self, m: ModelArrays, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(active rows, weights (n, n_sqrts) fb) after sigmacut and the compression rule."""
-        _, rows, w = self._element_weights(ModelArraysBatch.of([m]), np.zeros(len(rows), dtype=np.int64), rows)
+        s = ModelArraysBatch.of([m])
+        _, rows, w = _active_rows(s.br, s.xsec, s.masses, np.zeros(len(rows), dtype=np.int64), rows,
+                                  *self._entry_tables[2:9])
         return rows, w
-
-    def _element_weights(self, s: ModelArraysBatch, model: np.ndarray,
-                         rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`element_weights` of rows `rows` of models `model` (indices into `s`): (model,
-        rows, weights) of the active ones."""
-        t = self.table
-        model, rows, w = _weights_above_cut(s.br, s.xsec, model, rows, t.el_br, t.el_share, t.el_channel, t.sigmacut)
-        mask = t.el_mask[rows]
-        compressed = mask.any(axis=1)
-        if compressed.any():
-            gap_idx = t.el_gap[rows[compressed]]
-            valid = gap_idx[..., 0] >= 0
-            masses = s.masses[model[compressed]]
-            gaps = np.where(valid, np.take_along_axis(masses, gap_idx[..., 0], axis=1)
-                            - np.take_along_axis(masses, gap_idx[..., 1], axis=1), np.inf)
-            small = gaps < t.minmassgap
-            full = np.all(small | ~valid, axis=1)
-            if full.any():
-                top = np.max(np.where(valid, gaps, -np.inf), axis=1)
-                small = np.where(full[:, None], gaps < 0.999 * top[:, None], small)
-            ok = np.ones(len(rows), dtype=bool)
-            ok[compressed] = np.all((small == mask[compressed]) | ~valid, axis=1)
-            model, rows, w = model[ok], rows[ok], w[ok]
-        return model, rows, w
 
     def entries(self, ms: Sequence[ModelArrays] | ModelArraysBatch) -> dict[str, np.ndarray]:
         """The matches with a nonzero weight of models `ms`, model by model: ``model`` (index in
         `ms`), ``tx``, ``weight`` (fb, at the txname's √s), ``origin``, ``coef``, ``shape``, ``bits``
         (condition elements), ``row`` (table row), ``sqrts`` (index), ``coords`` (particle index per
         map column, -1 pad) and ``points`` (GeV, map column order, 0 pad)."""
-        t = self.table
-        s = ms if isinstance(ms, ModelArraysBatch) else ModelArraysBatch.of(ms)
-        model, rows = self._candidate_rows(s.present)
-        model, rows, w = self._element_weights(s, model, rows)
-        idx, local, sqrts, weight = _matches(rows, w, t.match_start, t.m_txname, self.tx_sqrts)
-        tx = t.m_txname[idx]
-        model, rows = model[local], rows[local]
-        coords = t.m_coords[idx].astype(np.int64)
-        return {"model": model, "tx": tx, "weight": weight, "origin": t.el_origin[rows], "coef": t.m_coef[idx],
-                "shape": t.m_shape[idx].astype(np.int64), "bits": t.m_cond_bits[idx], "row": rows, "sqrts": sqrts,
-                "coords": coords, "points": _points(s.masses, model, coords)}
+        return self._entries(ms if isinstance(ms, ModelArraysBatch) else ModelArraysBatch.of(ms))[0]
+
+    def _entries(self, s: ModelArraysBatch) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`entries` (one compiled call) and the map queries they make: map rows (the
+        txnames' maps of every entry, then the expected-UL maps of the UL entries `ul`) and their
+        points (GeV; ``entries["points"]`` is the first part)."""
+        model, tx, weight, origin, coef, shape, bits, rows, sqrts, coords, q_rows, q_points, ul = _entries_kernel(
+            np.asarray(s.present, dtype=np.uint64), s.br, s.xsec, s.masses, *self._entry_tables)
+        e = {"model": model, "tx": tx, "weight": weight, "origin": origin, "coef": coef, "shape": shape, "bits": bits,
+             "row": rows, "sqrts": sqrts, "coords": coords, "points": q_points[:len(tx)]}
+        return e, q_rows, q_points, ul
 
     def evaluate_batch(self, models: Sequence[Protomodel | ModelArrays], jacobian: bool = False) -> PredictionArrays:
         """Predictions of several protomodels as flat arrays: every step vectorised over the whole
@@ -355,19 +332,7 @@ class Predictor:
         stacked = ModelArraysBatch.of(ms)
         e, values, expected, jac, jac_expected = self._lookup(stacked, jacobian)
         e["index"] = np.arange(len(e["tx"]))
-        is_em = self.tx_is_em[e["tx"]]
-        ul = np.flatnonzero(~is_em & ~np.isnan(values))
-        em = np.flatnonzero(is_em & (np.abs(values) >= EFF_ZERO))  # NaN ε counts as 0: dropped
-        em_out, em_entry, em_pred = self._em(e, em, e["weight"][em] * values[em])
-        ul_out, ul_sel = self._ul(e, ul, values, expected)
-        n_em = len(em_out.xsec_fb)
-        selection = Selection(
-            entry=np.concatenate([em_entry, ul_sel.entry]),
-            pred=np.concatenate([em_pred, np.where(ul_sel.pred >= 0, ul_sel.pred + n_em, -1)]),
-            point_pred=ul_sel.point_pred + n_em, point_entry=ul_sel.point_entry,
-            merged=[replace(m, pred=m.pred + n_em) for m in ul_sel.merged])
-        preds = {f: np.concatenate([getattr(em_out, f), getattr(ul_out, f)]) for f in _STACKED_FIELDS}
-        preds["part_prediction"] = np.concatenate([em_out.part_prediction, ul_out.part_prediction + n_em])
+        preds, selection = self._predictions(e, values, expected)
         trace = ForwardTrace(ms, stacked, e, values, expected, jac, jac_expected, selection,
                              (preds["xsec_fb"], preds["ul_obs_fb"], preds["ul_exp_fb"]))
         return PredictionArrays(**preds, trace=trace)
@@ -375,11 +340,9 @@ class Predictor:
     def _lookup(self, ms: ModelArraysBatch, jacobian: bool):
         """The entries of models `ms` (:meth:`entries`) with the values (and Jacobians) of their maps
         and of the expected-limit maps of the UL entries (NaN, zero for EM), in one interpolator call."""
-        e = self.entries(ms)
-        tx, n = e["tx"], len(e["tx"])
-        ul = np.flatnonzero(~self.tx_is_em[tx])
-        both, jac = self.interps.evaluate_with_jacobian(np.concatenate([self.tx_map[tx], self.tx_map_exp[tx[ul]]]),
-                                                        np.concatenate([e["points"], e["points"][ul]]), jacobian)
+        e, q_rows, q_points, ul = self._entries(ms)
+        both, jac = self.interps.evaluate_with_jacobian(q_rows, q_points, jacobian)
+        n = len(e["tx"])
         expected = np.full(n, np.nan)
         expected[ul] = both[n:]
         jac_expected = None
@@ -397,50 +360,52 @@ class Predictor:
         """:meth:`predict` for several protomodels, interpolating all of them together."""
         return self.to_predictions(self.evaluate_batch(models), len(models))
 
-    def _em(self, e: dict[str, np.ndarray], em: np.ndarray,
-            w: np.ndarray) -> tuple[PredictionArrays, np.ndarray, np.ndarray]:
-        """EM signal regions of entries `em` of `e` with weights·ε `w`: the predictions, the selected
-        entries (``e["index"]``) and their prediction (-1: below the cut)."""
-        tx = e["tx"][em]
-        dataset = self.tx_dataset[tx]
-        first = _first_of_max(np.stack([e["model"][em], e["origin"][em], dataset]), w)
-        entry = em[first]
-        model, dataset, tx = e["model"][entry], dataset[first], tx[first]
-        pred_model, pred_dataset, xsec, part_prediction, part_tx, part_xsec, entry_pred = _em_sums(
-            model, dataset, tx, e["coef"][entry] * w[first], len(self.arrays.dataset_id), len(self.table.txnames),
-            MIN_PREDICTION_FB)
-        n = len(xsec)
-        max_condition = self._max_conditions(n, entry_pred, tx, w[first], e["bits"][entry])
-        return PredictionArrays(
-            model=pred_model, dataset=pred_dataset, txname=np.full(n, -1), xsec_fb=xsec,
-            ul_obs_fb=self.arrays.upper_limit[pred_dataset], ul_exp_fb=self.arrays.expected_upper_limit[pred_dataset],
-            masses=np.full((n, self.table.m_coords.shape[1]), np.nan),
-            part_prediction=part_prediction, part_txname=part_tx, part_xsec_fb=part_xsec,
-            max_condition=max_condition), e["index"][entry], entry_pred
+    def _predictions(self, e: dict[str, np.ndarray], values: np.ndarray,
+                     expected: np.ndarray) -> tuple[dict[str, np.ndarray], Selection]:
+        """The flat predictions (EM signal regions, then UL clusters) of entries `e` with the values
+        of their maps (ε or observed UL) and expected ULs, and which entries make them (entries
+        ``e["index"]``). Compiled except the merging of UL clusters of different masses."""
+        em = _em_stage(e["model"], e["origin"], e["tx"], e["weight"], e["coef"], values, self.tx_is_em, self.tx_dataset,
+                       len(self.arrays.dataset_id), len(self.table.txnames), EFF_ZERO, MIN_PREDICTION_FB)
+        sel, groups, g_of, g_weight, g_xsec, g_ul, g_exp, owner, single, group_pred, cat = _ul_stage(
+            e["model"], e["origin"], e["tx"], e["weight"], e["coef"], e["shape"], e["points"], values, expected,
+            self.tx_is_em)
+        merged = []
+        if not single.all():
+            cat, one_point, merged = self._merge_clusters(groups, g_weight, g_xsec, g_ul, g_exp, owner, single,
+                                                          group_pred, cat)
+        else:
+            one_point = single
+        (model, dataset, txname, xsec, ul_obs, ul_exp, masses, part_prediction, part_txname, part_xsec, entry, pred,
+         point_pred, point_entry, cond_weight, conditions, keep, renumber) = _join(
+            *em, self.arrays.upper_limit, self.arrays.expected_upper_limit, *cat, group_pred, one_point, g_of, sel,
+            e["weight"], e["tx"], self.tx_ncoords, self.tx_dataset, self.tx_has_conditions, MIN_PREDICTION_FB)
+        n_em = len(em[2])
+        max_condition = (self._max_conditions(len(xsec), pred, e["tx"][entry], cond_weight, e["bits"][entry])
+                         if conditions else np.zeros(len(xsec)))
+        g_points = groups[:, 3:]
+        selection = Selection(
+            entry=e["index"][entry], pred=pred, point_pred=point_pred, point_entry=e["index"][point_entry],
+            merged=[MergedCluster(int(renumber[k]) + n_em, t, [e["index"][sel[g_of == g]] for g in gs], g_weight[gs],
+                                  g_points[gs, :int(self.tx_ncoords[t])], avg)
+                    for k, t, gs, avg in merged if keep[k]])
+        preds = {"model": model, "dataset": dataset, "txname": txname, "xsec_fb": xsec, "ul_obs_fb": ul_obs,
+                 "ul_exp_fb": ul_exp, "masses": masses, "part_prediction": part_prediction, "part_txname": part_txname,
+                 "part_xsec_fb": part_xsec, "max_condition": max_condition}
+        return preds, selection
 
-    def _ul(self, e: dict[str, np.ndarray], ul: np.ndarray, values: np.ndarray,
-            expected: np.ndarray) -> tuple[PredictionArrays, Selection]:
-        """UL clusters of entries `ul` of `e` (limits `values`, `expected` at the points of `e`): the
-        predictions and which entries make them (:class:`Selection`, entries ``e["index"]``, UL-local
-        numbering)."""
-        first = _first_of_max(np.stack([e["model"][ul], e["origin"][ul], e["tx"][ul]]), e["weight"][ul])
-        sel = ul[first]
-        tx, weight = e["tx"][sel], e["weight"][sel]
-        key = np.column_stack([e["model"][sel], tx, e["shape"][sel], e["points"][sel]]).astype(float)
-        groups, g_of = _unique_rows(key)
-        g_weight, g_xsec, g_ul, g_exp, owner, single = _ul_groups(groups, g_of, weight, e["coef"][sel], values[sel],
-                                                                  expected[sel])
-        n_g = len(groups)
+    def _merge_clusters(self, groups, g_weight, g_xsec, g_ul, g_exp, owner, single, group_pred, cat):
+        """The UL clusters of the (model, txname)s with several mass points (``single`` False;
+        :meth:`_clusters`), after the single ones `cat` (model, txname, σ, UL, expected UL, point):
+        all clusters, whether each group makes a prediction at its own point, and the merged ones
+        (prediction, txname, groups, mean point). Numbers the groups' predictions in `group_pred`."""
         g_model, g_tx, g_shape = groups[:, 0].astype(np.int64), groups[:, 1].astype(np.int64), groups[:, 2]
         g_points = groups[:, 3:]
-        n_single = int(single.sum())
-        group_pred = np.full(n_g, -1)
-        group_pred[single] = np.arange(n_single)
         one_point = single.copy()               # the group makes a prediction at its own point
         merged = []
-        out: dict[str, list] = {"model": [], "tx": [], "xsec": [], "ul": [], "exp": [], "points": []}
-        next_pred = n_single
-        for o in (np.unique(owner[~single]) if n_single < n_g else ()):
+        out: list[list] = [[] for _ in cat]  # model, tx, xsec, ul, exp, points
+        next_pred = int(single.sum())
+        for o in np.unique(owner[~single]):
             members = np.flatnonzero(owner == o)
             t = int(g_tx[members[0]])
             for members_sel, avg, value, expected_ul in self._clusters(t, g_weight[members], g_shape[members],
@@ -451,39 +416,13 @@ class Predictor:
                 else:
                     merged.append((next_pred, t, members[members_sel], avg))
                 next_pred += 1
-                out["model"].append(g_model[members[0]])
-                out["tx"].append(t)
-                out["xsec"].append(g_xsec[members][members_sel].sum())
-                out["ul"].append(value)
-                out["exp"].append(np.nan if expected_ul is None else expected_ul)
                 full = np.zeros(g_points.shape[1])
                 full[:len(avg)] = avg
-                out["points"].append(full)
-        cat = {"model": g_model[single], "tx": g_tx[single], "xsec": g_xsec[single], "ul": g_ul[single],
-               "exp": g_exp[single], "points": g_points[single]}
-        if out["tx"]:
-            cat = {k: np.concatenate([v, np.array(out[k], dtype=v.dtype)]) for k, v in cat.items()}
-        keep = cat["xsec"] >= MIN_PREDICTION_FB
-        tx_kept = cat["tx"][keep]
-        n = len(tx_kept)
-        masses = np.full((n, self.table.m_coords.shape[1]), np.nan)
-        masses[:, :cat["points"].shape[1]] = cat["points"][keep]
-        masses[np.arange(masses.shape[1]) >= self.tx_ncoords[tx_kept][:, None]] = np.nan  # narrower maps
-        renumber, entry_pred, final, first_entry = _ul_renumber(keep, group_pred, g_of)
-        max_condition = self._max_conditions(n, entry_pred, tx, weight, e["bits"][sel])
-        index = e["index"][sel]
-        point = np.flatnonzero(one_point & (final >= 0))
-        selection = Selection(
-            entry=index, pred=entry_pred, point_pred=final[point], point_entry=index[first_entry[point]],
-            merged=[MergedCluster(int(renumber[k]), t, [index[g_of == g] for g in gs],
-                                  g_weight[gs], g_points[gs, :int(self.tx_ncoords[t])], avg)
-                    for k, t, gs, avg in merged if keep[k]])
-        xsec = cat["xsec"][keep]
-        return PredictionArrays(
-            model=cat["model"][keep], dataset=self.tx_dataset[tx_kept], txname=tx_kept, xsec_fb=xsec,
-            ul_obs_fb=cat["ul"][keep], ul_exp_fb=cat["exp"][keep], masses=masses,
-            part_prediction=np.arange(n), part_txname=tx_kept, part_xsec_fb=xsec,
-            max_condition=max_condition), selection
+                for column, x in zip(out, (g_model[members[0]], t, g_xsec[members][members_sel].sum(), value,
+                                           np.nan if expected_ul is None else expected_ul, full)):
+                    column.append(x)
+        cat = tuple(np.concatenate([v, np.array(x, dtype=v.dtype)]) for v, x in zip(cat, out))
+        return cat, one_point, merged
 
     def _max_conditions(self, n: int, entry_pred: np.ndarray, tx: np.ndarray, weight: np.ndarray,
                         bits: np.ndarray) -> np.ndarray:
@@ -790,12 +729,6 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return offsets + np.arange(total)
 
 
-def _unique_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(key, axis=0, return_inverse=True)`` of a 2-D float array without NaN (the same
-    sorted rows and inverse; equal rows keep their first one in a stable sort)."""
-    return _unique_rows_kernel(np.ascontiguousarray(key, dtype=np.float64))
-
-
 @numba.njit(cache=True)
 def _row_less(key, a, b):
     for c in range(key.shape[1]):
@@ -806,6 +739,8 @@ def _row_less(key, a, b):
 
 @numba.njit(cache=True)
 def _unique_rows_kernel(key):
+    """``np.unique(key, axis=0, return_inverse=True)`` of a 2-D float array without NaN (the same
+    sorted rows and inverse; equal rows keep their first one in a stable sort)."""
     n = key.shape[0]
     order = np.arange(n)
     buffer = np.empty(n, dtype=np.int64)
@@ -846,14 +781,10 @@ def _unique_rows_kernel(key):
     return rows, inverse
 
 
-def _first_of_max(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Indices of one entry per distinct key column (non-negative integers): the largest weight,
-    the first on ties; in key order. Weights must not be NaN."""
-    return _first_of_max_kernel(np.ascontiguousarray(keys, dtype=np.int64), np.ascontiguousarray(weight, dtype=np.float64))
-
-
 @numba.njit(cache=True)
 def _first_of_max_kernel(keys, weight):
+    """Indices of one entry per distinct key column (non-negative integers (k, n)): the largest
+    weight, the first on ties; in key order. Weights must not be NaN."""
     n = weight.size
     key = np.zeros(n, dtype=np.int64)
     for r in range(keys.shape[0]):  # mixed radix: one int64 per key column
@@ -1079,6 +1010,235 @@ def _points(masses, model, coords):
             if coords[i, c] >= 0:
                 out[i, c] = masses[model[i], coords[i, c]]
     return out
+
+
+@numba.njit(cache=True)
+def _compression_kept(masses, model, rows, el_mask, el_gap, minmassgap):
+    """Whether each mass-compressed row's set of compressed decays (``el_mask``) is the one the
+    masses select: the mass gaps ``el_gap`` below `minmassgap` GeV, or, when every gap is below it,
+    those below 0.999 × the largest (NaN largest if a gap is NaN, as ``np.max``); rows without
+    compressed decays pass."""
+    n, k = len(rows), el_mask.shape[1]
+    ok = np.ones(n, dtype=np.bool_)
+    gaps = np.empty(k)
+    small = np.empty(k, dtype=np.bool_)
+    for i in range(n):
+        r = rows[i]
+        compressed = False
+        for j in range(k):
+            compressed |= el_mask[r, j]
+        if not compressed:
+            continue
+        full = True
+        for j in range(k):
+            a, b = el_gap[r, j, 0], el_gap[r, j, 1]
+            gaps[j] = masses[model[i], a] - masses[model[i], b] if a >= 0 else np.inf
+            small[j] = gaps[j] < minmassgap
+            full &= small[j] or a < 0
+        if full:
+            top = -np.inf
+            for j in range(k):
+                if el_gap[r, j, 0] >= 0:
+                    top = np.nan if gaps[j] != gaps[j] or top != top else max(top, gaps[j])
+            for j in range(k):
+                small[j] = gaps[j] < 0.999 * top
+        for j in range(k):
+            if el_gap[r, j, 0] >= 0 and small[j] != el_mask[r, j]:
+                ok[i] = False
+    return ok
+
+
+@numba.njit(cache=True)
+def _active_rows(br, xsec, masses, model, rows, el_br, el_share, el_channel, sigmacut, el_mask, el_gap, minmassgap):
+    """(model, rows, weights (n, n_sqrts) fb) of the rows of models `model` that pass sigmacut
+    (:func:`_weights_above_cut`) and the compression rule (:func:`_compression_kept`)."""
+    model, rows, w = _weights_above_cut(br, xsec, model, rows, el_br, el_share, el_channel, sigmacut)
+    ok = _compression_kept(masses, model, rows, el_mask, el_gap, minmassgap)
+    return model[ok], rows[ok], w[ok]
+
+
+@numba.njit(cache=True)
+def _entries_kernel(present, br, xsec, masses, block_keys, block_start, el_br, el_share, el_channel, sigmacut,
+                    el_mask, el_gap, minmassgap, match_start, m_txname, tx_sqrts, el_origin, m_coef, m_shape,
+                    m_cond_bits, m_coords, tx_map, tx_map_exp, tx_is_em):
+    """:meth:`Predictor.entries` of models with bitmasks `present`: (model, tx, weight, origin,
+    coef, shape, bits, row, sqrts, coords) per match, then the map queries: rows (the txnames' maps,
+    then the expected-UL maps of the UL entries) and points (n + n_ul, C) GeV, and the UL entries."""
+    model, rows = _candidate_rows(block_keys, block_start, present)
+    model, rows, w = _active_rows(br, xsec, masses, model, rows, el_br, el_share, el_channel, sigmacut, el_mask, el_gap,
+                                  minmassgap)
+    idx, local, sqrts, weight = _matches(rows, w, match_start, m_txname, tx_sqrts)
+    n, n_coords = len(idx), m_coords.shape[1]
+    tx = m_txname[idx]
+    model, rows = model[local], rows[local]
+    coords = np.empty((n, n_coords), dtype=np.int64)
+    shape = np.empty(n, dtype=np.int64)
+    n_ul = 0
+    for i in range(n):
+        for c in range(n_coords):
+            coords[i, c] = m_coords[idx[i], c]
+        shape[i] = m_shape[idx[i]]
+        n_ul += not tx_is_em[tx[i]]
+    ul = np.empty(n_ul, dtype=np.int64)
+    q_rows = np.empty(n + n_ul, dtype=np.int64)
+    q_points = np.empty((n + n_ul, n_coords))
+    q_points[:n] = _points(masses, model, coords)
+    k = 0
+    for i in range(n):
+        q_rows[i] = tx_map[tx[i]]
+        if not tx_is_em[tx[i]]:
+            ul[k] = i
+            q_rows[n + k] = tx_map_exp[tx[i]]
+            q_points[n + k] = q_points[i]
+            k += 1
+    return (model, tx, weight, el_origin[rows], m_coef[idx], shape, m_cond_bits[idx], rows, sqrts, coords, q_rows,
+            q_points, ul)
+
+
+@numba.njit(cache=True)
+def _em_stage(model, origin, tx, weight, coef, values, tx_is_em, tx_dataset, n_datasets, n_tx, eff_zero, cut):
+    """The EM signal regions of the entries (ε `values`; |ε| < `eff_zero` or NaN dropped): per
+    (model, related family, dataset) the entry of largest σ·BR·ε (:func:`_first_of_max_kernel`),
+    summed per dataset (:func:`_em_sums`). Returns the predictions' (model, dataset, σ), their
+    parts (prediction, txname, σ), the selected entries, their prediction and σ·BR·ε."""
+    n = len(tx)
+    em = np.empty(n, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        if tx_is_em[tx[i]] and abs(values[i]) >= eff_zero:
+            em[k] = i
+            k += 1
+    em = em[:k]
+    w = weight[em] * values[em]
+    keys = np.empty((3, k), dtype=np.int64)
+    for j in range(k):
+        keys[0, j], keys[1, j], keys[2, j] = model[em[j]], origin[em[j]], tx_dataset[tx[em[j]]]
+    first = _first_of_max_kernel(keys, w)
+    entry = em[first]
+    w_first = w[first]
+    pred_model, pred_dataset, xsec, part_prediction, part_tx, part_xsec, entry_pred = _em_sums(
+        model[entry], keys[2][first], tx[entry], coef[entry] * w_first, n_datasets, n_tx, cut)
+    return pred_model, pred_dataset, xsec, part_prediction, part_tx, part_xsec, entry, entry_pred, w_first
+
+
+@numba.njit(cache=True)
+def _ul_stage(model, origin, tx, weight, coef, shape, points, values, expected, tx_is_em):
+    """The UL entries with a limit: per (model, related family, txname) the one of largest σ·BR
+    (``sel``), grouped by identical (model, txname, shape, point) (sorted rows ``groups``, entry j
+    of `sel` in group ``g_of[j]``), with the groups' sums and limits (:func:`_ul_groups`). The
+    groups alone in their (model, txname) are predictions at their point, numbered in group order
+    (``group_pred``, -1 for the others) with their (model, txname, σ, UL, expected UL, point)."""
+    n = len(tx)
+    ul = np.empty(n, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        if not tx_is_em[tx[i]] and values[i] == values[i]:
+            ul[k] = i
+            k += 1
+    ul = ul[:k]
+    keys = np.empty((3, k), dtype=np.int64)
+    for j in range(k):
+        keys[0, j], keys[1, j], keys[2, j] = model[ul[j]], origin[ul[j]], tx[ul[j]]
+    sel = ul[_first_of_max_kernel(keys, weight[ul])]
+    m, n_coords = len(sel), points.shape[1]
+    key = np.empty((m, 3 + n_coords))
+    for j in range(m):
+        key[j, 0], key[j, 1], key[j, 2] = model[sel[j]], tx[sel[j]], shape[sel[j]]
+        for c in range(n_coords):
+            key[j, 3 + c] = points[sel[j], c]
+    groups, g_of = _unique_rows_kernel(key)
+    g_weight, g_xsec, g_ul, g_exp, owner, single = _ul_groups(groups, g_of, weight[sel], coef[sel], values[sel],
+                                                              expected[sel])
+    n_g = len(groups)
+    group_pred = np.full(n_g, -1, dtype=np.int64)
+    n_single = 0
+    for g in range(n_g):
+        if single[g]:
+            group_pred[g] = n_single
+            n_single += 1
+    c_model = np.empty(n_single, dtype=np.int64)
+    c_tx = np.empty(n_single, dtype=np.int64)
+    c_xsec = np.empty(n_single)
+    c_ul = np.empty(n_single)
+    c_exp = np.empty(n_single)
+    c_points = np.empty((n_single, n_coords))
+    for g in range(n_g):
+        p = group_pred[g]
+        if p >= 0:
+            c_model[p], c_tx[p], c_xsec[p], c_ul[p], c_exp[p] = groups[g, 0], groups[g, 1], g_xsec[g], g_ul[g], g_exp[g]
+            c_points[p] = groups[g, 3:]
+    return (sel, groups, g_of, g_weight, g_xsec, g_ul, g_exp, owner, single, group_pred,
+            (c_model, c_tx, c_xsec, c_ul, c_exp, c_points))
+
+
+@numba.njit(cache=True)
+def _join(em_model, em_dataset, em_xsec, em_part_prediction, em_part_tx, em_part_xsec, em_entry, em_pred, em_weight,
+          upper_limit, expected_upper_limit, c_model, c_tx, c_xsec, c_ul, c_exp, c_points, group_pred, one_point, g_of,
+          sel, weight, tx, tx_ncoords, tx_dataset, tx_has_conditions, cut):
+    """The flat predictions: the EM ones (:func:`_em_stage`), then the UL clusters (model, txname,
+    σ, UL, expected UL, point) above `cut` fb, with the UL maps' unused columns NaN; the selected
+    entries and their prediction; the UL predictions at one group's point with that group's first
+    entry; each selected entry's condition weight (σ·BR·ε or σ·BR); whether a selected entry with a
+    prediction has conditions; which clusters are kept and their UL-local numbers."""
+    n_em, n_sel_em = len(em_xsec), len(em_entry)
+    keep = np.empty(len(c_xsec), dtype=np.bool_)
+    for k in range(len(c_xsec)):
+        keep[k] = c_xsec[k] >= cut
+    renumber, entry_pred, final, first_entry = _ul_renumber(keep, group_pred, g_of)
+    n_ul = renumber[-1] + 1 if len(renumber) else 0
+    n, n_coords = n_em + n_ul, c_points.shape[1]
+    model = np.empty(n, dtype=np.int64)
+    dataset = np.empty(n, dtype=np.int64)
+    txname = np.empty(n, dtype=np.int64)
+    xsec = np.empty(n)
+    ul_obs = np.empty(n)
+    ul_exp = np.empty(n)
+    masses = np.full((n, n_coords), np.nan)
+    for p in range(n_em):
+        model[p], dataset[p], txname[p], xsec[p] = em_model[p], em_dataset[p], -1, em_xsec[p]
+        ul_obs[p], ul_exp[p] = upper_limit[em_dataset[p]], expected_upper_limit[em_dataset[p]]
+    p = n_em
+    for k in range(len(c_xsec)):
+        if keep[k]:
+            t = c_tx[k]
+            model[p], dataset[p], txname[p], xsec[p] = c_model[k], tx_dataset[t], t, c_xsec[k]
+            ul_obs[p], ul_exp[p] = c_ul[k], c_exp[k]
+            for c in range(min(tx_ncoords[t], n_coords)):
+                masses[p, c] = c_points[k, c]
+            p += 1
+    n_parts = len(em_part_xsec) + n_ul
+    part_prediction = np.empty(n_parts, dtype=np.int64)
+    part_txname = np.empty(n_parts, dtype=np.int64)
+    part_xsec = np.empty(n_parts)
+    part_prediction[:len(em_part_xsec)] = em_part_prediction
+    part_txname[:len(em_part_xsec)] = em_part_tx
+    part_xsec[:len(em_part_xsec)] = em_part_xsec
+    for j in range(n_ul):
+        q = len(em_part_xsec) + j
+        part_prediction[q], part_txname[q], part_xsec[q] = n_em + j, txname[n_em + j], xsec[n_em + j]
+    n_sel = n_sel_em + len(sel)
+    entry = np.empty(n_sel, dtype=np.int64)
+    pred = np.empty(n_sel, dtype=np.int64)
+    cond_weight = np.empty(n_sel)
+    entry[:n_sel_em], pred[:n_sel_em], cond_weight[:n_sel_em] = em_entry, em_pred, em_weight
+    for j in range(len(sel)):
+        q = n_sel_em + j
+        entry[q], pred[q], cond_weight[q] = sel[j], entry_pred[j] + n_em if entry_pred[j] >= 0 else -1, weight[sel[j]]
+    conditions = False
+    for j in range(n_sel):
+        conditions |= pred[j] >= 0 and tx_has_conditions[tx[entry[j]]]
+    n_points = 0
+    for g in range(len(final)):
+        n_points += one_point[g] and final[g] >= 0
+    point_pred = np.empty(n_points, dtype=np.int64)
+    point_entry = np.empty(n_points, dtype=np.int64)
+    j = 0
+    for g in range(len(final)):
+        if one_point[g] and final[g] >= 0:
+            point_pred[j], point_entry[j] = final[g] + n_em, sel[first_entry[g]]
+            j += 1
+    return (model, dataset, txname, xsec, ul_obs, ul_exp, masses, part_prediction, part_txname, part_xsec, entry, pred,
+            point_pred, point_entry, cond_weight, conditions, keep, renumber)
 
 
 def _interpolator_cache_dir() -> Path:

@@ -29,10 +29,10 @@ def test_first_of_max_matches_numpy(seed):
     n = int(rng.integers(1, 400))
     keys = rng.integers(0, [[3], [5], [4]], size=(3, n))
     weight = rng.integers(0, 4, size=n).astype(float)  # many ties
-    got = P._first_of_max(keys, weight)
+    got = P._first_of_max_kernel(keys, weight)
     np.testing.assert_array_equal(got, _first_of_max_reference(keys, weight))
     assert len(got) == len({tuple(c) for c in keys.T})
-    assert len(P._first_of_max(np.zeros((3, 0), dtype=np.int64), np.zeros(0))) == 0
+    assert len(P._first_of_max_kernel(np.zeros((3, 0), dtype=np.int64), np.zeros(0))) == 0
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -40,7 +40,7 @@ def test_unique_rows_matches_numpy(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 300))
     key = rng.integers(0, 3, size=(n, 5)).astype(float) * rng.choice([1.0, 0.5, 250.0], size=5)
-    rows, inverse = P._unique_rows(key)
+    rows, inverse = P._unique_rows_kernel(key)
     ref_rows, ref_inverse = np.unique(key, axis=0, return_inverse=True)
     np.testing.assert_array_equal(rows, ref_rows)
     np.testing.assert_array_equal(inverse, ref_inverse.ravel())
@@ -66,3 +66,40 @@ def test_em_sums_match_unique_and_bincount(seed):
                 np.where(keep[pred_inv[part_inv]], renumber[pred_inv[part_inv]], -1))
     for a, b in zip(got, expected):
         np.testing.assert_array_equal(a, b)
+
+
+def _compression_kept_reference(masses, model, rows, el_mask, el_gap, minmassgap):
+    """The numpy formulation the kernel replaced (Predictor._element_weights before it was compiled)."""
+    mask = el_mask[rows]
+    compressed = mask.any(axis=1)
+    ok = np.ones(len(rows), dtype=bool)
+    if compressed.any():
+        gap_idx = el_gap[rows[compressed]]
+        valid = gap_idx[..., 0] >= 0
+        m = masses[model[compressed]]
+        gaps = np.where(valid, np.take_along_axis(m, gap_idx[..., 0], axis=1)
+                        - np.take_along_axis(m, gap_idx[..., 1], axis=1), np.inf)
+        small = gaps < minmassgap
+        full = np.all(small | ~valid, axis=1)
+        if full.any():
+            top = np.max(np.where(valid, gaps, -np.inf), axis=1)
+            small = np.where(full[:, None], gaps < 0.999 * top[:, None], small)
+        ok[compressed] = np.all((small == mask[compressed]) | ~valid, axis=1)
+    return ok
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_compression_kept_matches_numpy(seed):
+    """Gaps near minmassgap and near 0.999 of the largest gap, unused gap slots (-1) and NaN masses."""
+    rng = np.random.default_rng(seed)
+    n_rows, n_models, n_particles, k = 200, 4, 6, 3
+    masses = rng.choice([100.0, 105.0, 109.99, 110.0, 110.01, 115.0, 300.0], size=(n_models, n_particles))
+    masses[rng.random(masses.shape) < 0.05] = np.nan
+    el_gap = rng.integers(0, n_particles, size=(n_rows, k, 2)).astype(np.int16)
+    el_gap[rng.random((n_rows, k)) < 0.3] = -1
+    el_mask = (rng.random((n_rows, k)) < 0.4) & (el_gap[..., 0] >= 0)
+    rows = rng.integers(0, n_rows, 500)
+    model = rng.integers(0, n_models, 500)
+    got = P._compression_kept(masses, model, rows, el_mask, el_gap, 10.0)
+    np.testing.assert_array_equal(got, _compression_kept_reference(masses, model, rows, el_mask, el_gap, 10.0))
+    assert 0 < (~got).sum() and 0 < (got & el_mask[rows].any(axis=1)).sum()  # both decisions exercised
