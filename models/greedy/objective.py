@@ -31,6 +31,7 @@ from typing import Protocol
 import numba
 import numpy as np
 
+from tdmcmc.models.likelihood.prior import CLUSTERINGS, branching_count, is_counted_ssm, ssm_count
 from tdmcmc.models.protomodel.model import Protomodel
 
 R_THRESHOLD = 1.3
@@ -483,8 +484,6 @@ class PaperPrior:
         `channel_xsecs` (B, n_productions): κ × σ at 13 TeV (fb) of each of the space's production
         channels, 0 where a particle is absent or no fit exists; None: from the fits
         (:func:`~tdmcmc.models.protomodel.xsec.cross_sections`)."""
-        from tdmcmc.models.likelihood.prior import n_branchings
-
         n_b, lsp = len(models), self.space.lsp
         if channel_xsecs is None:
             channel_xsecs = np.stack([self.channel_xsecs(m) for m in models]) if n_b else np.zeros((0, 0))
@@ -492,9 +491,9 @@ class PaperPrior:
         brs = [[list(model.decays.get(p, {}).values()) for p in sorted(a - {lsp})] for model, a in zip(models, alive)]
         n_others = max([len(b) for b in brs] + [1])
         width = max([len(v) for b in brs for v in b] + [1])
-        br, br_active = np.zeros((n_b, n_others, width)), np.zeros((n_b, n_others))
+        br, br_active = np.zeros((n_b, n_others, width)), np.zeros((n_b, n_others), bool)
         for b, rows in enumerate(brs):
-            br_active[b, :len(rows)] = 1.0
+            br_active[b, :len(rows)] = True
             for i, values in enumerate(rows):
                 br[b, i, :len(values)] = values
         kappa = np.stack([self._kappas(m.kappas) for m in models]) if n_b else np.zeros((0, len(self._keys)))
@@ -503,7 +502,10 @@ class PaperPrior:
             given[b, [self._pindex.get(p, -1) for p in model.masses]] = True
             living[b, [self._pindex.get(p, -1) for p in a]] = True
         n_particles = np.array([float(len(a)) for a in alive])
-        return self._prior(n_particles, n_branchings(br, br_active).reshape(n_b), given, living, kappa, channel_xsecs)
+        out = _prior_of_counts(n_particles, br.reshape(n_b, -1), np.arange(n_others * width).reshape(n_others, width),
+                               br_active, given, living, kappa, np.arange(len(self._keys)), channel_xsecs,
+                               *self._ssm_layout())
+        return out[0], dict(zip(("n_particles", "n_br", "n_ssm"), out[1:]))
 
     def from_arrays(self, predictor, arrays, channel_xsecs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """As :meth:`__call__`, from the models' table arrays (a
@@ -511,29 +513,12 @@ class PaperPrior:
         from the fits: κ is read from them). A particle's BRs are clustered in the space's channel
         order (:meth:`__call__`: the model's): the same counts unless that order changes which
         BRs open a cluster."""
-        from tdmcmc.models.likelihood.prior import BR_MIN, n_branchings
-
         particle, br_rows, class_channel = self._layout(predictor)
         if not np.all(arrays.fitted):
             raise ValueError("ln π_paper from table arrays needs the models' κ: σ must come from the fits")
-        n_b = len(arrays.masses)
-        bits = np.asarray(arrays.present, dtype=np.uint64)[:, None] >> particle.astype(np.uint64)
-        given = np.zeros((n_b, len(self._pindex) + 1), bool)
-        given[:, :-1] = (bits & np.uint64(1)) > 0
-        living = given.copy()
-        living[:, :-1] &= np.abs(arrays.masses[:, particle]) < 1e5          # False for NaN (absent)
-        br = np.concatenate([arrays.br, np.zeros((n_b, 1))], axis=1)[:, br_rows]       # column -1: padding
-        active = living[:, :-1] & (np.arange(len(particle)) != self._pindex[self.space.lsp])
-        # n_BR = Σ (distinct BRs − 1): only rows with two or more BRs above BR_MIN need the clustering
-        # (BRs ≤ BR_MIN never open a cluster; the others keep their order)
-        counted = br > BR_MIN
-        n_counted = counted.sum(axis=2)
-        b, i = np.nonzero(active & (n_counted >= 2))
-        keep = np.argsort(~counted[b, i], axis=1, kind="stable")[:, :max(int(n_counted.max(initial=0)), 1)]
-        distinct = n_counted * 1.0
-        distinct[b, i] = n_branchings(np.take_along_axis(br[b, i], keep, axis=1)[:, None, :], np.ones((len(b), 1))) + 1.0
-        n_br = np.where(active, distinct - 1.0, 0.0).sum(axis=1)
-        return self._prior(living.sum(axis=1) * 1.0, n_br, given, living, arrays.kappa[:, class_channel], channel_xsecs)
+        out = _prior_of_tables(np.asarray(arrays.present, dtype=np.uint64), arrays.masses, arrays.br, arrays.kappa, channel_xsecs, particle,
+                               self._pindex[self.space.lsp], br_rows, class_channel, *self._ssm_layout())
+        return out[0], dict(zip(("n_particles", "n_br", "n_ssm"), out[1:]))
 
     def _layout(self, predictor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For :meth:`from_arrays`: the table index of each particle of the space, the BR indices of
@@ -549,23 +534,12 @@ class PaperPrior:
             self._layouts[id(predictor)] = (predictor, (particle, br_rows, class_channel))
         return self._layouts[id(predictor)][1]
 
-    def _prior(self, n_particles: np.ndarray, n_br: np.ndarray, given: np.ndarray, living: np.ndarray,
-               kappa: np.ndarray, channel_xsecs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """ln π and counts from the numbers of unfrozen particles and of BRs, particle masks
-        (B, n_particles + 1; column -1: outside the space), κ per class and κ × σ per production
-        channel."""
-        from tdmcmc.models.likelihood.prior import counted_ssms, log_prior_expo1, n_ssm
-
-        n_b = len(given)
-        present = given[:, self._needs[:, 0]] & given[:, self._needs[:, 1]]
-        pair_alive = living[:, self._key_particles[:, 0]] & living[:, self._key_particles[:, 1]]
-        # Σ over each class's channels in the space's order (0 + a + b: padding adds exact zeros)
-        class_xsec = np.concatenate([channel_xsecs, np.zeros((n_b, 1))], axis=1)[:, self._class_channels].sum(axis=2)
-        counted = counted_ssms(kappa, class_xsec, present & pair_alive)
-        counts = {"n_particles": n_particles,
-                  "n_br": n_br,
-                  "n_ssm": n_ssm(kappa, counted, self.clustering).reshape(n_b)}
-        return log_prior_expo1(counts["n_particles"], counts["n_br"], counts["n_ssm"]), counts
+    def _ssm_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """The κ classes' particle pairs (channels present; κ key unfrozen), production channels and
+        the clustering, as the compiled prior takes them."""
+        if self.clustering not in CLUSTERINGS:
+            raise ValueError(f"clustering: expected one of {CLUSTERINGS}, got {self.clustering!r}")
+        return self._needs, self._key_particles, self._class_channels, self.clustering == "bins"
 
     def channel_xsecs(self, model: Protomodel) -> np.ndarray:
         """κ × σ at 13 TeV (fb) of each production channel of the space (0 where absent), from the fits."""
@@ -589,6 +563,74 @@ class PaperPrior:
                     kappa_lookup(self.space, kappas)                 # raises, naming both keys
                 out[k] = float(value)
         return out
+
+
+@numba.njit(cache=True)
+def _prior_of_tables(present: np.ndarray, masses: np.ndarray, br: np.ndarray, kappa: np.ndarray, xsecs: np.ndarray,
+                     particle: np.ndarray, lsp: int, br_rows: np.ndarray, kappa_column: np.ndarray,
+                     needs: np.ndarray, key_particles: np.ndarray, class_channels: np.ndarray, bins: bool) -> np.ndarray:
+    """:meth:`PaperPrior.from_arrays` in one compiled pass: the space's particle `particle[i]` is given
+    if its bit is set in `present` (B,), unfrozen if also |mass| < 1e5 GeV (not NaN); the others'
+    BRs are the table columns `br_rows` (-1: padding). Returns (4, B): ln π, n_particles, n_BR, n_SSM."""
+    n_b, n_p = len(present), len(particle)
+    out = np.empty((4, n_b))
+    given, living = np.zeros((n_b, n_p), np.bool_), np.zeros((n_b, n_p), np.bool_)
+    for b in range(n_b):
+        for i in range(n_p):
+            given[b, i] = (present[b] >> np.uint64(particle[i])) & np.uint64(1) != 0
+            living[b, i] = given[b, i] and abs(masses[b, particle[i]]) < 1e5
+    active = living.copy()
+    active[:, lsp] = False
+    n_particles = living.sum(axis=1) * 1.0
+    _prior_rows(n_particles, br, br_rows, active, given, living, kappa, kappa_column, xsecs, needs, key_particles,
+                class_channels, bins, out)
+    return out
+
+
+@numba.njit(cache=True)
+def _prior_of_counts(n_particles: np.ndarray, br: np.ndarray, br_rows: np.ndarray, br_active: np.ndarray,
+                     given: np.ndarray, living: np.ndarray, kappa: np.ndarray, kappa_column: np.ndarray,
+                     xsecs: np.ndarray, needs: np.ndarray, key_particles: np.ndarray, class_channels: np.ndarray,
+                     bins: bool) -> np.ndarray:
+    """ln π and the counts (4, B) as :func:`_prior_rows` (for :meth:`PaperPrior.__call__`)."""
+    out = np.empty((4, len(n_particles)))
+    _prior_rows(n_particles, br, br_rows, br_active, given, living, kappa, kappa_column, xsecs, needs, key_particles,
+                class_channels, bins, out)
+    return out
+
+
+@numba.njit(cache=True)
+def _prior_rows(n_particles: np.ndarray, br: np.ndarray, br_rows: np.ndarray, br_active: np.ndarray,
+                given: np.ndarray, living: np.ndarray, kappa: np.ndarray, kappa_column: np.ndarray,
+                xsecs: np.ndarray, needs: np.ndarray, key_particles: np.ndarray, class_channels: np.ndarray,
+                bins: bool, out: np.ndarray) -> None:
+    """ln π_paper and its counts into `out` (4, B). Per model b: n_BR sums the BR terms of the
+    particles `br_active[b]`, whose BRs are `br[b, br_rows[i]]` (-1: 0); κ class k has
+    κ = `kappa[b, kappa_column[k]]` and σ = Σ `xsecs[b, class_channels[k]]` (-1: none; at most two
+    channels, so the order of the sum does not matter); it is counted if the particles `needs[k]`
+    are given and `key_particles[k]` unfrozen (masks over the space's particles)."""
+    n_b, n_classes = len(n_particles), len(kappa_column)
+    values = np.zeros(br_rows.shape[1])
+    class_kappa, counted = np.zeros(n_classes), np.zeros(n_classes, np.bool_)
+    for b in range(n_b):
+        n_br = 0.0
+        for i in range(br_rows.shape[0]):
+            if br_active[b, i]:
+                for w in range(br_rows.shape[1]):
+                    values[w] = br[b, br_rows[i, w]] if br_rows[i, w] >= 0 else 0.0
+                n_br += branching_count(values)
+        for k in range(n_classes):
+            xsec = 0.0
+            for c in class_channels[k]:
+                if c >= 0:
+                    xsec += xsecs[b, c]
+            class_kappa[k] = kappa[b, kappa_column[k]]
+            pair = (given[b, needs[k, 0]] and given[b, needs[k, 1]]
+                    and living[b, key_particles[k, 0]] and living[b, key_particles[k, 1]])
+            counted[k] = is_counted_ssm(pair, class_kappa[k], xsec)
+        n_ssm = ssm_count(class_kappa, counted, bins)
+        out[0, b] = -(0.5 * n_particles[b] + 0.25 * n_br + 0.125 * n_ssm)     # log_prior_expo1
+        out[1, b], out[2, b], out[3, b] = n_particles[b], n_br, n_ssm
 
 
 def paper_prior(space, model: Protomodel, clustering: str = "bins") -> tuple[float, dict[str, float]]:

@@ -17,6 +17,11 @@ The functions work on padded arrays with any leading batch axes and on numpy or 
 everywhere and undefined on the jumps. π is not normalised; in the ``paper`` target it multiplies
 a proper reference measure (DESIGN §6). [HEAD]-only penalty factors (missing ATLAS/CMS, extreme κ,
 lepton-flavour democracy) are not part of expo1 and are not included.
+
+:func:`branching_count`, :func:`ssm_count` and :func:`is_counted_ssm` are the same rules for one
+particle / one model, compiled (numba) for the batched prior of the ``paper`` target: the same
+comparisons and float operations in the same order, so the counts and ln π are bit for bit those of
+the array functions (tested).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
+import numba
 import numpy as np
 
 from tdmcmc.models.likelihood.backend import backend_of
@@ -146,3 +152,50 @@ def paper_log_prior(masses: Mapping[int, float], decays: Mapping[int, Mapping[tu
     nssm = float(n_ssm(kappa, counted, clustering)) if keys else 0.0
     counts = {"n_particles": float(len(alive)), "n_br": n_br, "n_ssm": nssm}
     return float(log_prior_expo1(counts["n_particles"], n_br, nssm)), counts
+
+
+@numba.njit(cache=True)
+def _n_openers(values: np.ndarray, valid: np.ndarray, half_rel_tol: float) -> int:
+    """Number of cluster openers of :func:`_greedy_clusters` along one 1-D array (compiled)."""
+    opener = np.zeros(len(values), np.bool_)
+    for k in range(len(values)):
+        if valid[k]:
+            opener[k] = True
+            for j in range(k):
+                if opener[j] and abs(values[k] - values[j]) < half_rel_tol * (values[k] + values[j]):
+                    opener[k] = False
+                    break
+    return opener.sum()
+
+
+@numba.njit(cache=True)
+def branching_count(brs: np.ndarray) -> float:
+    """One unfrozen non-LSP particle's term of n_BR from its BRs (1-D, channel order): the distinct
+    BRs > 1e-5 minus one (compiled :func:`n_branchings`)."""
+    return _n_openers(brs, brs > BR_MIN, BR_REL_TOL) - 1.0
+
+
+@numba.njit(cache=True)
+def is_counted_ssm(pair_active: bool, kappa: float, xsec_fb: float) -> bool:
+    """Whether one κ enters n_SSM (compiled :func:`counted_ssms`)."""
+    return pair_active and kappa > SSM_MIN_KAPPA and xsec_fb >= SSM_MIN_XSEC_FB
+
+
+@numba.njit(cache=True)
+def ssm_count(kappa: np.ndarray, counted: np.ndarray, bins: bool) -> float:
+    """n_SSM of one model from its κ (1-D) and counted flags (compiled :func:`n_ssm`; `bins`: the
+    ``"bins"`` clustering, else ``"relative"``)."""
+    if bins:
+        n_clusters = 0
+        for k in range(len(kappa)):
+            if counted[k]:
+                dup = False
+                for j in range(k):
+                    if counted[j] and abs(np.floor(100.0 * kappa[k]) - np.floor(100.0 * kappa[j])) < 0.5:
+                        dup = True
+                        break
+                n_clusters += not dup
+    else:
+        n_clusters = _n_openers(kappa, counted, SSM_REL_TOL / 2.0)
+    n, n_counted = float(n_clusters), float(counted.sum())
+    return n + 0.1 * (n_counted - n)

@@ -7,8 +7,8 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from tdmcmc.models.likelihood.prior import (counted_ssms, k_statistic, log_prior_expo1,
-                                            n_branchings, n_ssm, paper_log_prior)
+from tdmcmc.models.likelihood.prior import (branching_count, counted_ssms, is_counted_ssm, k_statistic,
+                                            log_prior_expo1, n_branchings, n_ssm, paper_log_prior, ssm_count)
 
 XZ1, XD, XT = 1000022, 1000001, 1000006
 
@@ -114,3 +114,23 @@ def test_pytensor_matches_numpy_batched():
                                    n_ssm(kappa, counted, cl))
         np.testing.assert_allclose(got, expected, rtol=1e-12)
     assert not f(brs, active, kappa, counted)[2].any()                      # piecewise constant
+
+
+def test_compiled_rules_equal_array_forms():
+    """The compiled one-row rules (the batched prior's) give the array functions' counts bit for bit,
+    on values crowding the tolerances, the 1e-5 / 1e-4 / 0.001 fb cuts, bin edges, NaN and inf."""
+    rng = np.random.default_rng(17)
+    brs = rng.choice([0.0, 1e-6, 1e-5, 1.1e-5, 0.2, 0.203, 0.2051, 0.21, 0.3, 0.5, np.nan], size=(3000, 7))
+    np.testing.assert_array_equal([branching_count(b) for b in brs], n_branchings(brs[:, None, :], np.ones((3000, 1))))
+    kappa = rng.choice([1e-4, 1.0001e-4, 0.49, 0.492, 0.4995, 0.5, 0.5005, 0.51, 1.0, 1.02, 1.035, 1.0306,
+                        np.nan, np.inf], size=(3000, 8))
+    xsec = rng.choice([0.0, 0.9e-3, 1e-3, 1.0, np.nan], size=kappa.shape)
+    active = rng.random(kappa.shape) < 0.8
+    counted = counted_ssms(kappa, xsec, active)
+    assert counted.tolist() == [[float(is_counted_ssm(*x)) for x in zip(*row)] for row in zip(active, kappa, xsec)]
+    assert 0.2 < counted.mean() < 0.8
+    for clustering in ("bins", "relative"):
+        expected = n_ssm(kappa, counted, clustering)
+        got = [ssm_count(k, c > 0, clustering == "bins") for k, c in zip(kappa, counted)]
+        assert np.array_equal(got, expected), clustering
+        assert len(set(expected.tolist())) >= 10
