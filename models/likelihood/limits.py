@@ -10,9 +10,11 @@ UL is the 95% quantile of the truncated distribution:
 With z = m/σ_e and u = UL_obs/σ_e the mode condition is k(z) = ln 0.05 + ln Φ(z) − ln Φ(z − u) = 0.
 k is strictly decreasing and convex in z (the inverse Mills ratio is decreasing and convex) and
 runs from +∞ to ln 0.05, so the root is unique and Newton's method converges monotonically from
-the second step on; it stops per value at a step below 1e-10 (1 + |z|), typically after 4–6
-steps, and agrees with scipy's brentq to 1e-9 relative for 1e-3 ≤ u ≤ 1e3 (tested). The gradient
-of z w.r.t. u is the implicit one.
+the second step on; it stops per value at a step below 1e-10 (1 + |z|), typically after 3–6
+steps (a numba kernel, :mod:`.normal_kernels`). z is the root to within the rounding of z and of
+k (tested against scipy's ln Φ); as u → 1e-3 (z ≈ −3000) that rounding alone is ~1e-9 relative.
+The gradient of z w.r.t. u is the implicit one. The PyTensor Op runs the same kernel under the C
+and Python linkers and, compiled into the graph, under PyTensor's Numba linker.
 
 Variants (``UL_VARIANTS``; the ``--ul-likelihood`` choices):
 
@@ -35,15 +37,18 @@ Units: cross sections and ULs in fb, luminosity in fb⁻¹, μ dimensionless. Ev
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
-from scipy import special
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
+from . import normal_kernels
 from .backend import NUMPY, PYTENSOR, log_ndtr
 
 UL_VARIANTS = ("2020", "smodels3")
@@ -52,11 +57,7 @@ SMODELS3_CORR = 0.6
 PAPER_DRMAX = 0.338
 _HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
 _LOG_HALF_PDF = -0.5 * float(np.log(2.0 * np.pi))
-_NEWTON_STEPS = 40
-_NEWTON_RTOL = 1e-10
-_UNIQUE_FROM = 32     # values in one call from which the distinct ones are solved once
 _TINY_XSEC = 1e-300  # fb
-_LOG_ALPHA = float(np.log(0.05))  # 1 − CL
 
 
 def r_value(xsec_fb: Any, ul_fb: Any) -> Any:
@@ -107,61 +108,55 @@ def ul_nll(mu: Any, xsec_fb: Any, ul_obs_fb: Any, ul_exp_fb: Any, lumi_ifb: Any,
 def mode_in_sigmas(u: Any, xp: SimpleNamespace = NUMPY) -> Any:
     """z = m/σ_e solving ln 0.05 + ln Φ(z) − ln Φ(z − u) = 0, for u = UL_obs/σ_e > 0.
 
-    numpy: Newton iterations. PyTensor: the same iterations inside an Op whose gradient is the
-    implicit derivative dz/du = R(z − u) / (R(z − u) − R(z)), R = φ/Φ; a graph of unrolled
-    Newton steps would take minutes to compile for no gain.
+    numpy: Newton iterations (:func:`.normal_kernels.mode_in_sigmas`). PyTensor: the same kernel
+    inside an Op whose gradient is the implicit derivative dz/du = R(z − u) / (R(z − u) − R(z)),
+    R = φ/Φ; a graph of unrolled Newton steps would take minutes to compile for no gain.
     """
     if xp is NUMPY:
-        return _newton_mode(np.asarray(u, dtype=float))
+        return normal_kernels.mode_in_sigmas(np.asarray(u, dtype=float))
     return _MODE_OP(u)
 
 
-def _newton_mode(u: np.ndarray) -> np.ndarray:
-    """Newton's method on the (distinct) values of `u`, each until its step is below
-    ``_NEWTON_RTOL`` (1 + |z|) (at most ``_NEWTON_STEPS`` steps). Typically 4–6 steps; near
-    convergence the rounding of k limits z to ~2e-10 relative (u → 1e-3, where z ≈ −3000)."""
-    # a batch repeats u (e.g. 1.96 padding): solve the distinct values once (np.unique costs ~15 µs,
-    # more than it saves on a few values; each value's iterations are its own either way)
-    values, inverse = np.unique(u, return_inverse=True) if np.size(u) > _UNIQUE_FROM else (np.ravel(u).copy(), None)
-    z = values - 1.96  # exact for u = 1.96 (UL_obs = UL_exp), left of the root for large u
-    todo = np.arange(len(z))
-    for _ in range(_NEWTON_STEPS):
-        zt, ut = z[todo], values[todo]
-        log_cdf, log_cdf_shifted = special.log_ndtr(zt), special.log_ndtr(zt - ut)
-        k = _LOG_ALPHA + log_cdf - log_cdf_shifted
-        step = k / (_mills(zt, NUMPY, log_cdf) - _mills(zt - ut, NUMPY, log_cdf_shifted))
-        z[todo] = zt - step
-        todo = todo[~(np.abs(step) <= _NEWTON_RTOL * (1.0 + np.abs(zt)))]
-        if not todo.size:
-            break
-    return (z if inverse is None else z[inverse]).reshape(np.shape(u))
-
-
 class _ModeInSigmas(Op):
-    """Elementwise z(u) of :func:`mode_in_sigmas` for PyTensor graphs."""
+    """Elementwise z(u) of :func:`mode_in_sigmas` for PyTensor graphs (float64 in and out)."""
 
     __props__ = ()
 
     def make_node(self, u):
         u = pt.as_tensor_variable(u)
+        u = u if u.dtype == "float64" else pt.cast(u, "float64")
         return Apply(self, [u], [u.type()])
 
     def perform(self, node, inputs, outputs):
-        outputs[0][0] = np.asarray(_newton_mode(np.asarray(inputs[0], dtype=float)), dtype=node.outputs[0].dtype)
+        outputs[0][0] = normal_kernels.mode_in_sigmas(inputs[0])
 
     def infer_shape(self, node, shapes):
         return shapes
 
     def pullback(self, inputs, outputs, cotangents):
         (u,), (z,), (g,) = inputs, outputs, cotangents
-        left = _mills(z - u, PYTENSOR)
-        return [g * left / (left - _mills(z, PYTENSOR))]
+        left = _mills(z - u)
+        return [g * left / (left - _mills(z))]
 
 
 _MODE_OP = _ModeInSigmas()
+_KERNELS_VERSION = int.from_bytes(hashlib.sha256(Path(normal_kernels.__file__).read_bytes()).digest()[:7])
 
 
-def _mills(x: Any, xp: SimpleNamespace, log_cdf: Any = None) -> Any:
-    """φ(x)/Φ(x), the inverse Mills ratio (`log_cdf`: ln Φ(x) when already known)."""
-    log_cdf = log_ndtr(x, xp) if log_cdf is None else log_cdf
-    return xp.exp(_LOG_HALF_PDF - 0.5 * x * x - log_cdf)
+@register_funcify_default_op_cache_key(_ModeInSigmas)
+def _numba_mode_in_sigmas(op, node=None, **kwargs):
+    """The Op under PyTensor's Numba linker: the kernel compiled into the graph (no object mode).
+    The cache version is a hash of the kernels' source, so PyTensor's cached graphs, which embed
+    the compiled kernel, are rebuilt when it changes."""
+    kernel = normal_kernels.mode_in_sigmas
+
+    @numba_njit
+    def mode_in_sigmas_numba(u):
+        return kernel(u)
+
+    return mode_in_sigmas_numba, _KERNELS_VERSION
+
+
+def _mills(x: Any) -> Any:
+    """φ(x)/Φ(x), the inverse Mills ratio (PyTensor)."""
+    return pt.exp(_LOG_HALF_PDF - 0.5 * x * x - log_ndtr(x, PYTENSOR))

@@ -75,8 +75,8 @@ def test_mode_and_log_ndtr_against_scipy():
 
 
 def test_mode_of_a_batch_with_repeats_is_the_mode_of_each_value():
-    """The solver works on the distinct values and stops per value: a (3, 4) batch full of the
-    padding value 1.96 gives each element the mode it has alone."""
+    """The solver stops per value and solves runs of equal values once: a (3, 4) batch full of
+    the padding value 1.96 gives each element the mode it has alone."""
     u = np.full((3, 4), 1.96)
     u[0, 1], u[2, 3], u[1, 0] = 0.01, 250.0, 0.01
     alone = np.array([[mode_in_sigmas(np.array([v]))[0] for v in row] for row in u])
