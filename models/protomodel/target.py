@@ -46,12 +46,13 @@ from typing import Any
 import numpy as np
 
 from tdmcmc.errors import UserError
-from tdmcmc.models.greedy.objective import (MISSING_R, MU_MAX_SAFETY, MU_MAX_UNBOUNDED, R_THRESHOLD, PaperScore,
+from tdmcmc.models.greedy.objective import (MU_MAX_SAFETY, MU_MAX_UNBOUNDED, R_THRESHOLD, PaperScore,
                                             ContributingRows, PaperPrior, default_combination_matrix,
                                             paper_prior)
 from tdmcmc.models.likelihood.options import PAPER, LikelihoodChoice
 from tdmcmc.models.protomodel.model import Protomodel
 from tdmcmc.models.protomodel.predictions import ModelArrays, ModelArraysBatch, PredictionArrays, _ranges
+from tdmcmc.models.protomodel.result_columns import VALUE_ROWS, result_columns
 
 SR_SELECTIONS = ("paper", "best-expected", "combined")
 _GRAPH_OUTPUTS = ("K", "Z", "mu_hat", "mu_max", "r_max", "log_prior", "contributions", "grad_signal",
@@ -74,7 +75,9 @@ class ResultInputs:
     ``selected``: 1 where the result has a prediction in the likelihood; ``signal`` the EM signal
     events at μ = 1 or the UL σ×BR (fb); ``n, b, db`` the selected SR's counts (EM);
     ``ul_obs, ul_exp`` (fb), ``lumi`` (fb⁻¹) (UL); ``critic_r`` the critic's largest r of the
-    result (0 without prediction); ``log_prior`` (B,) ln π_paper. Unused entries hold harmless
+    result (0 without prediction), ``critic_choice`` the flat prediction attaining it (UL: the first
+    of largest σ/UL_obs by (dataset, txname); EM: the SR of largest r_exp; -1 without prediction);
+    ``log_prior`` (B,) ln π_paper. Unused entries hold harmless
     values (n = b = db = 1, limits 1) so every branch stays finite. ``clique_members``
     (B, n_groups, C, n_nodes) and ``clique_valid`` (B, n_groups, C): the paper's cliques among the
     predicted results of each state (:meth:`Combiner.paper_cliques`, with the ``hasOverlap`` veto
@@ -115,6 +118,7 @@ class ResultInputs:
     ul_slots: np.ndarray
     slot_members: np.ndarray
     slot_valid: np.ndarray
+    critic_choice: np.ndarray   # (B, n_results) flat prediction attaining critic_r, -1 if none
 
 
 @dataclass(frozen=True)
@@ -280,95 +284,50 @@ class LikelihoodTarget:
         :meth:`Predictor.model_arrays`; when None and needed, those of the predictions' trace, or
         recomputed). `paper` False leaves out what only the ``paper`` function reads (ln π_paper:
         NaN; the state's cliques: none valid), for the ``bayes`` function."""
-        a = self.compiled.arrays
-        n_b, n_r = len(models), self.n_results
-        ds = preds.dataset
-        res = a.dataset_result[ds]
-        em = self._dataset_em[ds]
-        xsec = preds.xsec_fb
-        obs, exp = preds.ul_obs_fb, preds.ul_exp_fb
-        r_obs = np.where(np.isfinite(obs), xsec / np.where(np.isfinite(obs), obs, 1.0), MISSING_R)
-        positive = exp > 0                                         # False for NaN
-        r_exp = np.where(np.isfinite(exp) & positive, xsec / np.where(positive, exp, 1.0), np.nan)
-        # the per-model prediction order: by dataset, then txname (-1 for EM), stable
-        order = np.argsort((preds.model * len(a.dataset_result) + ds) * (len(self.table.txnames) + 1)
-                           + preds.txname + 1, kind="stable")
-
-        # critic: every UL prediction; per EM result the best expected SR (r_obs where no r_exp)
-        critic = np.zeros((n_b, n_r))
-        ul = ~em
-        np.maximum.at(critic, (preds.model[ul], res[ul]), r_obs[ul])
-        em_key = np.where(np.isnan(r_exp), r_obs, r_exp)
-        best_em = _first_max_per_key(order[em[order]], preds.model * n_r + res, em_key)
-        at = preds.model[best_em], res[best_em]
-        critic[at] = np.maximum(critic[at], r_obs[best_em])
-
-        # the likelihood set: one prediction per (model, analysis id); a combined result's is its
-        # best-expected SR (a representative: the graph uses all its SRs, `sl_signal`)
-        ok = np.isfinite(obs) & positive & self._in_graph[res] & (~em | self._em_ok[ds])
-        key = obs / np.where(ok, exp, 1.0) if self.sr_selection == "paper" else r_exp
-        chosen = _first_max_per_key(order[ok[order]], preds.model * n_r + self._analysis_code[res], key)
-        cm, cr = preds.model[chosen], res[chosen]
-        selected, signal = np.zeros((n_b, n_r)), np.zeros((n_b, n_r))
-        choice = np.full((n_b, n_r), -1)
-        selected[cm, cr] = 1.0
-        choice[cm, cr] = chosen
-        lumi = a.result_lumi[cr]
-        signal[cm, cr] = np.where(em[chosen], xsec[chosen] * lumi, xsec[chosen])
-        cd = ds[chosen]
-        # n, b, db, ul_obs, ul_exp, lumi of the chosen predictions: n, b >= 0, the others > 0, else 1
-        values = np.stack([a.observed_n[cd], a.expected_bg[cd], a.bg_error[cd], obs[chosen], exp[chosen], lumi])
-        valid = np.isfinite(values) & np.where(np.arange(len(values))[:, None] < 2, values >= 0, values > 0)
-        dense = np.ones((len(values), n_b, n_r))
-        dense[:, cm, cr] = np.where(valid, values, 1.0)
-        out = dict(zip(("n", "b", "db", "ul_obs", "ul_exp", "lumi"), dense))
-        em_slots, ul_slots = self._slots(selected > 0)
+        n_b = len(models)
+        critic, critic_choice, chosen, selected, signal, choice, values, em_slots, ul_slots, slot_node = result_columns(
+            n_b, preds.model, preds.dataset, preds.txname, preds.xsec_fb, preds.ul_obs_fb, preds.ul_exp_fb,
+            *self._column_tables)
+        out = dict(zip(VALUE_ROWS, values))
         if paper:
             if arrays is None:
                 arrays = preds.trace.models if preds.trace is not None else self.predictor.model_arrays_batch(models)
             log_prior = self._log_prior(models, arrays)
+            cm, cr = preds.model[chosen], self.compiled.arrays.dataset_result[preds.dataset[chosen]]
             members, valid = self._paper_cliques(preds, cm, cr, chosen, arrays)
-            slot_results = np.concatenate([em_slots, ul_slots, np.broadcast_to(self.sl_results, (n_b, len(self.sl_results)))],
-                                          axis=1).astype(np.int64)
-            slot_node = np.where(np.take_along_axis(selected, slot_results, 1) > 0, self.graph.result_node[slot_results], -1)
             slot_members, slot_valid = self.combiner.slot_cliques(members, valid, slot_node)
         else:
             log_prior = np.full(n_b, np.nan)
             members = np.zeros((n_b, len(self.combiner.groups), 1, self.graph.n_nodes))
             valid = np.zeros((n_b, len(self.combiner.groups), 1))
-            n_slots = em_slots.shape[1] + ul_slots.shape[1] + len(self.sl_results)
-            slot_members, slot_valid = np.zeros((n_b, n_slots) + valid.shape[1:]), valid
+            slot_members, slot_valid = np.zeros((n_b, slot_node.shape[1]) + valid.shape[1:]), valid
         sl_signal, sl_choice = self._sl_inputs(preds, n_b)
         return ResultInputs(selected=selected, signal=signal, critic_r=critic, log_prior=log_prior,
                             clique_members=members, clique_valid=valid, choice=choice, sl_signal=sl_signal,
                             sl_choice=sl_choice, em_slots=em_slots, ul_slots=ul_slots, slot_members=slot_members,
-                            slot_valid=slot_valid, **out)
+                            slot_valid=slot_valid, critic_choice=critic_choice, **out)
 
     @cached_property
-    def _slot_columns(self) -> tuple[np.ndarray, np.ndarray]:
-        """The EM and the UL result columns that can be slots (in the combinability graph, not
-        combined), each ordered by graph node and followed by -1 (a column no state selects)."""
-        is_em = np.asarray(self.compiled.arrays.result_is_em, bool)
+    def _column_tables(self) -> tuple:
+        """The database's arguments of :func:`result_columns` after the predictions: per dataset and
+        per result, the analysis ids' codes, the SR selection's key, the EM and the UL result columns
+        that can be slots (in the combinability graph, not combined; each ordered by graph node),
+        the combined results and the graph node of each result."""
+        a = self.compiled.arrays
+        is_em = np.asarray(a.result_is_em, bool)
         candidate = self._in_graph.copy()
         candidate[list(self.sl_results)] = False
-        out = []
+        slot_columns = []
         for kind in (is_em, ~is_em):
             cols = np.flatnonzero(candidate & kind)
-            out.append(np.append(cols[np.argsort(self.graph.result_node[cols], kind="stable")], -1))
-        return out[0], out[1]
-
-    def _slots(self, selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``em_slots``, ``ul_slots`` (:class:`ResultInputs`) of the states' `selected` (B, n_results)
-        bool: at least one slot each, padded with the first column a state does not select."""
-        spare = np.argmax(~selected, axis=1)[:, None]
-        rows = np.arange(len(selected))[:, None]
-        selected = np.concatenate([selected, np.zeros((len(selected), 1), bool)], axis=1)      # column -1: none
-        out = []
-        for cols in self._slot_columns:
-            mask = selected[:, cols]
-            pick = np.argsort(~mask, axis=1, kind="stable")[:, :max(int(mask.sum(axis=1).max(initial=0)), 1)]
-            out.append(np.where(mask[rows, pick], cols[pick], spare))
-        return out[0], out[1]
+            slot_columns.append(cols[np.argsort(self.graph.result_node[cols], kind="stable")].astype(np.int64))
+        f64 = lambda v: np.ascontiguousarray(v, dtype=np.float64)      # noqa: E731
+        return (np.ascontiguousarray(a.dataset_result, dtype=np.int64), np.ascontiguousarray(self._dataset_em),
+                np.ascontiguousarray(self._em_ok), np.ascontiguousarray(self._in_graph),
+                self._analysis_code.astype(np.int64), int(self._analysis_code.max(initial=-1)) + 1,
+                f64(a.observed_n), f64(a.expected_bg), f64(a.bg_error), f64(a.result_lumi),
+                self.sr_selection == "paper", *slot_columns, np.asarray(self.sl_results, dtype=np.int64),
+                np.ascontiguousarray(self.graph.result_node, dtype=np.int64))
 
     @cached_property
     def _paper_prior(self) -> PaperPrior:
@@ -515,38 +474,28 @@ class LikelihoodTarget:
     def _dense(x: dict[str, Any], slots, values):
         """(B, n_results) with the slots' `values` (B, S) in their columns, 0 elsewhere (padding slots
         hold 0 and sit in columns the state does not select)."""
-        import pytensor.tensor as pt
+        from tdmcmc.models.protomodel.slot_indexing import scatter
 
-        dense = pt.zeros_like(x["signal"])
-        return pt.set_subtensor(dense[pt.arange(slots.shape[0])[:, None], slots], values)
+        return scatter(slots, values, x["signal"].shape[1])
 
     def _slot_contributions(self, x: dict[str, Any], slots):
         """The function μ (B, k) -> (B, k, S) of r_i(μ) on the states' slots `slots` (B, S): the
         columns ``em_slots``, ``ul_slots`` then the combined results (0 where not selected)."""
         import pytensor.tensor as pt
 
-        terms = self._terms(self._gathered(x, "em_slots", ("signal", "n", "b", "db")),
-                            self._gathered(x, "ul_slots", ("signal", "ul_obs", "ul_exp", "lumi")))
+        from tdmcmc.models.protomodel.slot_indexing import gather
+
+        terms = self._terms(*([v[:, None, :] for v in gather(x[kind], *(x[k] for k in fields))]
+                              for kind, fields in (("em_slots", ("signal", "n", "b", "db")),
+                                                   ("ul_slots", ("signal", "ul_obs", "ul_exp", "lumi")))))
         combined = self._combined_terms(x)
-        selected = pt.take_along_axis(x["selected"], slots, axis=1)[:, None, :] > 0
+        selected = gather(slots, x["selected"])[0][:, None, :] > 0
 
         def contributions(mu):
             values = [*terms(mu)] + ([pt.stack([v for _, v in combined(mu)], axis=-1)] if self.sl_results else [])
             return pt.switch(selected, pt.concatenate(values, axis=-1), 0.0)
 
         return contributions
-
-    @staticmethod
-    def _gathered(x: dict[str, Any], slots: str, fields: tuple[str, ...]) -> list:
-        """The inputs `fields` (B, n_results) at the states' columns x[slots] (B, S): (B, 1, S) each,
-        from one gather of their stack (advanced indexing is a Python Op, ~10 µs a call)."""
-        import pytensor.tensor as pt
-
-        # stacked on a first axis: the gradients of the fields are then contiguous slices
-        stacked = pt.stack([x[k] for k in fields], axis=0)
-        picked = stacked[pt.arange(len(fields))[:, None, None], pt.arange(stacked.shape[1])[None, :, None],
-                         x[slots][None, :, :]]
-        return [picked[i][:, None, :] for i in range(len(fields))]
 
     def _terms(self, em_data: list, ul_data: list):
         """The function μ (B, k) -> (EM (B, k, n_em), UL (B, k, n_ul)) of ln L(μ s) − ln L(0) from the
@@ -705,9 +654,8 @@ class LikelihoodTarget:
         """``bayes`` values at signal strengths `mu` (B,) from per-result inputs (:meth:`prepare`),
         e.g. when μ is set from the critic's μ_max of the same inputs."""
         f = self.bayes_function()
-        args = {k: getattr(inputs, k) for k in self._bayes_inputs if k != "mu"}
-        args["mu"] = np.broadcast_to(np.asarray(mu, dtype=float), (len(inputs.signal),)).copy()
-        return BayesValues(*f(*[args[k] for k in self._bayes_inputs]))
+        mu = np.ascontiguousarray(np.broadcast_to(np.asarray(mu, dtype=float), (len(inputs.signal),)))
+        return BayesValues(*f(*[mu if k == "mu" else getattr(inputs, k) for k in self._bayes_inputs]))
 
     def prepare(self, models: Sequence[Protomodel], *, paper: bool = True) -> tuple[PredictionArrays, ResultInputs]:
         """Flat predictions and per-result inputs of a batch (stages 1 and 2); `paper` False: without
@@ -802,21 +750,3 @@ def _default_mode():
 
     return Mode(linker="cvm", optimizer="fast_run")
 
-
-def _first_max_per_key(candidates: np.ndarray, key: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Among `candidates` (indices, in priority order), one per distinct key[i]: the largest
-    value[i] (NaN only when all are), the first candidate on ties; in increasing key order."""
-    if not len(candidates):
-        return candidates
-    c = candidates[np.argsort(key[candidates], kind="stable")]
-    k, v = key[c], value[c]
-    new = np.empty(len(k), bool)
-    new[0] = True
-    np.not_equal(k[1:], k[:-1], out=new[1:])
-    segment = np.cumsum(new) - 1
-    best = np.fmax.reduceat(v, np.flatnonzero(new))[segment]
-    hit = np.flatnonzero((v == best) | np.isnan(best))
-    first = np.empty(len(hit), bool)
-    first[0] = True
-    np.not_equal(segment[hit[1:]], segment[hit[:-1]], out=first[1:])
-    return c[hit[first]]
