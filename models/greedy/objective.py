@@ -332,19 +332,14 @@ class ContributingRows:
         the pairs (a, b), a < b, for which `allowed(a, b)` (vectorised) is true: (n_pairs, 2), sorted.
         Only the matches of rows that allowed pairs both reach are looked at (interpolated, without
         a `trace`)."""
-        e, entry, owner = self._reach(arrays, owner_model, tx_owner, tx, trace)
-        n_rows, n_owners = len(self.predictor.table.match_start) - 1, len(owner_model)
-        reach = (e["model"][entry] * n_rows + e["row"][entry]) * n_owners + owner
-        code = _unique(reach)
-        key, who = code // n_owners, code % n_owners
-        a, b, at = _run_pairs(key, who)      # candidates: two owners reaching one (model, row)
-        keep = allowed(a, b)
-        a, b, at = a[keep], b[keep], at[keep]
-        needed = _in_sorted(reach, np.sort(np.concatenate([at * n_owners + a, at * n_owners + b])))
-        hit = _unique(reach[needed][self._counts(e, entry[needed], trace)])
-        both = _in_sorted(at * n_owners + a, hit) & _in_sorted(at * n_owners + b, hit)
-        pairs = _unique(a[both] * n_owners + b[both])
-        return np.stack([pairs // n_owners, pairs % n_owners], axis=1)
+        pr = self.predictor
+        e = trace.entries if trace is not None else pr.entries(arrays)
+        n_owners = len(owner_model)
+        entry, reach, a, b, at = _candidate_pairs(
+            e["model"], e["tx"], e["row"], len(pr.table.txnames), len(pr.table.match_start) - 1,
+            np.asarray(owner_model, dtype=np.int64), np.asarray(tx_owner, dtype=np.int64), np.asarray(tx, dtype=np.int64))
+        needed, a, b, at = _needed_matches(reach, a, b, at, np.asarray(allowed(a, b), dtype=bool), n_owners)
+        return _shared_pairs(reach[needed], self._counts(e, entry[needed], trace), a, b, at, n_owners)
 
     def _reach(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray, trace
                ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -352,10 +347,8 @@ class ContributingRows:
         trace's) and the (entry, owner) pairs of the owners wanting the entry's (model, txname)."""
         n_tx = len(self.predictor.table.txnames)
         e = trace.entries if trace is not None else self.predictor.entries(arrays)
-        tx_owner = np.asarray(tx_owner, dtype=np.int64)
-        wanted = np.asarray(owner_model, dtype=np.int64)[tx_owner] * n_tx + np.asarray(tx, dtype=np.int64)
-        by_key = np.argsort(wanted, kind="stable")
-        return (e,) + _wanting(e["model"], e["tx"], n_tx, wanted[by_key], tx_owner[by_key])
+        return (e,) + _wanted_entries(e["model"], e["tx"], n_tx, np.asarray(owner_model, dtype=np.int64),
+                                      np.asarray(tx_owner, dtype=np.int64), np.asarray(tx, dtype=np.int64))
 
     def _counts(self, e: dict[str, np.ndarray], entry: np.ndarray, trace) -> np.ndarray:
         """Whether each of the `entry` matches counts: ε > 0 (efficiency map) or inside the grid
@@ -364,12 +357,11 @@ class ContributingRows:
 
         pr = self.predictor
         if trace is not None:
-            values, tx = trace.values[entry], e["tx"][entry]
+            values = trace.values[entry]
         else:
             needed, back = np.unique(entry, return_inverse=True)
             values = pr.interps.evaluate(pr.tx_map[e["tx"][needed]], e["points"][needed])[back]
-            tx = e["tx"][entry]
-        return ~np.isnan(values) & (~pr.tx_is_em[tx] | (np.abs(np.nan_to_num(values)) >= EFF_ZERO))
+        return _counting(values, e["tx"][entry], pr.tx_is_em, EFF_ZERO)
 
     def particles(self, rows: np.ndarray) -> frozenset[int]:
         """PDG ids (positive) of the particles in the given rows' elements."""
@@ -378,6 +370,62 @@ class ContributingRows:
         t = self.predictor.table
         bits = int(np.bitwise_or.reduce(t.el_particles[rows].astype(np.uint64)))
         return frozenset(int(p) for i, p in enumerate(t.particles) if bits >> i & 1)
+
+
+@numba.njit(cache=True)
+def _counting(values: np.ndarray, tx: np.ndarray, tx_is_em: np.ndarray, eff_zero: float) -> np.ndarray:
+    """Whether matches with map values `values` of txnames `tx` count: not NaN, and ε ≥ `eff_zero`
+    for efficiency maps."""
+    out = np.empty(len(values), np.bool_)
+    for i in range(len(values)):
+        out[i] = not np.isnan(values[i]) and (not tx_is_em[tx[i]] or abs(values[i]) >= eff_zero)
+    return out
+
+
+@numba.njit(cache=True)
+def _wanted_entries(model: np.ndarray, tx: np.ndarray, n_tx: int, owner_model: np.ndarray, tx_owner: np.ndarray,
+                    owner_tx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(entry, owner) of the entries (`model`, `tx`) that owners want: owner `tx_owner[k]` wants
+    txname `owner_tx[k]` of its model; by entry, then by owner's want (stable)."""
+    wanted = owner_model[tx_owner] * n_tx + owner_tx
+    by_key = np.argsort(wanted, kind="mergesort")
+    return _wanting(model, tx, n_tx, wanted[by_key], tx_owner[by_key])
+
+
+@numba.njit(cache=True)
+def _candidate_pairs(model: np.ndarray, tx: np.ndarray, row: np.ndarray, n_tx: int, n_rows: int,
+                     owner_model: np.ndarray, tx_owner: np.ndarray, owner_tx: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For :meth:`ContributingRows.overlapping`: the wanted entries, their codes
+    ((model · n_rows + row) · n_owners + owner) and the candidate pairs (a, b, (model, row) code):
+    two owners reaching one (model, row), a < b."""
+    n_owners = len(owner_model)
+    entry, who = _wanted_entries(model, tx, n_tx, owner_model, tx_owner, owner_tx)
+    reach = (model[entry] * n_rows + row[entry]) * n_owners + who
+    code = _unique(reach)
+    a, b, at = _run_pairs(code // n_owners, code % n_owners)
+    return entry, reach, a, b, at
+
+
+@numba.njit(cache=True)
+def _needed_matches(reach: np.ndarray, a: np.ndarray, b: np.ndarray, at: np.ndarray, keep: np.ndarray,
+                    n_owners: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kept candidate pairs and the indices of the `reach` entries that one of them needs."""
+    a, b, at = a[keep], b[keep], at[keep]
+    needed = _in_sorted(reach, np.sort(np.concatenate((at * n_owners + a, at * n_owners + b))))
+    return np.flatnonzero(needed), a, b, at
+
+
+@numba.njit(cache=True)
+def _shared_pairs(reach: np.ndarray, good: np.ndarray, a: np.ndarray, b: np.ndarray, at: np.ndarray,
+                  n_owners: int) -> np.ndarray:
+    """The pairs (a, b) both of whose entries at their (model, row) count (`good`): (n, 2), sorted."""
+    hit = _unique(reach[good])
+    both = _in_sorted(at * n_owners + a, hit) & _in_sorted(at * n_owners + b, hit)
+    pairs = _unique(a[both] * n_owners + b[both])
+    out = np.empty((len(pairs), 2), np.int64)
+    out[:, 0], out[:, 1] = pairs // n_owners, pairs % n_owners
+    return out
 
 
 @numba.njit(cache=True)
@@ -442,10 +490,11 @@ def _run_pairs(key: np.ndarray, who: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return first, second, at
 
 
+@numba.njit(cache=True)
 def _in_sorted(x: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """np.isin(x, values) for sorted `values` (a binary search: isin sorts both, ~20 µs a call)."""
+    """np.isin(x, values) for sorted `values` (a binary search)."""
     if not len(values):
-        return np.zeros(len(x), bool)
+        return np.zeros(len(x), np.bool_)
     return values[np.minimum(np.searchsorted(values, x), len(values) - 1)] == x
 
 

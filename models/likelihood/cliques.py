@@ -25,11 +25,12 @@ gradients of all tied cliques, and ties are common because members without a pre
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import SimpleNamespace
 
+import numba
 import numpy as np
 
 from tdmcmc.errors import UserError
@@ -261,25 +262,20 @@ class Combiner:
         Returns ``members`` (B, n_groups, C, n_nodes) 0/1 and ``valid`` (B, n_groups, C) 0/1, C the
         largest clique count in the batch (at least 1).
         """
-        node_predicted = np.asarray(node_predicted, bool)
-        n_b, n_groups = node_predicted.shape[0], len(self.groups)
-        n = self.graph.n_nodes
-        group_of = np.full(n, -1)
-        for k, g in enumerate(self.groups):
-            group_of[g.nodes] = k
+        node_predicted = np.ascontiguousarray(node_predicted, dtype=bool)
+        n_b, n = node_predicted.shape[0], self.graph.n_nodes
+        if vetoed is None:
+            state, pairs = np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
+        else:
+            pairs = [np.asarray(v if isinstance(v, np.ndarray) else list(v), dtype=np.int64).reshape(-1, 2)
+                     for v in vetoed]
+            state = np.repeat(np.arange(len(pairs)), [len(p) for p in pairs])
+            pairs = np.concatenate(pairs + [np.zeros((0, 2), np.int64)])
         # the vetoed pairs that matter, a·n + b (a < b, both predicted, one group), per state
-        pairs = [np.asarray(v if isinstance(v, np.ndarray) else list(v), dtype=np.int64).reshape(-1, 2)
-                 for v in vetoed] if vetoed is not None else []
-        state = np.repeat(np.arange(len(pairs)), [len(p) for p in pairs])
-        pairs = np.sort(np.concatenate(pairs + [np.zeros((0, 2), np.int64)]), axis=1)
-        inside = (node_predicted[state, pairs[:, 0]] & node_predicted[state, pairs[:, 1]]
-                  & (group_of[pairs[:, 0]] == group_of[pairs[:, 1]]))
-        code = np.unique((state[inside] * n + pairs[inside, 0]) * n + pairs[inside, 1])
-        bounds = np.searchsorted(code // (n * n), np.arange(n_b + 1))
-        code %= n * n
+        code, bounds = _state_vetoes(node_predicted, state, pairs, self._group_of)
         states = []
         # the memo keys: a state's row and vetoed pairs as bytes, cut from two buffers (fewer numpy calls)
-        rows, vetoes, bounds = np.ascontiguousarray(node_predicted).tobytes(), code.tobytes(), bounds.tolist()
+        rows, vetoes, bounds = node_predicted.tobytes(), code.tobytes(), bounds.tolist()
         width = code.itemsize
         for b in range(n_b):
             key = rows[b * n:(b + 1) * n] + vetoes[bounds[b] * width:bounds[b + 1] * width]
@@ -288,19 +284,21 @@ class Combiner:
                     self._state_cliques.clear()
                 self._state_cliques[key] = self._state_rows(node_predicted[b], code[bounds[b]:bounds[b + 1]])
             states.append(self._state_cliques[key])
-        counts = np.array([s[0] for s in states], dtype=np.int64).reshape(n_b, n_groups)
-        n_c = max(int(counts.max(initial=0)), 1)
-        valid = (np.arange(n_c) < counts[:, :, None]) * 1.0
-        members = np.zeros((n_b, n_groups, n_c, self.graph.n_nodes))
-        sizes = [s[1].shape[1] for s in states]
-        if sum(sizes):
-            g, c, node = np.concatenate([s[1] for s in states], axis=1)
-            members[np.repeat(np.arange(n_b), sizes), g, c, node] = 1.0
-        return members, valid
+        return _assemble_cliques(states[0] if n_b == 1 else np.concatenate(states + [np.zeros(0, np.int64)]),
+                                 n_b, len(self.groups), n)
 
-    def _state_rows(self, predicted: np.ndarray, vetoed: np.ndarray) -> tuple[list[int], np.ndarray]:
-        """One state of :meth:`paper_cliques`: the clique count per group and the (group, clique,
-        node) index of every membership; `vetoed` the pairs a·n_nodes + b (a < b) inside one group."""
+    @cached_property
+    def _group_of(self) -> np.ndarray:
+        """The group of each node (-1: none)."""
+        out = np.full(self.graph.n_nodes, -1, dtype=np.int64)
+        for k, g in enumerate(self.groups):
+            out[g.nodes] = k
+        return out
+
+    def _state_rows(self, predicted: np.ndarray, vetoed: np.ndarray) -> np.ndarray:
+        """One state of :meth:`paper_cliques`, packed for :func:`_assemble_cliques`: the clique count
+        per group, the number m of memberships, then the (group, clique, node) of each membership;
+        `vetoed` the pairs a·n_nodes + b (a < b) inside one group."""
         n = self.graph.n_nodes
         veto = frozenset(zip((vetoed // n).tolist(), (vetoed % n).tolist()))
         per_group = [tuple(g.nodes[predicted[g.nodes]].tolist()) for g in self.groups]
@@ -310,7 +308,8 @@ class Combiner:
         if not any(per_group) or not all(cliques):
             cliques = [[] for _ in per_group]
         index = [(g, c, node) for g, cs in enumerate(cliques) for c, clique in enumerate(cs) for node in clique]
-        return [len(cs) for cs in cliques], np.array(index, dtype=np.int64).reshape(-1, 3).T
+        return np.array([len(cs) for cs in cliques] + [len(index)] + [i for triple in index for i in triple],
+                        dtype=np.int64)
 
     def slot_cliques(self, members: np.ndarray, valid: np.ndarray, slot_node: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -320,36 +319,14 @@ class Combiner:
         `slot_node` (B, S): the graph node of each slot, -1 for padding. Returns ``members``
         (B, S, n_groups, C') 0/1 and ``valid`` (B, n_groups, C'). Twins (two slots on one node: the
         -agg versions of an analysis) are mutually exclusive versions: a clique holding that node
-        becomes one clique per choice of version, so that Σ over a clique's slots takes one
-        version and the max over cliques takes the best one (the node value of :meth:`node_values`).
+        becomes one clique per choice of version (in :func:`itertools.product` order over its nodes,
+        ascending), so that Σ over a clique's slots takes one version and the max over cliques takes
+        the best one (the node value of :meth:`node_values`). Without twins in the batch C' = C and
+        the cliques keep their places.
         """
-        n_b, n_s = slot_node.shape
-        real = slot_node >= 0
-        # (B, S, n_groups, C): the advanced indices' axes come first
-        out = members[np.arange(n_b)[:, None], :, :, np.maximum(slot_node, 0)] * real[:, :, None, None]
-        nodes = np.sort(np.where(real, slot_node, -1 - np.arange(n_s)), axis=1)
-        twins = np.flatnonzero(np.any(nodes[:, 1:] == nodes[:, :-1], axis=1))
-        if not len(twins):
-            return out, valid
-        out = out.transpose(0, 2, 3, 1)                                   # (B, n_groups, C, S)
-        rows = [[[] for _ in range(len(self.groups))] for _ in range(n_b)]
-        for b in range(n_b):
-            for g in range(len(self.groups)):
-                for c in np.flatnonzero(valid[b, g] > 0):
-                    slots = np.flatnonzero(out[b, g, c] > 0)
-                    if b not in twins:
-                        rows[b][g].append(slots)
-                        continue
-                    versions = [slots[slot_node[b, slots] == n] for n in np.unique(slot_node[b, slots])]
-                    rows[b][g] += [np.array(choice, dtype=np.int64) for choice in itertools.product(*versions)]
-        n_c = max([len(r) for state in rows for r in state] + [1])
-        slot_members, slot_valid = np.zeros((n_b, n_s, len(self.groups), n_c)), np.zeros((n_b, len(self.groups), n_c))
-        for b, state in enumerate(rows):
-            for g, cliques in enumerate(state):
-                slot_valid[b, g, :len(cliques)] = 1.0
-                for c, slots in enumerate(cliques):
-                    slot_members[b, slots, g, c] = 1.0
-        return slot_members, slot_valid
+        out, out_valid = _slot_cliques(np.asarray(members, dtype=float), np.asarray(valid, dtype=float),
+                                       np.asarray(slot_node, dtype=np.int64))
+        return out, (valid if out_valid is None else out_valid)
 
     @staticmethod
     def paper_clique_max(r, members, valid, first: bool = True):
@@ -393,6 +370,109 @@ class Combiner:
         mask = np.zeros(self.graph.n_nodes, bool)
         mask[idx] = True
         return mask
+
+
+@numba.njit(cache=True)
+def _state_vetoes(node_predicted: np.ndarray, state: np.ndarray, pairs: np.ndarray, group_of: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The vetoed pairs (`state`, `pairs` (k, 2)) whose nodes are both predicted in their state and of
+    one group, as sorted unique codes a·n + b (a < b) per state, and each state's bounds (B + 1)."""
+    n_b, n = node_predicted.shape
+    codes = np.empty(len(state), np.int64)
+    m = 0
+    for k in range(len(state)):
+        a, b, s = min(pairs[k, 0], pairs[k, 1]), max(pairs[k, 0], pairs[k, 1]), state[k]
+        if node_predicted[s, a] and node_predicted[s, b] and group_of[a] == group_of[b]:
+            codes[m] = (s * n + a) * n + b
+            m += 1
+    codes = np.sort(codes[:m])
+    keep = np.ones(m, np.bool_)
+    for k in range(1, m):
+        keep[k] = codes[k] != codes[k - 1]
+    codes = codes[keep]
+    bounds = np.zeros(n_b + 1, np.int64)
+    for c in codes:
+        bounds[c // (n * n) + 1] += 1
+    return codes % (n * n), np.cumsum(bounds)
+
+
+@numba.njit(cache=True)
+def _assemble_cliques(packed: np.ndarray, n_b: int, n_groups: int, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``members``, ``valid`` of :meth:`Combiner.paper_cliques` from the states' packed rows
+    (:meth:`Combiner._state_rows`), one after the other."""
+    counts = np.zeros((n_b, n_groups), np.int64)
+    at = np.zeros(n_b + 1, np.int64)
+    for b in range(n_b):
+        counts[b] = packed[at[b]:at[b] + n_groups]
+        at[b + 1] = at[b] + n_groups + 1 + 3 * packed[at[b] + n_groups]
+    n_c = max(counts.max(), 1) if n_b else 1
+    members, valid = np.zeros((n_b, n_groups, n_c, n_nodes)), np.zeros((n_b, n_groups, n_c))
+    for b in range(n_b):
+        for g in range(n_groups):
+            valid[b, g, :counts[b, g]] = 1.0
+        for q in range(at[b] + n_groups + 1, at[b + 1], 3):
+            members[b, packed[q], packed[q + 1], packed[q + 2]] = 1.0
+    return members, valid
+
+
+@numba.njit(cache=True)
+def _slot_cliques(members: np.ndarray, valid: np.ndarray, slot_node: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:meth:`Combiner.slot_cliques`; the valid array is None where it is `valid` itself (no twins)."""
+    n_b, n_groups, n_c, _ = members.shape
+    n_s = slot_node.shape[1]
+    # (B, S, n_groups, C): a slot's membership is its node's (0 for padding)
+    out = np.zeros((n_b, n_s, n_groups, n_c))
+    twins = np.zeros(n_b, np.bool_)
+    for b in range(n_b):
+        for s in range(n_s):
+            real = slot_node[b, s] >= 0
+            node = max(slot_node[b, s], 0)
+            for g in range(n_groups):
+                for c in range(n_c):
+                    out[b, s, g, c] = members[b, g, c, node] * (1.0 if real else 0.0)
+            for t in range(s):
+                twins[b] |= real and slot_node[b, t] == slot_node[b, s]
+    if not twins.any():
+        return out, None
+    # per valid clique: its slots by node, then slot; one clique per choice of one slot per node
+    n_out = np.zeros((n_b, n_groups), np.int64)
+    slots, start = np.empty(n_s, np.int64), np.empty(n_s + 1, np.int64)
+    for stage in range(2):                      # 0: count the cliques, 1: fill them in
+        if stage:
+            n_new = max(n_out.max(), 1)
+            slot_members, slot_valid = np.zeros((n_b, n_s, n_groups, n_new)), np.zeros((n_b, n_groups, n_new))
+            n_out[:] = 0
+        for b in range(n_b):
+            for g in range(n_groups):
+                for c in range(n_c):
+                    if not valid[b, g, c] > 0:
+                        continue
+                    k = 0
+                    for s in range(n_s):
+                        if out[b, s, g, c] > 0:
+                            slots[k] = s
+                            k += 1
+                    order = np.argsort(slot_node[b, slots[:k]], kind="mergesort")
+                    chosen = slots[:k][order]
+                    n_nodes, n_choices = 0, 1
+                    for i in range(k):
+                        if i == 0 or slot_node[b, chosen[i]] != slot_node[b, chosen[i - 1]]:
+                            start[n_nodes] = i
+                            n_nodes += 1
+                    start[n_nodes] = k
+                    for i in range(n_nodes):
+                        n_choices *= start[i + 1] - start[i]
+                    if stage:
+                        for t in range(n_choices):
+                            rest, col = t, n_out[b, g] + t
+                            for i in range(n_nodes - 1, -1, -1):    # itertools.product: the last node fastest
+                                size = start[i + 1] - start[i]
+                                slot_members[b, chosen[start[i] + rest % size], g, col] = 1.0
+                                rest //= size
+                            slot_valid[b, g, col] = 1.0
+                    n_out[b, g] += n_choices
+    return slot_members, slot_valid
 
 
 def _veto_set(pairs: Iterable[tuple[int, int]]) -> frozenset[tuple[int, int]]:
