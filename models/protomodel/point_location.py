@@ -14,16 +14,17 @@ one-point scipy call, including points on faces, next to flat simplices and outs
 Speed: the walk from simplex 0 costs about 1 us per point; scipy's brute-force fallback (taken
 whenever the walk meets a flat simplex, in 146 of the 383 triangulations of 1.2.4) scans every
 simplex in index order and returns the first that accepts the point. We scan only the simplices
-listed in the point's cell of a uniform grid built once per triangulation: the list keeps index
-order and contains every simplex that can accept a point of the cell (``_build_grid``), so the
-first acceptance is the same simplex.
+listed in the point's cell of a uniform grid built once per triangulation (about one cell per
+simplex): the list keeps index order and contains every simplex that can accept a point of the
+cell (``_build_grid``: bounding boxes, and for inner cells the simplex's barycentric range over
+the cell's corners), so the first acceptance is the same simplex.
 
-Most points do not need the walk at all: when no simplex of the point's cell accepts it with
-sqrt(tol), or exactly one does and contains it, every path of scipy's search gives that answer
-(``_unambiguous``). That settles 97% of the benchmark's queries (points off every map, or inside
-one simplex away from its faces) by a scan of a few candidates; points within sqrt(tol) of a face
-take the walk from simplex 0 as before. On the 64-model benchmark batch (4,600 queries) this cut
-the location time from 6.4 to about 2 ms.
+Most points do not need the walk at all: when no simplex can be returned for the point (accepts
+it with tol, or with sqrt(tol) on a face shared with a flat simplex), or exactly one can and
+contains it, every path of scipy's search gives that answer (``_unambiguous``). That settles all
+but the points on faces (within tol of several simplices: grid-aligned masses, 81 of the 4,600
+queries of the 64-model benchmark batch, all from its five oracle models), which take the walk
+from simplex 0. The queries are taken triangulation by triangulation (cache locality).
 
 ``PointLocator(interps)`` packs the triangulations of a sequence of
 :class:`~.interpolation.GridInterpolator`; ``PointLocator.find(tri (n,), qp (n, >= dim))``
@@ -68,24 +69,43 @@ def _cell(ndim, x, g_origin, g_step, g_n):
 
 
 @numba.njit(cache=True)
-def _unambiguous(transform, t_off, ndim, x, c, eps_broad, g_off, g_origin, g_step, g_n, cell_start, cell_items):
+def _may_return(transform, neighbors, t_off, nb_off, ndim, s, c, eps, eps_broad):
+    """Whether some path of scipy's ``_find_simplex`` can end at non-flat simplex `s` for a point
+    with barycentric coordinates `c` in it: the directed walk and the brute force accept s when
+    every coordinate is in [-tol, 1 + tol]; the brute force's flat-simplex branch also accepts it
+    when the coordinate opposite a face shared with a flat simplex is down to -sqrt(tol)."""
+    width = ndim * (ndim + 1)
+    for k in range(ndim + 1):
+        if not c[k] <= 1.0 + eps:
+            return False
+        if c[k] < -eps:
+            nb = neighbors[nb_off + s * (ndim + 1) + k]
+            if nb == -1 or transform[t_off + nb * width] == transform[t_off + nb * width] or not c[k] >= -eps_broad:
+                return False
+    return True
+
+
+@numba.njit(cache=True)
+def _unambiguous(transform, neighbors, t_off, nb_off, ndim, x, c, eps, eps_broad, g_off, g_origin, g_step, g_n,
+                 cell_start, cell_items):
     """scipy's answer for x when it cannot depend on the walk: the simplex containing x, -1 when
-    no simplex is near x; -2 otherwise (ask the walk).
+    no simplex can be returned for x; -2 otherwise (ask the walk).
 
     Every path of scipy's ``_find_simplex`` ends at a simplex that accepts x with tol (the walk,
-    the brute force) or with sqrt(tol) next to flat simplices, or at -1. So when no simplex accepts
-    x with the broad tolerance sqrt(tol) (every barycentric coordinate in [-sqrt(tol),
-    1 + sqrt(tol)]), the answer is -1; when exactly one does and x lies inside it (coordinates in
-    [0, 1]), the answer is that simplex (the walk cannot leave the hull, which is convex, from a
-    point inside it). The candidates of x's grid cell hold every simplex that accepts x with
-    sqrt(tol) (``_build_grid``). Points near faces or next to several simplices get -2."""
+    the brute force), at a neighbour of a flat simplex that accepts x with sqrt(tol) on their
+    common face (the brute force), or at -1 (``_may_return``). So when no simplex may be returned,
+    the answer is -1; when exactly one may and x lies inside it (coordinates in [0, 1]), the answer
+    is that simplex (the walk cannot leave the hull, which is convex, from a point inside it). The
+    candidates of x's grid cell hold every simplex that accepts x with sqrt(tol) (``_build_grid``).
+    Points on faces (several simplices accept them) get -2."""
     cell = _cell(ndim, x, g_origin, g_step, g_n)
     width = ndim * (ndim + 1)
     found, inside = -1, True
     for it in range(cell_start[g_off + cell], cell_start[g_off + cell + 1]):
         s = cell_items[it]
         t0 = t_off + s * width
-        if transform[t0] == transform[t0] and _inside_nd(transform, t0, ndim, x, c, eps_broad):
+        if (transform[t0] == transform[t0] and _inside_nd(transform, t0, ndim, x, c, eps_broad)
+                and _may_return(transform, neighbors, t_off, nb_off, ndim, s, c, eps, eps_broad)):
             if found >= 0:
                 return -2
             found = s
@@ -134,6 +154,34 @@ def _bruteforce(transform, neighbors, t_off, nb_off, ndim, x, c, eps, eps_broad,
                 if inside:
                     return nb
     return -1
+
+
+@numba.njit(cache=True)
+def _reaches(t, origin, step, slack, idx, eps_broad, corner, lam, lam_lo, lam_hi):
+    """Whether the simplex of transform `t` ((d + 1, d): T^-1 rows, then the last vertex) widened to
+    barycentric coordinates in [-2 eps_broad, 1 + 2 eps_broad] may meet grid cell `idx` (widened by
+    `slack`): no coordinate is out of that range at all corners (coordinates are affine in x)."""
+    d = len(idx)
+    for k in range(d + 1):
+        lam_lo[k] = np.inf
+        lam_hi[k] = -np.inf
+    for m in range(1 << d):
+        for j in range(d):
+            lo = origin[j] + idx[j] * step[j] - slack[j]
+            corner[j] = lo + step[j] + 2.0 * slack[j] if (m >> j) & 1 else lo
+        lam[d] = 1.0
+        for i in range(d):
+            lam[i] = 0.0
+            for j in range(d):
+                lam[i] += t[i, j] * (corner[j] - t[d, j])
+            lam[d] -= lam[i]
+        for k in range(d + 1):
+            lam_lo[k] = min(lam_lo[k], lam[k])
+            lam_hi[k] = max(lam_hi[k], lam[k])
+    for k in range(d + 1):
+        if lam_hi[k] < -2.0 * eps_broad or lam_lo[k] > 1.0 + 2.0 * eps_broad:
+            return False
+    return True
 
 
 @numba.njit(cache=True)
@@ -224,6 +272,17 @@ def _build_grid(points, simplices, transform, neighbors, eps_broad, cells_per_ax
             rng[s, 1, j] = min(max(b, 0), n_axis[j] - 1)
         if empty:
             rng[s, 0, 0], rng[s, 1, 0] = 1, 0
+    # Cells strictly inside the grid are listed only if the simplex, widened to every barycentric
+    # coordinate in [-2 eps_broad, 1 + 2 eps_broad], can reach them: no coordinate (affine in x) is
+    # beyond that range at every corner of the cell, itself widened by the slack against the rounding
+    # of x's cell index. The border cells also take the points beyond the grid: listed by box alone.
+    corner = np.empty(d)
+    lam = np.empty(d + 1)
+    lam_lo = np.empty(d + 1)
+    lam_hi = np.empty(d + 1)
+    reach = np.empty(ns, dtype=np.bool_)
+    for s in range(ns):
+        reach[s] = not everywhere[s] and transform[s, 0, 0] == transform[s, 0, 0]
     idx = np.zeros(d, dtype=np.int64)
     for phase in range(2):
         if phase == 1:
@@ -233,10 +292,10 @@ def _build_grid(points, simplices, transform, neighbors, eps_broad, cells_per_ax
                 counts[i] = total
                 total += cnt
             counts[n_cells] = total
-            items = np.empty(total, dtype=np.int64)
+            items = np.empty(total, dtype=np.int32)
             fill = counts[:n_cells].copy()
         else:
-            items = np.empty(0, dtype=np.int64)
+            items = np.empty(0, dtype=np.int32)
             fill = np.empty(0, dtype=np.int64)
         for s in range(ns):
             if rng[s, 0, 0] > rng[s, 1, 0]:
@@ -245,13 +304,17 @@ def _build_grid(points, simplices, transform, neighbors, eps_broad, cells_per_ax
                 idx[j] = rng[s, 0, j]
             while True:
                 cell = 0
+                border = False
                 for j in range(d):
                     cell = cell * n_axis[j] + idx[j]
-                if phase == 0:
-                    counts[cell] += 1
-                else:
-                    items[fill[cell]] = s
-                    fill[cell] += 1
+                    border |= idx[j] == 0 or idx[j] == n_axis[j] - 1
+                if border or not reach[s] or _reaches(transform[s], origin, step, slack, idx, eps_broad, corner, lam,
+                                                     lam_lo, lam_hi):
+                    if phase == 0:
+                        counts[cell] += 1
+                    else:
+                        items[fill[cell]] = s
+                        fill[cell] += 1
                 j = d - 1
                 while j >= 0:
                     idx[j] += 1
@@ -273,7 +336,8 @@ def _find_nd(transform, neighbors, equations, t_off, nb_off, eq_off, nsimplex, n
             return -1
     if nsimplex <= 0:
         return -1
-    s = _unambiguous(transform, t_off, ndim, x, c, eps_broad, g_off, g_origin, g_step, g_n, cell_start, cell_items)
+    s = _unambiguous(transform, neighbors, t_off, nb_off, ndim, x, c, eps, eps_broad, g_off, g_origin, g_step, g_n,
+                     cell_start, cell_items)
     if s != -2:
         return s
     # Lift to the paraboloid and walk towards a facet with positive plane distance.
@@ -380,7 +444,18 @@ def _locate(tri, qp, qbits, dims, t_off, nb_off, eq_off, n_simplex, scale, shift
     while size < 2 * n:
         size *= 2
     table = np.full(size, -1, dtype=np.int64)
+    # Queries grouped by triangulation (counting sort): each triangulation's arrays are then read
+    # while they are in cache, instead of once per model of a batch.
+    start = np.zeros(len(dims) + 1, dtype=np.int64)
     for i in range(n):
+        start[tri[i] + 1] += 1
+    for g in range(len(dims)):
+        start[g + 1] += start[g]
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[start[tri[i]]] = i
+        start[tri[i]] += 1
+    for i in order:
         g = tri[i]
         d = dims[g]
         h = g + 1
@@ -425,15 +500,15 @@ def _pack(g) -> dict:
         return _PACKED[g]
     d, tri = g.dimensionality, g._tri
     empty_f, empty_i = np.zeros(0), np.zeros(0, dtype=np.int64)
-    out = {"transform": empty_f, "neighbors": empty_i, "equations": empty_f, "line": empty_f,
-           "cell_start": empty_i, "cell_items": empty_i, "n_simplex": 0, "scale": 0.0, "shift": 0.0,
+    out = {"transform": empty_f, "neighbors": empty_i, "equations": empty_f, "line": empty_f, "cell_start": empty_i,
+           "cell_items": np.zeros(0, dtype=np.int32), "n_simplex": 0, "scale": 0.0, "shift": 0.0,
            "lo": np.zeros(d), "hi": np.zeros(d), "origin": np.zeros(d), "step": np.ones(d),
            "n_axis": np.ones(d, dtype=np.int64)}
     if tri is None:  # Delaunay1D
         out["line"] = np.asarray(g._line, dtype=np.float64)
     else:
         neighbors = tri.neighbors.astype(np.int64)
-        cells = max(1, int(np.ceil((tri.nsimplex / 2.0) ** (1.0 / d))))
+        cells = max(1, int(np.ceil(tri.nsimplex ** (1.0 / d))))  # about one cell per simplex
         out["origin"], out["step"], out["n_axis"], out["cell_start"], out["cell_items"] = _build_grid(
             tri.points, tri.simplices.astype(np.int64), g._transform, neighbors, np.sqrt(SIMPLEX_TOL), cells)
         out.update(transform=np.asarray(g._transform, dtype=np.float64).ravel(), neighbors=neighbors.ravel(),
@@ -470,8 +545,14 @@ class PointLocator:
                 items = [a + o for a, o in zip(items, shift)]
             sizes = np.array([len(a) for a in items], dtype=np.int64)
             self._offsets[k] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            dtype = np.int64 if k in ("neighbors", "cell_start", "cell_items") else np.float64
+            dtype = {"neighbors": np.int64, "cell_start": np.int64, "cell_items": np.int32}.get(k, np.float64)
             self._arrays[k] = np.concatenate(items).astype(dtype) if n else np.zeros(0, dtype)
+        self._max_dim = dm
+        o, a, t = self._offsets, self._arrays, self._per_tri
+        self._tables = (self.dims, o["transform"], o["neighbors"], o["equations"], self._n_simplex, self._scale,
+                        self._shift, t["lo"], t["hi"], a["transform"], a["neighbors"], a["equations"], o["line"],
+                        self._n_line, a["line"], SIMPLEX_TOL, float(np.sqrt(SIMPLEX_TOL)), o["cell_start"],
+                        t["origin"], t["step"], t["n_axis"], a["cell_start"], a["cell_items"])
 
     def find(self, tri: np.ndarray, qp: np.ndarray) -> np.ndarray:
         """Simplex (n,) of query i in triangulation ``tri[i]`` at projected point ``qp[i, :dim]``
@@ -482,10 +563,6 @@ class PointLocator:
             raise ValueError(f"queries {tri.shape} and points {qp.shape} do not match")
         if not len(tri):
             return np.zeros(0, dtype=np.int64)
-        if qp.shape[1] < self.dims[tri].max():
+        if qp.shape[1] < self._max_dim and qp.shape[1] < self.dims[tri].max():
             raise ValueError(f"points have {qp.shape[1]} columns, the triangulations need {self.dims[tri].max()}")
-        o, a, t = self._offsets, self._arrays, self._per_tri
-        return _locate(tri, qp, qp.view(np.int64), self.dims, o["transform"], o["neighbors"], o["equations"], self._n_simplex,
-                       self._scale, self._shift, t["lo"], t["hi"], a["transform"], a["neighbors"],
-                       a["equations"], o["line"], self._n_line, a["line"], SIMPLEX_TOL, np.sqrt(SIMPLEX_TOL),
-                       o["cell_start"], t["origin"], t["step"], t["n_axis"], a["cell_start"], a["cell_items"])
+        return _locate(tri, qp, qp.view(np.int64), *self._tables)

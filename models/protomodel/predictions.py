@@ -160,15 +160,12 @@ class MapInterpolators:
                                jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`evaluate` and, if asked, the exact Jacobian (n, points.shape[1]) per GeV of the
         piecewise-linear interpolation in the same pass (zero where the value is NaN or clamped)."""
-        valid = np.flatnonzero(map_rows >= 0)
-        groups = self.map_group[map_rows[valid]]
-        batch_group = self._batch_group[groups]
-        if (batch_group == -2).any():
-            for g in np.unique(groups[batch_group == -2]):
+        sel, pending = _answerable(map_rows, self.map_group, self._batch_group)
+        if len(pending):
+            for g in pending:
                 self.group(int(g))
             self._rebatch()
-            batch_group = self._batch_group[groups]
-        sel = valid[batch_group >= 0]  # -1: SModelS cannot triangulate the map either
+            sel, _ = _answerable(map_rows, self.map_group, self._batch_group)
         ev = None
         if len(sel) and self._batched is not None:
             every = len(sel) == len(map_rows)
@@ -1239,6 +1236,26 @@ def _join(em_model, em_dataset, em_xsec, em_part_prediction, em_part_tx, em_part
             j += 1
     return (model, dataset, txname, xsec, ul_obs, ul_exp, masses, part_prediction, part_txname, part_xsec, entry, pred,
             point_pred, point_entry, cond_weight, conditions, keep, renumber)
+
+
+@numba.njit(cache=True)
+def _answerable(map_rows, map_group, batch_group):
+    """The queries (in order) whose map row (-1: none) has a batched interpolator (``batch_group``
+    >= 0; -1: SModelS cannot triangulate the map either), and the groups of the others whose
+    interpolator is not built yet (-2), sorted."""
+    sel = np.empty(len(map_rows), dtype=np.int64)
+    pending = np.zeros(len(batch_group), dtype=np.bool_)
+    k = 0
+    for i in range(len(map_rows)):
+        if map_rows[i] < 0:
+            continue
+        g = map_group[map_rows[i]]
+        if batch_group[g] >= 0:
+            sel[k] = i
+            k += 1
+        elif batch_group[g] == -2:
+            pending[g] = True
+    return sel[:k].copy(), np.flatnonzero(pending)
 
 
 def _interpolator_cache_dir() -> Path:
