@@ -341,6 +341,28 @@ class ContributingRows:
         needed, a, b, at = _needed_matches(reach, a, b, at, np.asarray(allowed(a, b), dtype=bool), n_owners)
         return _shared_pairs(reach[needed], self._counts(e, entry[needed], trace), a, b, at, n_owners)
 
+    def vetoed_node_pairs(self, arrays: Sequence, model: np.ndarray, node: np.ndarray, chosen: np.ndarray,
+                          part_prediction: np.ndarray, part_txname: np.ndarray, node_group: np.ndarray,
+                          adjacency: np.ndarray, trace=None) -> tuple[np.ndarray, np.ndarray]:
+        """The paper's ``hasOverlap`` veto of a batch, flat: (state (k,), node pairs (k, 2)), by state,
+        for :meth:`~tdmcmc.models.likelihood.cliques.Combiner.paper_cliques_flat`.
+
+        `model`, `node`, `chosen` (n,): per predicted graph node of a state, the state (index into
+        `arrays`), the node and its chosen flat prediction, whose table txnames are the
+        `part_txname` of its parts (`part_prediction`). A pair is vetoed if both nodes are of one
+        (experiment, √s) group (`node_group`), combinable (`adjacency`) and their predictions share a
+        contributing row (:meth:`overlapping`). Only groups with two or more predicted nodes are looked at.
+        """
+        owner, tx_owner, tx = _crowded_owners(np.asarray(model, dtype=np.int64), np.asarray(node, dtype=np.int64),
+                                              np.asarray(chosen, dtype=np.int64), len(arrays), node_group,
+                                              part_prediction, part_txname)
+        if not len(owner):
+            return np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
+        model, node, group = model[owner], node[owner], node_group[node[owner]]
+        pairs = self.overlapping(arrays, model, tx_owner, tx,
+                                 lambda a, c: (group[a] == group[c]) & adjacency[node[a], node[c]], trace)
+        return _by_state(model, node, pairs)
+
     def _reach(self, arrays: Sequence, owner_model: np.ndarray, tx_owner: np.ndarray, tx: np.ndarray, trace
                ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """The models' matches with a weight > 0 at their √s (:meth:`Predictor.entries`, or the
@@ -426,6 +448,57 @@ def _shared_pairs(reach: np.ndarray, good: np.ndarray, a: np.ndarray, b: np.ndar
     out = np.empty((len(pairs), 2), np.int64)
     out[:, 0], out[:, 1] = pairs // n_owners, pairs % n_owners
     return out
+
+
+@numba.njit(cache=True)
+def _crowded_owners(model: np.ndarray, node: np.ndarray, chosen: np.ndarray, n_b: int, node_group: np.ndarray,
+                    part_prediction: np.ndarray, part_txname: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For :meth:`ContributingRows.vetoed_node_pairs`: the (model, node) entries whose group has two or
+    more predicted nodes in their model (as indices, in order), and the owner (index into them) and
+    table txname of each of their chosen predictions' parts (by owner, then part order)."""
+    n_nodes = len(node_group)
+    predicted = np.zeros((n_b, n_nodes), np.bool_)
+    for i in range(len(model)):
+        predicted[model[i], node[i]] = True
+    crowd = np.zeros((n_b, node_group.max() + 1 if n_nodes else 1), np.int64)
+    for b in range(n_b):
+        for n in range(n_nodes):
+            crowd[b, node_group[n]] += predicted[b, n]
+    crowded = np.zeros(len(model), np.bool_)
+    for i in range(len(model)):
+        crowded[i] = crowd[model[i], node_group[node[i]]] > 1
+    owner = np.flatnonzero(crowded)
+    # the parts of each prediction, in order (a stable counting sort by prediction)
+    n_pred = max(part_prediction.max() + 1 if len(part_prediction) else 0, chosen.max() + 1 if len(chosen) else 0)
+    start = np.zeros(n_pred + 1, np.int64)
+    for p in part_prediction:
+        start[p + 1] += 1
+    start = np.cumsum(start)
+    order, fill = np.empty(len(part_prediction), np.int64), start[:-1].copy()
+    for k in range(len(part_prediction)):
+        order[fill[part_prediction[k]]] = k
+        fill[part_prediction[k]] += 1
+    n_parts = 0
+    for o in owner:
+        n_parts += start[chosen[o] + 1] - start[chosen[o]]
+    tx_owner, tx = np.empty(n_parts, np.int64), np.empty(n_parts, np.int64)
+    k = 0
+    for j in range(len(owner)):
+        for q in range(start[chosen[owner[j]]], start[chosen[owner[j]] + 1]):
+            tx_owner[k], tx[k] = j, part_txname[order[q]]
+            k += 1
+    return owner, tx_owner, tx
+
+
+@numba.njit(cache=True)
+def _by_state(model: np.ndarray, node: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Owner pairs (k, 2) as (state, node pairs), stably sorted by state."""
+    order = np.argsort(model[pairs[:, 0]], kind="mergesort")
+    state, out = np.empty(len(pairs), np.int64), np.empty((len(pairs), 2), np.int64)
+    for k in range(len(pairs)):
+        state[k] = model[pairs[order[k], 0]]
+        out[k, 0], out[k, 1] = node[pairs[order[k], 0]], node[pairs[order[k], 1]]
+    return state, out
 
 
 @numba.njit(cache=True)

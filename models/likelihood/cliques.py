@@ -262,17 +262,21 @@ class Combiner:
         Returns ``members`` (B, n_groups, C, n_nodes) 0/1 and ``valid`` (B, n_groups, C) 0/1, C the
         largest clique count in the batch (at least 1).
         """
+        if vetoed is None:
+            return self.paper_cliques_flat(node_predicted, np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
+        pairs = [np.asarray(v if isinstance(v, np.ndarray) else list(v), dtype=np.int64).reshape(-1, 2) for v in vetoed]
+        return self.paper_cliques_flat(node_predicted, np.repeat(np.arange(len(pairs)), [len(p) for p in pairs]),
+                                       np.concatenate(pairs + [np.zeros((0, 2), np.int64)]))
+
+    def paper_cliques_flat(self, node_predicted: np.ndarray, state: np.ndarray, vetoed: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`paper_cliques` with the vetoed node pairs of all states flat: `vetoed` (k, 2), pair i
+        of state `state[i]` (any order)."""
         node_predicted = np.ascontiguousarray(node_predicted, dtype=bool)
         n_b, n = node_predicted.shape[0], self.graph.n_nodes
-        if vetoed is None:
-            state, pairs = np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
-        else:
-            pairs = [np.asarray(v if isinstance(v, np.ndarray) else list(v), dtype=np.int64).reshape(-1, 2)
-                     for v in vetoed]
-            state = np.repeat(np.arange(len(pairs)), [len(p) for p in pairs])
-            pairs = np.concatenate(pairs + [np.zeros((0, 2), np.int64)])
         # the vetoed pairs that matter, a·n + b (a < b, both predicted, one group), per state
-        code, bounds = _state_vetoes(node_predicted, state, pairs, self._group_of)
+        code, bounds = _state_vetoes(node_predicted, np.asarray(state, dtype=np.int64),
+                                     np.asarray(vetoed, dtype=np.int64).reshape(-1, 2), self._group_of)
         states = []
         # the memo keys: a state's row and vetoed pairs as bytes, cut from two buffers (fewer numpy calls)
         rows, vetoes, bounds = node_predicted.tobytes(), code.tobytes(), bounds.tolist()
