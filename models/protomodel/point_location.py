@@ -24,7 +24,8 @@ it with tol, or with sqrt(tol) on a face shared with a flat simplex), or exactly
 contains it, every path of scipy's search gives that answer (``_unambiguous``). That settles all
 but the points on faces (within tol of several simplices: grid-aligned masses, 81 of the 4,600
 queries of the 64-model benchmark batch, all from its five oracle models), which take the walk
-from simplex 0. The queries are taken triangulation by triangulation (cache locality).
+from simplex 0. The queries are taken triangulation by triangulation (cache locality); the
+per-query functions are inlined into the loop and 2-D coordinates computed in locals.
 
 ``PointLocator(interps)`` packs the triangulations of a sequence of
 :class:`~.interpolation.GridInterpolator`; ``PointLocator.find(tri (n,), qp (n, >= dim))``
@@ -43,18 +44,42 @@ import numpy as np
 SIMPLEX_TOL = 1e-6  # SModelS' find_simplex tolerance (barycentric; GeV for 1-D maps)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
+def _coordinate(transform, t0, ndim, x, i):
+    """Barycentric coordinate i < ndim of x in the simplex whose transform starts at t0, as scipy:
+    0 + T[i, 0] (x_0 - r_0) + T[i, 1] (x_1 - r_1) + ..., left to right (unrolled for 2-D maps, the
+    common case: generic loops cost about 4x more there)."""
+    if ndim == 2:
+        s = 0.0
+        s += transform[t0 + 2 * i] * (x[0] - transform[t0 + 4])
+        s += transform[t0 + 2 * i + 1] * (x[1] - transform[t0 + 5])
+        return s
+    s = 0.0
+    for j in range(ndim):
+        s += transform[t0 + ndim * i + j] * (x[j] - transform[t0 + ndim * ndim + j])
+    return s
+
+
+@numba.njit(cache=True, inline="always")
 def _inside_nd(transform, t0, ndim, x, c, eps):
     """scipy ``_barycentric_inside``: fills c, stops at the first coordinate out of range."""
-    c[ndim] = 1.0
+    if ndim == 2:  # in locals: a store to c would make every later load of x and transform reload
+        c0 = _coordinate(transform, t0, 2, x, 0)
+        if not (-eps <= c0 <= 1.0 + eps):
+            return False
+        c1 = _coordinate(transform, t0, 2, x, 1)
+        if not (-eps <= c1 <= 1.0 + eps):
+            return False
+        c[0], c[1], c[2] = c0, c1, 1.0 - c0 - c1
+        return -eps <= c[2] <= 1.0 + eps
+    last = 1.0
     for i in range(ndim):
-        c[i] = 0.0
-        for j in range(ndim):
-            c[i] += transform[t0 + ndim * i + j] * (x[j] - transform[t0 + ndim * ndim + j])
-        c[ndim] -= c[i]
+        c[i] = _coordinate(transform, t0, ndim, x, i)
+        last -= c[i]
         if not (-eps <= c[i] <= 1.0 + eps):
             return False
-    return -eps <= c[ndim] <= 1.0 + eps
+    c[ndim] = last
+    return -eps <= last <= 1.0 + eps
 
 
 @numba.njit(cache=True)
@@ -85,7 +110,7 @@ def _may_return(transform, neighbors, t_off, nb_off, ndim, s, c, eps, eps_broad)
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _unambiguous(transform, neighbors, t_off, nb_off, ndim, x, c, eps, eps_broad, g_off, g_origin, g_step, g_n,
                  cell_start, cell_items):
     """scipy's answer for x when it cannot depend on the walk: the simplex containing x, -1 when
@@ -104,7 +129,7 @@ def _unambiguous(transform, neighbors, t_off, nb_off, ndim, x, c, eps, eps_broad
     for it in range(cell_start[g_off + cell], cell_start[g_off + cell + 1]):
         s = cell_items[it]
         t0 = t_off + s * width
-        if (transform[t0] == transform[t0] and _inside_nd(transform, t0, ndim, x, c, eps_broad)
+        if (_inside_nd(transform, t0, ndim, x, c, eps_broad)  # flat simplices (NaN) never accept
                 and _may_return(transform, neighbors, t_off, nb_off, ndim, s, c, eps, eps_broad)):
             if found >= 0:
                 return -2
@@ -327,7 +352,7 @@ def _build_grid(points, simplices, transform, neighbors, eps_broad, cells_per_ax
     return origin, step, n_axis, counts, items
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _find_nd(transform, neighbors, equations, t_off, nb_off, eq_off, nsimplex, ndim, scale, shift, lo, hi, x, c, z,
              eps, eps_broad, g_off, g_origin, g_step, g_n, cell_start, cell_items):
     """scipy ``_find_simplex`` with start = 0 (a one-point ``find_simplex`` call); -1 outside."""
@@ -376,23 +401,21 @@ def _find_nd(transform, neighbors, equations, t_off, nb_off, eq_off, nsimplex, n
             return -1
         t0 = t_off + s * width
         inside = 1
+        last = 1.0  # c[ndim] = 1 - c[0] - c[1] - ..., left to right
         for k in range(ndim + 1):
             if k == ndim:
-                c[ndim] = 1.0
-                for j in range(ndim):
-                    c[ndim] -= c[j]
+                ck = last
             else:
-                c[k] = 0.0
-                for j in range(ndim):
-                    c[k] += transform[t0 + ndim * k + j] * (x[j] - transform[t0 + ndim * ndim + j])
-            if c[k] < -eps:
+                ck = _coordinate(transform, t0, ndim, x, k)
+                last -= ck
+            if ck < -eps:
                 m = neighbors[nb_off + s * (ndim + 1) + k]
                 if m == -1:
                     return -1
                 s = m
                 inside = -1
                 break
-            elif c[k] <= 1.0 + eps:
+            elif ck <= 1.0 + eps:
                 pass
             else:
                 inside = 0  # out of range or NaN: a flat simplex in the way
