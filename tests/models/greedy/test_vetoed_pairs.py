@@ -1,6 +1,6 @@
 """The paper's hasOverlap veto of a batch in flat form (ContributingRows.vetoed_node_pairs) against
-pairwise intersections of each chosen prediction's contributing rows (ContributingRows.__call__, one
-model at a time), with the forward trace's map values and without; and the cliques from the flat form
+pairwise intersections of each chosen prediction's contributing rows found by a scan of the whole
+topology table (tests.models.test_result_inputs), with the forward trace's map values and without; and the cliques from the flat form
 (Combiner.paper_cliques_flat) against those of the per-state lists (Combiner.paper_cliques).
 Batch: the five oracle models (injected σ) and 16 random protomodels of their space (fitted σ), on 1.2.4.
 """
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ORACLE_MODELS
+from tests.models.test_result_inputs import _scanned_rows
 from tests.models.test_target import _random_models
 
 
@@ -50,8 +51,7 @@ def test_vetoed_node_pairs_against_pairwise_rows(oracle_space_target, chosen_nod
     n_bitten = n_spared = 0
     for b in range(len(arrays)):
         mine = np.flatnonzero(model == b)
-        rows = tgt._contributing_rows([arrays[b]], [[preds.part_txname[preds.part_prediction == chosen[k]]
-                                                      for k in mine]])[0]
+        rows = [_scanned_rows(tgt, arrays[b], preds.part_txname[preds.part_prediction == chosen[k]]) for k in mine]
         ref, spared = set(), 0
         for i, k in enumerate(mine):
             for j in range(i + 1, len(mine)):
