@@ -11,7 +11,7 @@ from scipy import optimize
 from tdmcmc.models.likelihood.backend import NUMPY, PYTENSOR
 from tdmcmc.models.likelihood.counting import em_nll
 from tdmcmc.models.likelihood.limits import ul_nll
-from tdmcmc.models.likelihood.mu import profile_mu
+from tdmcmc.models.likelihood.mu import _BracketOp, _start, _step, profile_mu
 
 # the paper's best combination (oracle best_paper_combination.json): three EM SRs and two UL results
 EM = dict(n=np.array([6.0, 611.0, 8.0]), b=np.array([4.9, 526.0, 3.8]), db=np.array([1.6, 31.0, 1.0]))
@@ -46,6 +46,48 @@ def test_profile_mu_matches_scipy_interior_and_on_the_boundary(variants):
         assert mu_hat[i] == pytest.approx(ref_mu, abs=1e-6 * mu_max[i])
         assert nll_min[i] == pytest.approx(ref_nll, abs=1e-10)
     assert mu_hat[3] == mu_max[3]  # the critic bound binds for the paper's combination
+
+
+def _bracket_cases(rng, n):
+    """(grid, grid values, state, trials, trial values) of `n` random brackets, with the cases the
+    bookkeeping branches on: ties (repeated points and values), b at an end (u = b), an exactly
+    quadratic −ln L, NaN and infinite values."""
+    top = rng.uniform(0.1, 10.0, n)
+    grid = top[:, None] * np.linspace(0.0, 1.0, 9)
+    values = rng.normal(size=(n, 9)).round(1)                      # rounding makes ties
+    values[: n // 8] = (grid[: n // 8] - 0.3 * top[: n // 8, None]) ** 2
+    values[n // 8: n // 4, 0] = -10.0                                  # b = 0
+    values[n // 4: n // 4 + 3, 4] = np.nan
+    values[n // 4 + 3: n // 4 + 6, 2] = np.inf
+    state, trials = _start(grid, values)
+    trial_values = rng.normal(size=(n, 4)).round(1)
+    trial_values[: n // 8] = (trials[: n // 8] - 0.3 * top[: n // 8, None]) ** 2
+    trial_values[n // 2: n // 2 + 3, 1] = np.nan
+    trial_values[n // 2 + 3: n // 2 + 6] = state[n // 2 + 3: n // 2 + 6, 4:5]    # all equal to f(b)
+    return grid, values, state, trials, trial_values
+
+
+def test_bracket_op_c_code_is_numpy_bit_for_bit():
+    """The refinement's bookkeeping Op (C code, pure C linker: no Python fallback) against its
+    numpy definition, including ties, ends, NaN and a batch of two axes."""
+    from pytensor.compile.mode import Mode
+
+    grid, values, state, trials, trial_values = _bracket_cases(np.random.default_rng(3), 400)
+    inputs = [pt.matrix() for _ in range(5)]
+    start, step = _BracketOp("start")(*inputs[:2]), _BracketOp("step")(*inputs[2:])
+    f = pytensor.function(inputs, [*start, *step], mode=Mode(linker="c", optimizer=None))
+    got = f(grid, values, state, trials, trial_values)
+    want = [*_start(grid, values), *_step(state, trials, trial_values)]
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and np.array_equal(g, w, equal_nan=True)
+    assert np.isnan(want[0]).any() and np.isnan(want[2]).any() and np.isinf(want[0]).any()
+    assert (want[2][:, 0] == want[2][:, 1]).sum() > 10 and (want[1][:, 0] == want[1][:, 1]).sum() > 10
+
+    batched = [pt.tensor3() for _ in range(5)]
+    f = pytensor.function(batched, [*_BracketOp("start")(*batched[:2]), *_BracketOp("step")(*batched[2:])],
+                          mode=Mode(linker="c", optimizer=None))
+    got = f(*(x.reshape(20, 20, -1) for x in (grid, values, state, trials, trial_values)))
+    assert all(np.array_equal(g, w.reshape(20, 20, -1), equal_nan=True) for g, w in zip(got, want))
 
 
 def test_graph_gradient_is_exact_inside_and_through_mu_max(python_linker):
