@@ -337,7 +337,8 @@ class ContributingRows:
         n_owners = len(owner_model)
         entry, reach, a, b, at = _candidate_pairs(
             e["model"], e["tx"], e["row"], len(pr.table.txnames), len(pr.table.match_start) - 1,
-            np.asarray(owner_model, dtype=np.int64), np.asarray(tx_owner, dtype=np.int64), np.asarray(tx, dtype=np.int64))
+            np.asarray(owner_model, dtype=np.int64), np.asarray(tx_owner, dtype=np.int64),
+            np.asarray(tx, dtype=np.int64))
         needed, a, b, at = _needed_matches(reach, a, b, at, np.asarray(allowed(a, b), dtype=bool), n_owners)
         return _shared_pairs(reach[needed], self._counts(e, entry[needed], trace), a, b, at, n_owners)
 
@@ -573,8 +574,9 @@ def _in_sorted(x: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 class PaperPrior:
     """ln π_paper (expo1, :mod:`tdmcmc.models.likelihood.prior`) of batches of protomodels of one
-    space, the counts of all models in one vectorised pass (BRs, κ and σ gathered into padded arrays),
-    from :class:`Protomodel` objects or from their table arrays (:meth:`from_arrays`).
+    space, the counts of all models in one compiled pass over padded arrays of BRs, κ and σ (the
+    rules of :mod:`~tdmcmc.models.likelihood.prior` per row, bit for bit those of its array
+    functions), from :class:`Protomodel` objects or from their table arrays (:meth:`from_arrays`).
 
     n_SSM counts κ of the classes whose channels' particles are present, with their 13-TeV σ (κ
     applied, summed over the class's channels in the space's order, fb). κ keys are resolved with
@@ -638,8 +640,9 @@ class PaperPrior:
         particle, br_rows, class_channel = self._layout(predictor)
         if not np.all(arrays.fitted):
             raise ValueError("ln π_paper from table arrays needs the models' κ: σ must come from the fits")
-        out = _prior_of_tables(np.asarray(arrays.present, dtype=np.uint64), arrays.masses, arrays.br, arrays.kappa, channel_xsecs, particle,
-                               self._pindex[self.space.lsp], br_rows, class_channel, *self._ssm_layout())
+        out = _prior_of_tables(np.asarray(arrays.present, dtype=np.uint64), arrays.masses, arrays.br, arrays.kappa,
+                               channel_xsecs, particle, self._pindex[self.space.lsp], br_rows, class_channel,
+                               *self._ssm_layout())
         return out[0], dict(zip(("n_particles", "n_br", "n_ssm"), out[1:]))
 
     def _layout(self, predictor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -690,7 +693,8 @@ class PaperPrior:
 @numba.njit(cache=True)
 def _prior_of_tables(present: np.ndarray, masses: np.ndarray, br: np.ndarray, kappa: np.ndarray, xsecs: np.ndarray,
                      particle: np.ndarray, lsp: int, br_rows: np.ndarray, kappa_column: np.ndarray,
-                     needs: np.ndarray, key_particles: np.ndarray, class_channels: np.ndarray, bins: bool) -> np.ndarray:
+                     needs: np.ndarray, key_particles: np.ndarray, class_channels: np.ndarray, bins: bool
+                     ) -> np.ndarray:
     """:meth:`PaperPrior.from_arrays` in one compiled pass: the space's particle `particle[i]` is given
     if its bit is set in `present` (B,), unfrozen if also |mass| < 1e5 GeV (not NaN); the others'
     BRs are the table columns `br_rows` (-1: padding). Returns (4, B): ln π, n_particles, n_BR, n_SSM."""

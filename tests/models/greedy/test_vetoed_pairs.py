@@ -1,7 +1,8 @@
 """The paper's hasOverlap veto of a batch in flat form (ContributingRows.vetoed_node_pairs) against
 pairwise intersections of each chosen prediction's contributing rows found by a scan of the whole
-topology table (tests.models.test_result_inputs), with the forward trace's map values and without; and the cliques from the flat form
-(Combiner.paper_cliques_flat) against those of the per-state lists (Combiner.paper_cliques).
+topology table (tests.models.test_result_inputs), with the forward trace's map values and without;
+and the cliques from the flat form (Combiner.paper_cliques_flat) against those of the per-state
+lists (Combiner.paper_cliques).
 Batch: the five oracle models (injected σ) and 16 random protomodels of their space (fitted σ), on 1.2.4.
 """
 
