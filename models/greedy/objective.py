@@ -626,9 +626,9 @@ class PaperPrior:
             given[b, [self._pindex.get(p, -1) for p in model.masses]] = True
             living[b, [self._pindex.get(p, -1) for p in a]] = True
         n_particles = np.array([float(len(a)) for a in alive])
-        out = _prior_of_counts(n_particles, br.reshape(n_b, -1), np.arange(n_others * width).reshape(n_others, width),
-                               br_active, given, living, kappa, np.arange(len(self._keys)), channel_xsecs,
-                               *self._ssm_layout())
+        out = _prior_of_counts(n_particles, br.reshape(n_b, n_others * width),
+                               np.arange(n_others * width).reshape(n_others, width), br_active, given, living,
+                               kappa, np.arange(len(self._keys)), channel_xsecs, *self._ssm_layout())
         return out[0], dict(zip(("n_particles", "n_br", "n_ssm"), out[1:]))
 
     def from_arrays(self, predictor, arrays, channel_xsecs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

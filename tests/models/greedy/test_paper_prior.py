@@ -90,3 +90,8 @@ def test_conflicting_kappas_of_a_class(space):
                        decays={}, kappas={a: 1.0, b: 2.0})
     with pytest.raises(UserError, match="charge-conjugate channels share one kappa"):
         PaperPrior(space)([model])
+
+
+def test_empty_batch(space):
+    log_prior, counts = PaperPrior(space)([])
+    assert log_prior.shape == (0,) and all(v.shape == (0,) for v in counts.values())
