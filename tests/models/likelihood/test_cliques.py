@@ -319,3 +319,43 @@ def test_empty_graph():
     assert comb.combine(r, "logsumexp").tolist() == [0.0, 0.0, 0.0]
     assert comb.paper_max(r, r > 0).tolist() == [-np.inf] * 3
     assert comb.best_combination(r[0]) == () and np.isnan(comb.paper_combination(r[0], r[0] > 0)[0])
+
+
+def _slot_layout_reference(members, valid, slot_node):
+    """Plain-Python statement of slot_cliques' layout: per state and group, per valid clique in
+    order, one clique per choice of one slot per member node (nodes ascending, the last fastest;
+    each node's slots ascending); C' the largest count (at least 1)."""
+    n_b, n_groups = valid.shape[:2]
+    n_s = slot_node.shape[1]
+    rows = [[[] for _ in range(n_groups)] for _ in range(n_b)]
+    for b, g in itertools.product(range(n_b), range(n_groups)):
+        for c in np.flatnonzero(valid[b, g] > 0):
+            slots = [s for s in range(n_s) if slot_node[b, s] >= 0 and members[b, g, c, slot_node[b, s]] > 0]
+            nodes = sorted({int(slot_node[b, s]) for s in slots})
+            rows[b][g] += itertools.product(*[[s for s in slots if slot_node[b, s] == n] for n in nodes])
+    n_c = max([len(r) for state in rows for r in state] + [1])
+    out, out_valid = np.zeros((n_b, n_s, n_groups, n_c)), np.zeros((n_b, n_groups, n_c))
+    for b, g in itertools.product(range(n_b), range(n_groups)):
+        for c, choice in enumerate(rows[b][g]):
+            out_valid[b, g, c] = 1.0
+            out[b, list(choice), g, c] = 1.0
+    return out, out_valid
+
+
+def test_slot_cliques_layout(synthetic):
+    """slot_cliques (compiled) lays out the cliques as the plain-Python reference, exactly, on 200
+    random states (slots shuffled and padded), most of them with twins."""
+    comb, _ = synthetic
+    rng = np.random.default_rng(21)
+    n_twins = 0
+    for _ in range(20):
+        n_b = int(rng.integers(1, 20))
+        predicted = rng.random((n_b, len(IDS))) < rng.uniform(0.2, 0.9, (n_b, 1))
+        vetoed = [_random_veto(comb, rng, rng.uniform(0.0, 0.6)) for _ in range(n_b)]
+        members, valid = comb.paper_cliques(predicted @ comb.versions.sum(axis=0) > 0, vetoed)
+        slot_node = np.where(predicted, comb.graph.result_node, -1)[:, rng.permutation(len(IDS))]
+        slot_node = np.concatenate([slot_node, np.full((n_b, int(rng.integers(0, 3))), -1)], axis=1)
+        got, want = comb.slot_cliques(members, valid, slot_node), _slot_layout_reference(members, valid, slot_node)
+        assert all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(got, want))
+        n_twins += sum(len(set(r[r >= 0].tolist())) < (r >= 0).sum() for r in slot_node)
+    assert n_twins >= 50
