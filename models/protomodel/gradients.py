@@ -43,7 +43,7 @@ import numba
 import numpy as np
 
 from .model import Protomodel
-from .predictions import ModelArrays, PredictionArrays, Predictor, ModelArraysBatch
+from .predictions import ForwardTrace, ModelArrays, ModelArraysBatch, PredictionArrays, Predictor
 from .space import Pair
 
 if TYPE_CHECKING:
@@ -101,35 +101,81 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays] | None, preds: Pre
     """The partial derivatives of every flat prediction of `preds` (= ``predictor.evaluate_batch(ms)``)
     with respect to its entries' weights and points, from the forward pass's trace (``preds.trace``;
     without the maps' Jacobians the forward pass is run again with them and must give `preds`).
-    Vectorised over the batch but for the merged UL clusters."""
-    p = predictor
+    :func:`prediction_vjp` uses the same pieces (:func:`_entry_partials`, :func:`_merged_limits`)
+    without assembling them."""
+    tr = _jacobian_trace(predictor, ms, preds)
+    e, sel, jac, jac_exp = tr.entries, tr.selection, tr.jacobian, tr.jacobian_expected
+    pred, dx_dw, dx_dp = _entry_partials(*_partials_arguments(predictor, tr))
+    # UL limits at one point vary with that point only; merged clusters' with their groups' W and points
+    merged = _merged_limits(predictor, sel, jac.shape[1])
+    point = (sel.point_pred, sel.point_entry, jac[sel.point_entry], jac_exp[sel.point_entry],
+             np.zeros(len(sel.point_pred)), np.zeros(len(sel.point_pred)))
+    lim_pred, lim_entry, dobs_dp, dexp_dp, dobs_dw, dexp_dw = (np.concatenate(pair) for pair in zip(point, merged))
+    return Linearization(
+        model=e["model"], row=e["row"], sqrts=e["sqrts"], weight=e["weight"], coords=e["coords"], pred=pred,
+        dx_dw=dx_dw, dx_dp=dx_dp, lim_pred=lim_pred.astype(np.int64), lim_entry=lim_entry.astype(np.int64),
+        dobs_dp=dobs_dp, dexp_dp=dexp_dp, dobs_dw=dobs_dw, dexp_dw=dexp_dw)
+
+
+def _jacobian_trace(predictor: Predictor, models: Sequence[Protomodel | ModelArrays] | None,
+                    preds: PredictionArrays) -> ForwardTrace:
+    """The forward trace of `preds` with the maps' Jacobians: ``preds.trace``, or the forward pass
+    of `models` run again with them (it must give `preds`). A trace that does not hold the very
+    arrays of `preds` (e.g. kept through dataclasses.replace) must give them back: the flat σ are
+    rebuilt from it and compared."""
     tr = preds.trace
     if tr is None or tr.jacobian is None:
-        again = p.evaluate_batch(ms, jacobian=True)
+        again = predictor.evaluate_batch(predictor.model_arrays_batch(models), jacobian=True)
         _check(preds, again.xsec_fb, again.ul_obs_fb, again.ul_exp_fb)
         tr = again.trace
-    e, sel, jac, jac_exp = tr.entries, tr.selection, tr.jacobian, tr.jacobian_expected
-    n, c = len(e["tx"]), e["points"].shape[1]
-    pred = np.full(n, -1)
-    pred[sel.entry] = sel.pred
-    # EM: σ_SR = Σ coef W ε(p); UL: σ = Σ coef W
-    is_em = p.tx_is_em[e["tx"][sel.entry]]
-    coef = e["coef"][sel.entry]
-    dx_dw, dx_dp = np.zeros(n), np.zeros((n, c))
-    dx_dw[sel.entry] = np.where(is_em, coef * tr.values[sel.entry], coef)      # selected: values are finite
-    dx_dp[sel.entry] = np.where(is_em, coef * e["weight"][sel.entry], 0.0)[:, None] * jac[sel.entry]
-    # a trace that does not belong to `preds` (e.g. kept through dataclasses.replace) must not pass:
-    # unless it holds the very arrays of `preds`, the flat predictions are rebuilt from it and compared
     if any(a is not b for a, b in zip(tr.outputs, (preds.xsec_fb, preds.ul_obs_fb, preds.ul_exp_fb))):
+        pred, dx_dw, _ = _entry_partials(*_partials_arguments(predictor, tr))
         has = pred >= 0
-        xsec = np.bincount(pred[has], weights=(dx_dw * e["weight"])[has], minlength=len(preds.xsec_fb))
+        xsec = np.bincount(pred[has], weights=(dx_dw * tr.entries["weight"])[has], minlength=len(preds.xsec_fb))
         _check(preds, xsec, preds.ul_obs_fb, preds.ul_exp_fb)
-    # UL limits at one point vary with that point only
-    zeros = np.zeros(len(sel.point_pred))
-    lim = {"pred": [sel.point_pred], "entry": [sel.point_entry], "dobs_dp": [jac[sel.point_entry]],
-           "dexp_dp": [jac_exp[sel.point_entry]], "dobs_dw": [zeros], "dexp_dw": [zeros]}
+    return tr
+
+
+def _partials_arguments(p: Predictor, tr: ForwardTrace) -> tuple:
+    """The arguments of :func:`_entry_partials` from a forward trace with Jacobians."""
+    e, sel = tr.entries, tr.selection
+    return sel.entry, sel.pred, p.tx_is_em, e["tx"], e["coef"], tr.values, e["weight"], tr.jacobian
+
+
+@numba.njit(cache=True)
+def _entry_partials(sel_entry, sel_pred, tx_is_em, tx, coef, values, weight, jac):
+    """(pred (n,) the flat prediction of each entry (-1: none), ∂σ_pred/∂W (n,), ∂σ_pred/∂p (n, C)) of the
+    entries (:class:`Linearization`): σ_SR = Σ coef W ε(p) for EM, σ = Σ coef W for UL clusters
+    (selected entries only: their values are finite)."""
+    n, c = jac.shape
+    pred = np.full(n, -1, dtype=np.int64)
+    dx_dw, dx_dp = np.zeros(n), np.zeros((n, c))
+    for q in range(len(sel_entry)):
+        i = sel_entry[q]
+        pred[i] = sel_pred[q]
+        em = tx_is_em[tx[i]]
+        dx_dw[i] = coef[i] * values[i] if em else coef[i]
+        scale = coef[i] * weight[i] if em else 0.0
+        for j in range(c):
+            dx_dp[i, j] = scale * jac[i, j]
+    return pred, dx_dw, dx_dp
+
+
+_NO_LIMITS: dict[int, tuple[np.ndarray, ...]] = {}
+
+
+def _merged_limits(p: Predictor, sel, c: int) -> tuple[np.ndarray, ...]:
+    """The limit derivatives of the merged UL clusters' predictions, per entry of their groups:
+    (pred, entry, ∂UL_obs/∂p (k, C), ∂UL_exp/∂p (k, C), ∂UL_obs/∂W, ∂UL_exp/∂W) (k,): the limits are
+    taken at the W-weighted mean point p̄ (slope at the rounded p̄ the forward pass used); ∂/∂p on
+    each group's first entry (the group's point), ∂/∂W on every entry of the group."""
+    if not sel.merged:
+        if c not in _NO_LIMITS:
+            _NO_LIMITS[c] = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, c)), np.zeros((0, c)),
+                             np.zeros(0), np.zeros(0))
+        return _NO_LIMITS[c]
+    out: list[list[np.ndarray]] = [[] for _ in range(6)]
     for cluster in sel.merged:
-        # limits at the W-weighted mean point p̄ (slope at the rounded p̄ the forward used)
         nc = cluster.points.shape[1]
         point = np.zeros((2, c))
         point[:, :nc] = cluster.mean
@@ -141,25 +187,12 @@ def linearize(predictor: Predictor, ms: Sequence[ModelArrays] | None, preds: Pre
         for entries, w_g, d_w in zip(cluster.groups, cluster.weight, d_dweight):
             dp = np.zeros((len(entries), 2, c))
             dp[0] = w_g / w_sum * slopes                                       # on the group's first entry
-            _add_limit(lim, cluster.pred, entries, dp[:, 0], dp[:, 1], np.repeat(d_w[None], len(entries), axis=0))
-    lim = {k: np.concatenate(v) if len(v) > 1 else v[0] for k, v in lim.items()}
-    return Linearization(
-        model=e["model"], row=e["row"], sqrts=e["sqrts"], weight=e["weight"], coords=e["coords"], pred=pred,
-        dx_dw=dx_dw, dx_dp=dx_dp, lim_pred=np.asarray(lim["pred"], np.int64),
-        lim_entry=np.asarray(lim["entry"], np.int64),
-        dobs_dp=lim["dobs_dp"].reshape(-1, c), dexp_dp=lim["dexp_dp"].reshape(-1, c),
-        dobs_dw=np.asarray(lim["dobs_dw"], float), dexp_dw=np.asarray(lim["dexp_dw"], float))
-
-
-def _add_limit(lim: dict, pred: int, entries: np.ndarray, dobs_dp: np.ndarray, dexp_dp: np.ndarray,
-               dlim_dw: np.ndarray) -> None:
-    """Limit derivatives of prediction `pred` on `entries`: ∂UL/∂p (k, C) and ∂(UL_obs, UL_exp)/∂W (k, 2)."""
-    lim["pred"].append(np.full(len(entries), pred))
-    lim["entry"].append(np.asarray(entries))
-    lim["dobs_dp"].append(dobs_dp)
-    lim["dexp_dp"].append(dexp_dp)
-    lim["dobs_dw"].append(dlim_dw[:, 0])
-    lim["dexp_dw"].append(dlim_dw[:, 1])
+            d_dw = np.repeat(d_w[None], len(entries), axis=0)
+            for part, value in zip(out, (np.full(len(entries), cluster.pred, dtype=np.int64),
+                                         np.asarray(entries, dtype=np.int64), dp[:, 0], dp[:, 1],
+                                         d_dw[:, 0], d_dw[:, 1])):
+                part.append(value)
+    return tuple(np.concatenate(part) for part in out)
 
 
 def _check(preds: PredictionArrays, xsec, obs, exp) -> None:
@@ -185,23 +218,40 @@ def prediction_vjp(predictor: Predictor, models: Sequence[Protomodel], preds: Pr
     n = len(preds.xsec_fb)
     d_x, d_obs, d_exp = (np.zeros(n) if d is None else np.asarray(d, dtype=float).reshape(n)
                          for d in (d_xsec_fb, d_ul_obs_fb, d_ul_exp_fb))
-    if preds.trace is not None and preds.trace.jacobian is not None:
-        lin, stacked = linearize(predictor, None, preds), preds.trace.stacked
-    else:
-        ms = predictor.model_arrays_batch(models)
-        lin, stacked = linearize(predictor, ms, preds), ModelArraysBatch.of(ms)
-    w_bar, p_bar = _entry_cotangents(lin.pred, lin.dx_dw, lin.dx_dp, lin.lim_pred, lin.lim_entry, lin.dobs_dw,
-                                     lin.dexp_dw, lin.dobs_dp, lin.dexp_dp, d_x, d_obs, d_exp,
-                                     preds.ul_obs_fb, preds.ul_exp_fb)
-    return _to_parameters(predictor, models, stacked, lin, w_bar, p_bar)
+    tr = _jacobian_trace(predictor, models, preds)
+    bars = _vjp(d_x, d_obs, d_exp, preds.ul_obs_fb, preds.ul_exp_fb, *_vjp_arguments(predictor, tr))
+    return _batch_gradient(predictor, models, tr.stacked, *bars)
+
+
+def _vjp_arguments(p: Predictor, tr: ForwardTrace) -> tuple:
+    """The arguments of :func:`_vjp` after the cotangents and limits, from a forward trace with Jacobians."""
+    e, s, t = tr.entries, tr.stacked, p.table
+    return (*_partials_arguments(p, tr), tr.selection.point_pred, tr.selection.point_entry, tr.jacobian_expected,
+            *_merged_limits(p, tr.selection, tr.jacobian.shape[1]), e["model"], e["row"], t.el_channel, t.el_br,
+            e["sqrts"], e["coords"], s.xsec, s.br, s.dlog_xsec, s.kappa, s.fitted, p.xsecs.channel_particles,
+            p.xsecs.channel_kappa, s.masses.shape[1], len(p.xsecs.kappa_keys))
 
 
 @numba.njit(cache=True)
-def _entry_cotangents(pred, dx_dw, dx_dp, lim_pred, lim_entry, dobs_dw, dexp_dw, dobs_dp, dexp_dp, d_x, d_obs, d_exp,
-                      obs, exp):
+def _vjp(d_x, d_obs, d_exp, obs, exp, sel_entry, sel_pred, tx_is_em, tx, coef, values, weight, jac, point_pred,
+         point_entry, jac_exp, m_pred, m_entry, m_dobs_dp, m_dexp_dp, m_dobs_dw, m_dexp_dw, model, row, el_channel,
+         el_br, sqrts, coords, xsec, br, dlog, kappa, fitted, channel_particles, channel_kappa, n_p, n_k):
+    """(mass_bar (B, P), br_bar (B, n_br + 1), kappa_bar (B, K)) of the cotangents of the flat predictions
+    (:func:`prediction_vjp`): :func:`_entry_partials`, :func:`_entry_cotangents`, :func:`_scatter_to_parameters`."""
+    pred, dx_dw, dx_dp = _entry_partials(sel_entry, sel_pred, tx_is_em, tx, coef, values, weight, jac)
+    w_bar, p_bar = _entry_cotangents(pred, dx_dw, dx_dp, point_pred, point_entry, jac, jac_exp, m_pred, m_entry,
+                                     m_dobs_dw, m_dexp_dw, m_dobs_dp, m_dexp_dp, d_x, d_obs, d_exp, obs, exp)
+    return _scatter_to_parameters(model, row, el_channel, el_br, sqrts, weight, coords, w_bar, p_bar, xsec, br, dlog,
+                                  kappa, fitted, channel_particles, channel_kappa, n_p, n_k)
+
+
+@numba.njit(cache=True)
+def _entry_cotangents(pred, dx_dw, dx_dp, point_pred, point_entry, jac, jac_exp, m_pred, m_entry, m_dobs_dw,
+                      m_dexp_dw, m_dobs_dp, m_dexp_dp, d_x, d_obs, d_exp, obs, exp):
     """(W̄ (n,), p̄ (n, C)) of the entries from the cotangents of the flat predictions: the selected
-    entries' ∂σ_pred/∂(W, p), then the limits' ∂UL/∂(W, p) in the order of ``lim_entry`` (cotangents
-    on absent, NaN, limits count as zero)."""
+    entries' ∂σ_pred/∂(W, p), then the limits' ∂UL/∂(W, p): those at one point (the Jacobians of
+    their entries, no W dependence), then the merged clusters' (:func:`_merged_limits`), in the
+    order of :class:`Linearization`'s limits (cotangents on absent, NaN, limits count as zero)."""
     n, c = dx_dp.shape
     w_bar, p_bar = np.zeros(n), np.zeros((n, c))
     for i in range(n):
@@ -210,38 +260,43 @@ def _entry_cotangents(pred, dx_dw, dx_dp, lim_pred, lim_entry, dobs_dw, dexp_dw,
             w_bar[i] = d_x[k] * dx_dw[i]
             for j in range(c):
                 p_bar[i, j] = d_x[k] * dx_dp[i, j]
-    for q in range(len(lim_pred)):
-        k, i = lim_pred[q], lim_entry[q]
-        lo = d_obs[k] if np.isfinite(obs[k]) else 0.0
-        le = d_exp[k] if np.isfinite(exp[k]) else 0.0
-        w_bar[i] += lo * dobs_dw[q] + le * dexp_dw[q]
-        for j in range(c):
-            p_bar[i, j] += lo * dobs_dp[q, j] + le * dexp_dp[q, j]
+    for q in range(len(point_pred)):
+        i = point_entry[q]
+        _add_limit_cotangent(w_bar, p_bar, i, point_pred[q], 0.0, 0.0, jac[i], jac_exp[i], d_obs, d_exp, obs, exp)
+    for q in range(len(m_pred)):
+        _add_limit_cotangent(w_bar, p_bar, m_entry[q], m_pred[q], m_dobs_dw[q], m_dexp_dw[q], m_dobs_dp[q],
+                             m_dexp_dp[q], d_obs, d_exp, obs, exp)
     return w_bar, p_bar
 
 
-def _to_parameters(p: Predictor, models: Sequence[Protomodel], s: ModelArraysBatch, lin: Linearization,
-                   w_bar: np.ndarray, p_bar: np.ndarray) -> BatchGradient:
-    """Cotangents of the entry weights W and points p of a batch (arrays `s`) -> masses, BRs, κ per
-    model (:func:`_scatter_to_parameters`)."""
-    t = p.table
-    mass_bar, br_bar, kappa_bar = _scatter_to_parameters(
-        lin.model, lin.row, t.el_channel, t.el_br, lin.sqrts, lin.weight, lin.coords, w_bar, p_bar,
-        s.xsec, s.br, s.dlog_xsec, s.kappa, s.fitted, p.xsecs.channel_particles, p.xsecs.channel_kappa,
-        s.masses.shape[1], len(p.xsecs.kappa_keys))
-    return BatchGradient(p, models, mass_bar, br_bar[:, :len(t.br_channels)], kappa_bar, s.present)
+@numba.njit(cache=True, inline="always")
+def _add_limit_cotangent(w_bar, p_bar, i, k, dobs_dw, dexp_dw, dobs_dp, dexp_dp, d_obs, d_exp, obs, exp):
+    """Entry i's share of the cotangents of prediction k's limits (UL_obs, UL_exp) through ∂UL/∂W and ∂UL/∂p."""
+    lo = d_obs[k] if np.isfinite(obs[k]) else 0.0
+    le = d_exp[k] if np.isfinite(exp[k]) else 0.0
+    w_bar[i] += lo * dobs_dw + le * dexp_dw
+    for j in range(p_bar.shape[1]):
+        p_bar[i, j] += lo * dobs_dp[j] + le * dexp_dp[j]
+
+
+def _batch_gradient(p: Predictor, models: Sequence[Protomodel], s: ModelArraysBatch, mass_bar: np.ndarray,
+                    br_bar: np.ndarray, kappa_bar: np.ndarray) -> BatchGradient:
+    """The :class:`BatchGradient` of the kernels' cotangents (the constant BR column dropped)."""
+    return BatchGradient(p, models, mass_bar, br_bar[:, :len(p.table.br_channels)], kappa_bar, s.present)
 
 
 @numba.njit(cache=True)
 def _scatter_to_parameters(model, row, el_channel, el_br, sqrts, weight, coords, w_bar, p_bar, xsec, br, dlog, kappa,
                            fitted, channel_particles, channel_kappa, n_p, n_k):
     """(mass_bar (B, P), br_bar (B, n_br + 1), kappa_bar (B, K)) of the entries (n; table rows `row`) of a batch:
-    W = X[channel, √s] · Π BR · share, so W̄ goes to X̄ = Σ W̄ W/X and to BR̄ = Σ W̄ W/BR per factor;
+    W = X[channel, √s] · Π BR · share, so W̄ goes to X̄ = Σ W̄ W/X and to BR̄ = Σ W̄ W/BR per factor
+    (but the constant column n_br, whose BR̄ nobody reads: br_bar[:, n_br] stays 0);
     X = κ · σ_fit(m_a, m_b): ∂X/∂m = X ∂ln σ/∂m, ∂X/∂κ = X/κ (injected σ: constants); p̄ adds to the
     masses of its coordinates. Each sum runs in the order of the entries, then of (model, channel,
     √s) (that of the numpy scatter-adds this replaces, so the sums are the same to the bit)."""
     n_b, n_c, n_s = xsec.shape
     n_br = br.shape[1]
+    constant = n_br - 1
     x_bar = np.zeros((n_b, n_c, n_s))
     br_bar = np.zeros((n_b, n_br))
     mass_bar = np.zeros((n_b, n_p))
@@ -252,7 +307,8 @@ def _scatter_to_parameters(model, row, el_channel, el_br, sqrts, weight, coords,
         x_bar[b, channel, sqrts[i]] += ww / xsec[b, channel, sqrts[i]]
         for d in range(el_br.shape[1]):
             column = el_br[row[i], d]
-            br_bar[b, column] += ww / br[b, column]
+            if column != constant:
+                br_bar[b, column] += ww / br[b, column]
         for c in range(coords.shape[1]):
             if coords[i, c] >= 0:
                 mass_bar[b, coords[i, c]] += p_bar[i, c]
@@ -316,31 +372,41 @@ def chain_to_parameters(target: LikelihoodTarget, models: Sequence[Protomodel], 
     `cot`: (B, n_results) arrays by :class:`ResultInputs` field name among :data:`GRAPH_INPUTS`
     (missing: zero), e.g. ``TargetValues.grad_signal`` under ``"signal"``. `preds`, `inputs`: those
     of ``target.evaluate(models)``. ``signal`` is σ·L (EM, fb⁻¹ × fb) or σ (UL, fb) of the chosen
-    prediction; ``critic_r`` is recomputed as in ``result_inputs``: the largest r_obs = σ/UL_obs of
-    the result's UL predictions, or r_obs of its best-expected EM signal region. ``sl_signal``
+    prediction; ``critic_r`` is r_obs = σ/UL_obs of the prediction attaining it,
+    ``inputs.critic_choice`` (the largest of the result's UL predictions, or its best-expected EM
+    signal region). ``sl_signal``
     (B, n_sl) is σ·L of every SR of the combined results (SR selection ``combined``), the cotangent
     e.g. ``TargetValues.grad_sl_signal``."""
     a = target.compiled.arrays
     c_signal, c_obs, c_exp, c_critic, c_sl = (
         np.asarray(cot[k], dtype=float) if k in cot else np.zeros_like(getattr(inputs, k), dtype=float)
         for k in GRAPH_INPUTS)
-    ds = preds.dataset
-    d_x, d_obs, d_exp = _prediction_cotangents(
-        inputs.choice, inputs.sl_choice, c_signal, c_obs, c_exp, c_critic, c_sl, preds.model, ds, preds.txname,
-        a.dataset_result[ds], target._dataset_em[ds], a.result_lumi, preds.xsec_fb, preds.ul_obs_fb, preds.ul_exp_fb)
-    return prediction_vjp(target.predictor, models, preds, d_x, d_obs, d_exp)
+    p = target.predictor
+    tr = _jacobian_trace(p, models, preds)
+    bars = _chain(inputs.choice, inputs.sl_choice, inputs.critic_choice, c_signal, c_obs, c_exp, c_critic, c_sl,
+                  preds.dataset, a.dataset_result, target._dataset_em, a.result_lumi, preds.xsec_fb, preds.ul_obs_fb,
+                  preds.ul_exp_fb, *_vjp_arguments(p, tr))
+    return _batch_gradient(p, models, tr.stacked, *bars)
 
 
 @numba.njit(cache=True)
-def _prediction_cotangents(choice, sl_choice, c_signal, c_obs, c_exp, c_critic, c_sl, model, dataset, txname, res,
-                           em, result_lumi, xsec, obs, exp):
+def _chain(choice, sl_choice, critic_choice, c_signal, c_obs, c_exp, c_critic, c_sl, dataset, dataset_result,
+           dataset_em, result_lumi, xsec, obs, exp, *vjp_arguments):
+    """:func:`_prediction_cotangents` then :func:`_vjp` (its arguments after the limits: `vjp_arguments`)."""
+    d_x, d_obs, d_exp = _prediction_cotangents(choice, sl_choice, critic_choice, c_signal, c_obs, c_exp, c_critic,
+                                               c_sl, dataset, dataset_result, dataset_em, result_lumi, xsec, obs, exp)
+    return _vjp(d_x, d_obs, d_exp, obs, exp, *vjp_arguments)
+
+
+@numba.njit(cache=True)
+def _prediction_cotangents(choice, sl_choice, critic_choice, c_signal, c_obs, c_exp, c_critic, c_sl, dataset,
+                           dataset_result, dataset_em, result_lumi, xsec, obs, exp):
     """(∂F/∂σ, ∂F/∂UL_obs, ∂F/∂UL_exp) of the flat predictions (n) from the per-result cotangents
     (:func:`chain_to_parameters`): the chosen prediction of each (model, result) gets its signal's
     (× L for EM) and its limits' (where finite and > 0); each combined SR its σ·L's; the prediction
-    attaining a result's critic r (:meth:`LikelihoodTarget.result_inputs`: the largest r_obs of its UL
-    predictions, or the r_obs of its EM signal region of largest r_exp, r_obs where r_exp is
-    undefined; ties: the first by (model, dataset, txname)) gets c·∂r/∂σ = c/UL_obs and
-    c·∂r/∂UL_obs = −c σ/UL_obs², where UL_obs is finite. Sums in (model, result) order."""
+    attaining a result's critic r (``critic_choice`` of :class:`.target.ResultInputs`) gets
+    c·∂r/∂σ = c/UL_obs and c·∂r/∂UL_obs = −c σ/UL_obs², where UL_obs is finite (without it the
+    critic's r is a constant, 23). Sums in (model, result) order."""
     n = len(xsec)
     n_b, n_r = choice.shape
     d_x, d_obs, d_exp = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -348,52 +414,24 @@ def _prediction_cotangents(choice, sl_choice, c_signal, c_obs, c_exp, c_critic, 
         for r in range(n_r):
             k = choice[b, r]
             if k >= 0:
-                d_x[k] += c_signal[b, r] * (result_lumi[r] if em[k] else 1.0)
+                d_x[k] += c_signal[b, r] * (result_lumi[r] if dataset_em[dataset[k]] else 1.0)
     for b in range(n_b):
         for q in range(sl_choice.shape[1]):
             k = sl_choice[b, q]
             if k >= 0:
-                d_x[k] += c_sl[b, q] * result_lumi[res[k]]
+                d_x[k] += c_sl[b, q] * result_lumi[dataset_result[dataset[k]]]
     for d, v, c in ((d_obs, obs, c_obs), (d_exp, exp, c_exp)):
         for b in range(n_b):
             for r in range(n_r):
                 k = choice[b, r]
                 if k >= 0 and np.isfinite(v[k]) and v[k] > 0:
                     d[k] += c[b, r]
-    # the critic: per (model, result) and kind (0: UL, 1: EM) the attaining prediction and its value
-    best = np.full((2, n_b, n_r), -1)
-    best_value = np.full((2, n_b, n_r), np.nan)
-    for i in range(n):
-        b, r = model[i], res[i]
-        if c_critic[b, r] == 0.0:
-            continue
-        r_obs = xsec[i] / obs[i] if np.isfinite(obs[i]) else np.nan
-        if em[i]:
-            kind = 1
-            value = xsec[i] / exp[i] if np.isfinite(exp[i]) and exp[i] > 0 else np.nan
-            if np.isnan(value):
-                value = r_obs
-        elif np.isfinite(obs[i]):
-            kind, value = 0, r_obs
-        else:
-            continue
-        j, current = best[kind, b, r], best_value[kind, b, r]
-        if j < 0 or value > current or (np.isnan(current) and not np.isnan(value)):
-            take = True
-        elif value == current or (np.isnan(current) and np.isnan(value)):        # tie: the first
-            take = (dataset[i], txname[i], i) < (dataset[j], txname[j], j)
-        else:
-            take = False
-        if take:
-            best[kind, b, r], best_value[kind, b, r] = i, value
-    for kind in range(2):
-        for b in range(n_b):
-            for r in range(n_r):
-                i = best[kind, b, r]
-                if i >= 0 and np.isfinite(obs[i]):       # without an UL the critic's r is a constant (23)
-                    c = c_critic[b, r]
-                    d_x[i] += c / obs[i]
-                    d_obs[i] += -c * xsec[i] / (obs[i] * obs[i])
+    for b in range(n_b):
+        for r in range(n_r):
+            i, c = critic_choice[b, r], c_critic[b, r]
+            if i >= 0 and c != 0.0 and np.isfinite(obs[i]):
+                d_x[i] += c / obs[i]
+                d_obs[i] += -c * xsec[i] / (obs[i] * obs[i])
     return d_x, d_obs, d_exp
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from tdmcmc.errors import UserError
 
 from .numpy_sums import pairwise_sum
-from .parameters import SlotParameters, sigmoid
+from .parameters import SlotParameters, sigmoid, slot_masses
 
 
 @dataclass(frozen=True)
@@ -168,11 +168,8 @@ class ProtomodelPrior:
         In the sampler's coordinates (:mod:`.parameters`) a non-LSP mass is uniform on
         [a_j, hi_j] through its ``Uniform(0, 1)`` fraction; restricting it to A_j (cutting the veto
         interval) multiplies the density by (hi_j − a_j)/|A_j| inside A_j and 0 in the veto."""
-        p = self.params
-        params = np.asarray(params, dtype=float)
-        masses = p.masses(params)
-        sig = sigmoid(params[:, p.lsp_slot, 0])
-        return _structural(np.ascontiguousarray(active, dtype=bool), masses, sig, *self._tables)
+        f = sigmoid(np.asarray(params, dtype=float)[..., 0])
+        return _structural(np.ascontiguousarray(active, dtype=bool), f, *self._tables)
 
     # -- the pm.Model --------------------------------------------------------------------------------
 
@@ -239,9 +236,8 @@ class ProtomodelPrior:
             raise ValueError(f"log_prior: shapes {active.shape}, {params.shape}, {globals_.shape} do not match "
                              f"the layout ({layout.n_slots} slots, {layout.max_dim} entries, {layout.n_globals} globals)")
         continuous, g_params, g_globals = self._function(params, globals_, active.astype(float))
-        structural, d_lsp = self.structural(active, params)
-        g_params[:, self.params.lsp_slot, 0] += d_lsp
-        return continuous + structural, g_params, g_globals
+        value = _add_structural(active, sigmoid(params[..., 0]), continuous, g_params, *self._tables)
+        return value, g_params, g_globals
 
 
 # -- compiled kernels of the structural terms (numba: one pass over the batch instead of ~100
@@ -278,56 +274,83 @@ def _min(a, b):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _structural(active, masses, sig, lo, hi, lsp, veto, pairs, members, ordering, lam, log_norm_gamma):
-    """:meth:`ProtomodelPrior.structural` for a batch: masses (B, S) GeV, sig (B,) the sigmoid of
-    the LSP's mass entry; lo, hi (S,) the mass bounds; veto (S, 3) max_mass, min_gap, max_gap."""
-    n_b, n_s = masses.shape
-    value = np.empty(n_b)
-    dz = np.empty(n_b)
-    terms = np.empty(n_s)
-    d_terms = np.empty(n_s)
+def _structural(active, f, lo, hi, lsp, veto, pairs, members, ordering, lam, log_norm_gamma):
+    """:meth:`ProtomodelPrior.structural` for a batch: (value (B,), ∂/∂ LSP mass entry (B,)) from the
+    mass fractions f (B, S) (sigmoid of the mass entries); lo, hi (S,) the mass bounds (GeV); veto
+    (S, 3) max_mass, min_gap, max_gap."""
+    n_b, n_s = f.shape
+    value, dz = np.empty(n_b), np.empty(n_b)
+    masses, terms, d_terms = np.empty(n_s), np.empty(n_s), np.empty(n_s)
     for b in range(n_b):
-        ml = masses[b, lsp]
-        row = active[b]
-        bad = not _allowed(row, lsp, pairs)
-        for k in range(pairs.shape[0]):
-            j, h = pairs[k, 0], pairs[k, 1]
-            bad |= row[j] and row[h] and masses[b, h] <= masses[b, j]
-        n = 0
-        for j in range(n_s):
-            n += row[j]
-            terms[j] = 0.0
-            d_terms[j] = 0.0
-            if not row[j] or j == lsp:
-                continue
-            max_mass, min_gap, max_gap = veto[j, 0], veto[j, 1], veto[j, 2]
-            gap = masses[b, j] - ml
-            bad |= masses[b, j] < max_mass and gap > min_gap and gap < max_gap
-            # |A_j(m_LSP)| = hi − a_j minus the veto interval [lower, upper] where it is not empty
-            low = _max(lo[j], ml)
-            d_low = 1.0 if ml > lo[j] else 0.0
-            upper = _min(_min(ml + max_gap, max_mass), hi[j])
-            lower = _max(ml + min_gap, low)
-            cut, d_cut = 0.0, 0.0
-            if np.isfinite(max_mass) and upper > lower:
-                cut = upper - lower
-                d_upper = 1.0 if ml + max_gap < _min(max_mass, hi[j]) else 0.0
-                d_lower = 1.0 if ml + min_gap >= low else d_low
-                d_cut = d_upper - d_lower
-            length = hi[j] - low - cut
-            d_length = -d_low - d_cut
-            width = hi[j] - low
-            terms[j] = np.log(width) - np.log(length)
-            d_terms[j] = -d_low / width - d_length / length
-        log_order = 0.0
-        for c in range(members.shape[0]):
-            code = 0
-            for i in range(members.shape[1]):
-                if members[c, i] >= 0 and row[members[c, i]]:
-                    code += 1 << i
-            log_order += ordering[c, code]
-        v = -lam * n - log_norm_gamma + pairwise_sum(terms) + log_order
-        d = pairwise_sum(d_terms) * (hi[lsp] - lo[lsp]) * sig[b] * (1.0 - sig[b])
-        value[b] = -np.inf if bad else v
-        dz[b] = 0.0 if bad else d
+        value[b], dz[b] = _structural_state(active[b], f[b], lo, hi, lsp, veto, pairs, members, ordering, lam,
+                                            log_norm_gamma, masses, terms, d_terms)
     return value, dz
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _add_structural(active, f, continuous, g_params, lo, hi, lsp, veto, pairs, members, ordering, lam,
+                    log_norm_gamma):
+    """The log prior (B,), `continuous` (the ``pm.Model``'s terms) plus :func:`_structural`'s value,
+    whose ∂/∂ LSP mass entry is added to `g_params` (B, S, D) in place."""
+    n_b, n_s = f.shape
+    out = np.empty(n_b)
+    masses, terms, d_terms = np.empty(n_s), np.empty(n_s), np.empty(n_s)
+    for b in range(n_b):
+        v, d = _structural_state(active[b], f[b], lo, hi, lsp, veto, pairs, members, ordering, lam, log_norm_gamma,
+                                 masses, terms, d_terms)
+        out[b] = continuous[b] + v
+        g_params[b, lsp, 0] += d
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _structural_state(row, f, lo, hi, lsp, veto, pairs, members, ordering, lam, log_norm_gamma, masses, terms,
+                      d_terms):
+    """(value, ∂/∂ LSP mass entry) of the structural terms of one state (indicators `row`, mass
+    fractions `f`); `masses`, `terms`, `d_terms` (S,) are scratch. The arithmetic, the order of the
+    sums included, is that of the numpy formulation (masses: :meth:`SlotParameters.masses`)."""
+    n_s = f.shape[0]
+    slot_masses(f, lo, hi, lsp, masses)
+    ml = masses[lsp]
+    bad = not _allowed(row, lsp, pairs)
+    for k in range(pairs.shape[0]):
+        j, h = pairs[k, 0], pairs[k, 1]
+        bad |= row[j] and row[h] and masses[h] <= masses[j]
+    n = 0
+    for j in range(n_s):
+        n += row[j]
+        terms[j] = 0.0
+        d_terms[j] = 0.0
+        if not row[j] or j == lsp:
+            continue
+        max_mass, min_gap, max_gap = veto[j, 0], veto[j, 1], veto[j, 2]
+        gap = masses[j] - ml
+        bad |= masses[j] < max_mass and gap > min_gap and gap < max_gap
+        # |A_j(m_LSP)| = hi − a_j minus the veto interval [lower, upper] where it is not empty
+        low = _max(lo[j], ml)
+        d_low = 1.0 if ml > lo[j] else 0.0
+        upper = _min(_min(ml + max_gap, max_mass), hi[j])
+        lower = _max(ml + min_gap, low)
+        cut, d_cut = 0.0, 0.0
+        if np.isfinite(max_mass) and upper > lower:
+            cut = upper - lower
+            d_upper = 1.0 if ml + max_gap < _min(max_mass, hi[j]) else 0.0
+            d_lower = 1.0 if ml + min_gap >= low else d_low
+            d_cut = d_upper - d_lower
+        length = hi[j] - low - cut
+        d_length = -d_low - d_cut
+        width = hi[j] - low
+        terms[j] = np.log(width) - np.log(length)
+        d_terms[j] = -d_low / width - d_length / length
+    log_order = 0.0
+    for c in range(members.shape[0]):
+        code = 0
+        for i in range(members.shape[1]):
+            if members[c, i] >= 0 and row[members[c, i]]:
+                code += 1 << i
+        log_order += ordering[c, code]
+    v = -lam * n - log_norm_gamma + pairwise_sum(terms) + log_order
+    d = pairwise_sum(d_terms) * (hi[lsp] - lo[lsp]) * f[lsp] * (1.0 - f[lsp])
+    if bad:
+        return -np.inf, 0.0
+    return v, d

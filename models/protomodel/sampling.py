@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numba
 import numpy as np
 
 from tdmcmc.models.greedy.objective import MU_MAX_SAFETY
@@ -157,21 +158,14 @@ class ProtomodelTarget:
         else:
             if not derived:                # derived: lt.evaluate gave the same predictions above
                 preds, inputs = lt.prepare(models, paper=False)
-            r_max = inputs.critic_r.max(axis=1)
-            with np.errstate(divide="ignore"):
-                mu_max = np.where(r_max > 0, MU_MAX_SAFETY * lt.r_threshold / r_max, np.inf)
-            bound = np.minimum(mu_max, MU_CAP)
-            mu = batch.mu_fraction * bound
+            r_max, mu_max, bound, mu = _signal_strength(inputs.critic_r, batch.mu_fraction,
+                                                        MU_MAX_SAFETY * lt.r_threshold, MU_CAP)
             bayes = lt.bayes_values(inputs, mu)
             out.update(log_lik=bayes.log_ratio, mu=mu, mu_max=mu_max, r_max=r_max, log_ratio=bayes.log_ratio)
-            # μ = f·0.999 r_thr/r_max: the critic's largest r moves μ (below the cap)
-            critic = np.zeros_like(inputs.critic_r)
-            top = np.argmax(inputs.critic_r, axis=1)
-            live = (mu_max < MU_CAP) & (r_max > 0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                critic[np.arange(len(models)), top] = np.where(live, -bayes.grad_mu * mu / r_max, 0.0)
-            cot = {k: getattr(bayes, f"grad_{k}") for k in GRAPH_INPUTS if k != "critic_r"} | {"critic_r": critic}
-            grad_mu = bayes.grad_mu * bound * batch.mu_fraction * (1.0 - batch.mu_fraction)
+            critic, grad_mu = _signal_strength_cotangents(inputs.critic_r, r_max, mu_max, bound, mu, batch.mu_fraction,
+                                                          bayes.grad_mu, MU_CAP)
+            cot = {"signal": bayes.grad_signal, "ul_obs": bayes.grad_ul_obs, "ul_exp": bayes.grad_ul_exp,
+                   "critic_r": critic, "sl_signal": bayes.grad_sl_signal}
         return _Forward(batch, models, preds, inputs, cot, grad_mu, out)
 
     def _backward(self, forward: _Forward, params) -> tuple[np.ndarray, np.ndarray]:
@@ -291,6 +285,48 @@ def build_target(database=None, *, kind: str = "bayes", space_path=None, combina
                                   sr_selection=sr_selection)
     # Prior-only runs sample the bayes prior π(γ)π(θ|γ) (the paper target's π_paper is part of its score).
     return ProtomodelTarget(likelihood, "bayes" if prior_only else kind, settings, derived=not prior_only)
+
+
+@numba.njit(cache=True)
+def _signal_strength(critic_r, mu_fraction, mu_max_r1, cap):
+    """(r_max, μ_max, bound, μ) (B,) of the ``bayes`` target: r_max the critic's largest r (NaN
+    wins, as np.max), μ_max = `mu_max_r1`/r_max (∞ unless r_max > 0), bound = min(μ_max, `cap`),
+    μ = f·bound; numpy's arithmetic."""
+    n_b, n_r = critic_r.shape
+    r_max, mu_max, bound, mu = np.empty(n_b), np.empty(n_b), np.empty(n_b), np.empty(n_b)
+    for b in range(n_b):
+        top = critic_r[b, 0]
+        for r in range(1, n_r):
+            value = critic_r[b, r]
+            if not (top >= value or top != top):
+                top = value
+        r_max[b] = top
+        mu_max[b] = mu_max_r1 / top if top > 0 else np.inf
+        bound[b] = mu_max[b] if (mu_max[b] <= cap or mu_max[b] != mu_max[b]) else cap
+        mu[b] = mu_fraction[b] * bound[b]
+    return r_max, mu_max, bound, mu
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _signal_strength_cotangents(critic_r, r_max, mu_max, bound, mu, mu_fraction, grad_mu, cap):
+    """(∂log L/∂critic_r (B, R), ∂log L/∂z_μ (B,)) of the ``bayes`` target from ∂log L/∂μ (`grad_mu`):
+    μ = f·0.999 r_thr/r_max, so the critic's largest r (the first, as np.argmax) moves μ below the
+    cap; z_μ moves μ through f = sigmoid(z_μ). numpy's arithmetic."""
+    n_b, n_r = critic_r.shape
+    critic = np.zeros((n_b, n_r))
+    g_z = np.empty(n_b)
+    for b in range(n_b):
+        top = 0
+        for r in range(1, n_r):
+            best, value = critic_r[b, top], critic_r[b, r]
+            if best != best:
+                break
+            if value > best or value != value:
+                top = r
+        live = mu_max[b] < cap and r_max[b] > 0
+        critic[b, top] = -grad_mu[b] * mu[b] / r_max[b] if live else 0.0
+        g_z[b] = grad_mu[b] * bound[b] * mu_fraction[b] * (1.0 - mu_fraction[b])
+    return critic, g_z
 
 
 def _remember(cache: dict, key: bytes, value) -> None:

@@ -269,8 +269,11 @@ class ChannelXsecs:
                     self.has_fit[c, s_i] = True
                     columns.setdefault(fit.n_masses, []).append((c * len(self.sqrts) + s_i, channel, fit))
         self._kappa_plans: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, bool]] = {}
-        self._stacks = [_FitStack.of(n, cols, self.channel_particles, self.channel_kappa, len(self.sqrts))
-                        for n, cols in sorted(columns.items())]
+        stacks = [_FitStack.of(n, cols, self.channel_particles, self.channel_kappa, len(self.sqrts))
+                  for n, cols in sorted(columns.items())]
+        #: the fit stacks as tuples of their arrays, the argument of :func:`evaluate_stacks`; never
+        #: empty (numba cannot loop over an empty tuple): without fits, one stack without columns
+        self.stacks = tuple(stack.args() for stack in stacks or [_FitStack.empty()])
 
     def kappa_vector(self, kappas: Mapping[Any, float]) -> np.ndarray:
         """κ per class (``kappa_keys`` order, 1 where not given) from a user dict (:func:`kappa_lookup`).
@@ -306,13 +309,10 @@ class ChannelXsecs:
         """
         masses = np.ascontiguousarray(masses, dtype=float)
         kappa = np.ascontiguousarray(kappa, dtype=float)
-        n_b, n_cs = len(masses), len(self.channels) * len(self.sqrts)
-        xsec, dlog = np.zeros((n_b, n_cs)), np.zeros((n_b, n_cs, 2))
-        for stack in self._stacks:
-            _evaluate_stack(masses, kappa, stack.n_masses, stack.column, stack.particle_a, stack.particle_b,
-                            stack.kappa, stack.factor, stack.log_lo, stack.log_hi, stack.coefficients, xsec, dlog)
-        shape = (n_b, len(self.channels), len(self.sqrts))
-        return xsec.reshape(shape), dlog.reshape(*shape, 2)
+        shape = (len(masses), len(self.channels), len(self.sqrts))
+        xsec, dlog = np.zeros(shape), np.zeros((*shape, 2))
+        evaluate_stacks(masses, kappa, self.stacks, xsec, dlog)
+        return xsec, dlog
 
 
 @dataclass(frozen=True)
@@ -346,10 +346,22 @@ class _FitStack:
         shape = tuple(max(a[0].shape[k] for a in arrays) for k in (0, 1))
         coefficients = np.stack([np.stack([_pad(a, shape) for a in terms]) for terms in arrays])
         particles = channel_particles[flat // n_sqrts]
-        return _FitStack(n, flat, particles[:, 0], particles[:, 1], channel_kappa[flat // n_sqrts],
+        return _FitStack(n, flat, particles[:, 0].copy(), particles[:, 1].copy(), channel_kappa[flat // n_sqrts],
                          np.array([ch.factor for _, ch, _ in columns]),
                          np.array([fit.log_lo for _, _, fit in columns]),
                          np.array([fit.log_hi for _, _, fit in columns]), coefficients)
+
+    @staticmethod
+    def empty() -> _FitStack:
+        """A stack without columns (adds nothing)."""
+        index = np.zeros(0, dtype=np.int64)
+        return _FitStack(1, index, index, index, index, np.zeros(0), np.zeros((0, 1)), np.zeros((0, 1)),
+                         np.zeros((0, 2, 1, 1)))
+
+    def args(self) -> tuple:
+        """The fields in order (stacks of any n have the same element types: one numba type)."""
+        return (self.n_masses, self.column, self.particle_a, self.particle_b, self.kappa, self.factor,
+                self.log_lo, self.log_hi, self.coefficients)
 
 
 _CHANNEL_XSECS: dict[tuple[int, tuple[int, ...], int], tuple[ProtomodelSpace, XsecFits, ChannelXsecs]] = {}
@@ -384,6 +396,16 @@ def cross_section_tensors(space: ProtomodelSpace, masses: Mapping[int, Any], sqr
         if sigma is not None:
             result[channel.key] = kappas.get(channel.kappa_key, 1.0) * sigma
     return result
+
+
+@numba.njit(cache=True)
+def evaluate_stacks(masses, kappa, stacks, xsec, dlog):
+    """Fill κ × σ (B, C, S) and ∂ ln σ/∂(m_a, m_b) (B, C, S, 2) (zeros where not computed) from every
+    fit stack (:attr:`ChannelXsecs.stacks`), one :func:`_evaluate_stack` after the other."""
+    n_b = masses.shape[0]
+    flat, flat_dlog = xsec.reshape((n_b, -1)), dlog.reshape((n_b, -1, 2))
+    for stack in stacks:
+        _evaluate_stack(masses, kappa, *stack, flat, flat_dlog)
 
 
 @numba.njit(cache=True)
