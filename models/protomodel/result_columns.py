@@ -157,7 +157,12 @@ def result_columns(n_b, model, dataset, txname, xsec, obs, exp, dataset_result, 
     slot_node = np.full((n_b, s_em + s_ul + len(sl_results)), -1)
     for b in range(n_b):
         for s in range(slot_node.shape[1]):
-            r = em_slots[b, s] if s < s_em else ul_slots[b, s - s_em] if s < s_em + s_ul else sl_results[s - s_em - s_ul]
+            if s < s_em:
+                r = em_slots[b, s]
+            elif s < s_em + s_ul:
+                r = ul_slots[b, s - s_em]
+            else:
+                r = sl_results[s - s_em - s_ul]
             if selected[b, r] > 0:
                 slot_node[b, s] = result_node[r]
     return critic, critic_choice, chosen, selected, signal, choice, values, em_slots, ul_slots, slot_node

@@ -118,10 +118,10 @@ class SlotGather(COp):
 
 
 class SlotScatter(COp):
-    """``SlotScatter(mode)(slots, y, n)`` -> x (B, n), y (B or 1, S or 1) broadcast: zeros with ``x[b, slots[b, s]] = y[b, s]``
+    """``SlotScatter(mode)(slots, y, n)`` -> x (B, n): zeros with ``x[b, slots[b, s]] = y[b, s]``
     (`mode` ``set``: in slot order, the last wins) or ``+= y[b, s]`` (``inc``: summed in slot
-    order). The gradient of y is the gather of x's (for ``set`` too, as PyTensor's
-    ``set_subtensor``: a slot overwritten by a later one of its row still gets it)."""
+    order); y (B or 1, S or 1) broadcasts. The gradient of y is the gather of x's (for ``set``
+    too, as PyTensor's ``set_subtensor``: a slot overwritten by a later one of its row still gets it)."""
 
     __props__ = ("mode",)
 

@@ -108,8 +108,9 @@ def test_result_columns_match_numpy(seed):
     rng = np.random.default_rng(seed)
     args = _random_inputs(rng, ratio_key=seed % 2 == 0)
     got, ref = result_columns(*args), _numpy_columns(*args)
-    for name, g, r in zip(("critic", "critic_choice", "chosen", "selected", "signal", "choice", "values", "em_slots", "ul_slots",
-                           "slot_node"), got, ref):
+    names = ("critic", "critic_choice", "chosen", "selected", "signal", "choice", "values", "em_slots", "ul_slots",
+             "slot_node")
+    for name, g, r in zip(names, got, ref):
         assert g.dtype == r.dtype and g.shape == r.shape, name
         assert g.tobytes() == r.tobytes(), name
 
@@ -128,7 +129,7 @@ def test_result_columns_choose_and_tie_break():
                 observed_n=np.full(4, 5.0), expected_bg=np.full(4, 4.0), bg_error=np.full(4, 1.0),
                 result_lumi=np.array([10.0, 20.0, 30.0]), ratio_key=True, em_columns=np.array([1]),
                 ul_columns=np.array([0, 2]), sl_results=np.zeros(0, np.int64), result_node=np.array([0, 1, 2]))
-    critic, critic_choice, chosen, selected, signal, choice, values, em_slots, ul_slots, slot_node = result_columns(**args)
+    critic, critic_choice, chosen, _, signal, _, _, em_slots, ul_slots, slot_node = result_columns(**args)
     # analysis A: predictions 0, 1 (ratio 2), 2 (EM, ratio 2), 3 (EM, ratio 2): the first by dataset, txname: 0
     assert chosen.tolist() == [0, 4]
     np.testing.assert_array_equal(critic, [[1.5, 1.0, 1.0]])    # UL max(1/2, 3/2); EM: r_obs of r_exp 2 (2/2)
@@ -177,7 +178,8 @@ def test_slot_ops_match_advanced_indexing(slot_function, seed):
     rng = np.random.default_rng(seed)
     n_b, n, s = 4, 9, 5
     slots = rng.integers(-n, n, (n_b, s))            # repeated columns and negative ones
-    x1, x2, v, col = rng.normal(size=(n_b, n)), rng.normal(size=(n_b, n)), rng.normal(size=(n_b, s)), rng.normal(size=(n_b, 1))
+    x1, x2 = rng.normal(size=(n_b, n)), rng.normal(size=(n_b, n))
+    v, col = rng.normal(size=(n_b, s)), rng.normal(size=(n_b, 1))
     got = slot_function(slots, x1, x2, v, col)
     rows = np.arange(n_b)[:, None]
     np.testing.assert_array_equal(got[0], x1[rows, slots])
