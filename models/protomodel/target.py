@@ -51,7 +51,7 @@ from tdmcmc.models.greedy.objective import (MU_MAX_SAFETY, MU_MAX_UNBOUNDED, R_T
                                             paper_prior)
 from tdmcmc.models.likelihood.options import PAPER, LikelihoodChoice
 from tdmcmc.models.protomodel.model import Protomodel
-from tdmcmc.models.protomodel.predictions import ModelArrays, ModelArraysBatch, PredictionArrays, _ranges
+from tdmcmc.models.protomodel.predictions import ModelArrays, ModelArraysBatch, PredictionArrays
 from tdmcmc.models.protomodel.result_columns import VALUE_ROWS, result_columns
 
 SR_SELECTIONS = ("paper", "best-expected", "combined")
@@ -234,10 +234,9 @@ class LikelihoodTarget:
         self._em_ok = np.isfinite(a.observed_n) & np.isfinite(a.expected_bg) & (np.nan_to_num(a.bg_error) > 0)
         self._dataset_em = np.asarray(a.result_is_em, bool)[d]
         self._in_graph = self.graph.result_node >= 0
-        self._group_of_node = np.zeros((len(self.combiner.groups), self.graph.n_nodes))
+        self._group_index = np.zeros(self.graph.n_nodes, np.int64)         # group of each node
         for k, group in enumerate(self.combiner.groups):
-            self._group_of_node[k, group.nodes] = 1.0
-        self._group_index = np.argmax(self._group_of_node, axis=0)         # group of each node
+            self._group_index[group.nodes] = k
         self._function = self._nll_function = self._bayes_function = None
         self.mode = mode if mode is not None else _default_mode()
         self.sl_results, self._sl_models, self._sl_nll0, self._sl_column = self.combined_likelihoods()
@@ -363,10 +362,12 @@ class LikelihoodTarget:
         node = self.graph.result_node[cr]                  # chosen results are in the graph
         node_predicted = np.zeros((len(arrays), self.graph.n_nodes), bool)
         node_predicted[cm, node] = True
-        vetoed = None
-        if self.element_overlap:
-            vetoed = self._overlapping_pairs(preds, cm, node, chosen, node_predicted, arrays)
-        return self.combiner.paper_cliques(node_predicted, vetoed)
+        if not self.element_overlap:
+            return self.combiner.paper_cliques(node_predicted)
+        state, vetoed = self._contributing_rows.vetoed_node_pairs(
+            arrays, cm, node, chosen, preds.part_prediction, preds.part_txname, self._group_index,
+            self.graph.adjacency, preds.trace)
+        return self.combiner.paper_cliques_flat(node_predicted, state, vetoed)
 
     def _sl_inputs(self, preds: PredictionArrays, n_b: int) -> tuple[np.ndarray, np.ndarray]:
         """(B, n_sl) signal events at μ = 1 of the combined results' SRs and their flat predictions
@@ -380,29 +381,6 @@ class LikelihoodTarget:
             sl_signal[preds.model[k], col[k]] = preds.xsec_fb[k] * lumi
             sl_choice[preds.model[k], col[k]] = k
         return sl_signal, sl_choice
-
-    def _overlapping_pairs(self, preds: PredictionArrays, model: np.ndarray, node: np.ndarray, chosen: np.ndarray,
-                           node_predicted: np.ndarray, arrays: Sequence[ModelArrays]) -> list[np.ndarray]:
-        """Per model, the combinable node pairs (k, 2) of one (experiment, √s) group whose chosen
-        predictions share a contributing element (the paper's ``hasOverlap``). `model`, `node`,
-        `chosen`: the chosen (flat) prediction of each predicted node. Only groups with two or more
-        predicted nodes are looked at."""
-        group = self._group_index[node]
-        crowded = ((node_predicted @ self._group_of_node.T) > 1)[model, group]
-        model, node, chosen, group = model[crowded], node[crowded], chosen[crowded], group[crowded]
-        if not len(chosen):
-            return [np.zeros((0, 2), np.int64) for _ in arrays]
-        # the table txnames of each chosen prediction, from the per-txname parts
-        by_prediction = np.argsort(preds.part_prediction, kind="stable")
-        bounds = np.searchsorted(preds.part_prediction[by_prediction], np.stack([chosen, chosen + 1]))
-        parts = by_prediction[_ranges(bounds[0], bounds[1])]
-        pairs = self._contributing_rows.overlapping(
-            arrays, model, np.repeat(np.arange(len(chosen)), bounds[1] - bounds[0]), preds.part_txname[parts],
-            lambda a, c: (group[a] == group[c]) & self.graph.adjacency[node[a], node[c]], preds.trace)
-        pairs = pairs[np.argsort(model[pairs[:, 0]], kind="stable")]
-        bounds = np.searchsorted(model[pairs[:, 0]], np.arange(len(arrays) + 1)).tolist()
-        node_pairs = node[pairs]
-        return [node_pairs[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     # -- stage 3: the compiled graph -------------------------------------------------------------
 

@@ -77,6 +77,14 @@ def test_contributing_rows_against_table_scan(oracle_space_target, batch):
     assert n_rows > 1000
 
 
+def _vetoed(tgt, preds, model, node, chosen, arrays):
+    """The vetoed node pairs (k, 2) of each state, from the batch's flat form."""
+    state, pairs = tgt._contributing_rows.vetoed_node_pairs(
+        arrays, model, node, chosen, preds.part_prediction, preds.part_txname, tgt._group_index,
+        tgt.graph.adjacency, preds.trace)
+    return [pairs[state == b] for b in range(len(arrays))]
+
+
 def test_overlapping_pairs_against_pairwise_rows(oracle_space_target, batch):
     """The vetoed node pairs equal those of the chosen predictions of one (experiment, √s) group,
     combinable, whose scanned rows intersect (with the forward trace's map values, and without);
@@ -87,10 +95,8 @@ def test_overlapping_pairs_against_pairwise_rows(oracle_space_target, batch):
     g = tgt.graph
     model, res = np.nonzero((inputs.choice >= 0) & (g.result_node >= 0))
     node, chosen = g.result_node[res], inputs.choice[model, res]
-    node_predicted = np.zeros((len(models), g.n_nodes), bool)
-    node_predicted[model, node] = True
-    vetoed = tgt._overlapping_pairs(preds, model, node, chosen, node_predicted, arrays)
-    untraced = tgt._overlapping_pairs(replace(preds, trace=None), model, node, chosen, node_predicted, arrays)
+    vetoed = _vetoed(tgt, preds, model, node, chosen, arrays)
+    untraced = _vetoed(tgt, replace(preds, trace=None), model, node, chosen, arrays)
     assert all(np.array_equal(a, b) for a, b in zip(vetoed, untraced))       # the trace's map values or our own
     n_bitten = 0
     for b in range(len(models)):
@@ -108,10 +114,8 @@ def test_overlapping_pairs_against_pairwise_rows(oracle_space_target, batch):
         one = tgt.predictor.evaluate_batch(arrays[b:b + 1])
         inputs = tgt.result_inputs(one, models[b:b + 1], arrays[b:b + 1])
         _, res = np.nonzero((inputs.choice >= 0) & (g.result_node >= 0))
-        predicted = np.zeros((1, g.n_nodes), bool)
-        predicted[0, g.result_node[res]] = True
-        alone = tgt._overlapping_pairs(one, np.zeros(len(res), np.int64), g.result_node[res], inputs.choice[0, res],
-                                       predicted, arrays[b:b + 1])
+        alone = _vetoed(tgt, one, np.zeros(len(res), np.int64), g.result_node[res], inputs.choice[0, res],
+                        arrays[b:b + 1])
         assert {tuple(p) for p in alone[0].tolist()} == {tuple(p) for p in vetoed[b].tolist()}, b
         n_uncrowded += np.bincount(tgt._group_index[g.result_node[res]]).max(initial=0) < 2
     print(f"{n_uncrowded} models without two predicted results in one group")
@@ -130,8 +134,7 @@ def test_paper_cliques_memo_and_pair_forms(oracle_space_target, batch):
     node_predicted = np.zeros((len(models), tgt.graph.n_nodes), bool)
     node_predicted[model, tgt.graph.result_node[res]] = True
     cold = build_combiner(tgt.graph)
-    pairs = tgt._overlapping_pairs(preds, model, tgt.graph.result_node[res], inputs.choice[model, res],
-                                   node_predicted, arrays)
+    pairs = _vetoed(tgt, preds, model, tgt.graph.result_node[res], inputs.choice[model, res], arrays)
     as_lists = [[(int(c), int(a)) for a, c in p] for p in pairs]      # reversed order, tuples
     for got in (cold.paper_cliques(node_predicted, as_lists), tgt.combiner.paper_cliques(node_predicted, pairs)):
         assert np.array_equal(got[0], inputs.clique_members) and np.array_equal(got[1], inputs.clique_valid)
