@@ -72,7 +72,8 @@ def _mills(x: float, log_cdf: float) -> float:
 
 @numba.njit(cache=True)
 def _newton_mode(u: float) -> float:
-    """The root z of ln 0.05 + ln Φ(z) − ln Φ(z − u) for one u > 0 (the last iterate if 40 steps do not converge)."""
+    """The root z of ln 0.05 + ln Φ(z) − ln Φ(z − u) for one u > 0 (the last iterate if 40 steps
+    do not converge)."""
     z = u - 1.96  # left of the root for large u; k is convex, so Newton climbs monotonically
     for _ in range(_NEWTON_STEPS):
         shifted = z - u
