@@ -408,11 +408,11 @@ class LikelihoodTarget:
         # parabola/bisection steps around the best grid point) on stopped values (a plain max over
         # cliques); at μ̂ the first maximising clique's value, whose gradient is the best clique's
         # (envelope theorem).
-        # Everything inside the profile's scan depends on the function's inputs directly: a
-        # μ-independent intermediate computed from a μ grid would be recomputed at every step.
-        # The scan's inner function is compiled with the default mode in force here: the target's
-        # (the default Numba linker compiled it at the first call, ~20 s, and ran it 3× slower).
-        # (the combined results' Newton scan, built inside `contributions`, likewise)
+        # Everything inside the profile depends on the function's inputs directly: a μ-independent
+        # intermediate computed from a μ grid would be recomputed at every step. The profile's steps
+        # are written out in the graph; the mode in force here is for the combined results' Newton
+        # scan built inside `contributions` (the default Numba linker compiled a scan at the first
+        # call, ~20 s, and ran it 3× slower).
         with pytensor.config.change_flags(mode=self.mode):
             mu_hat = profile_mu(nll, top, xp=xp, n_grid=self.n_grid)[0]
             at_mu_hat = contributions(mu_hat[:, None])
@@ -484,8 +484,8 @@ class LikelihoodTarget:
         em0 = em_nll(0.0, *em_data, variant=self.likelihood.em, xp=xp)
         ul0, ul1, ul2 = (ul_nll(mu, *ul_data, variant=self.likelihood.ul, xp=xp) for mu in (0.0, 1.0, 2.0))
         # The truncated Gaussian's −ln L is exactly quadratic in μ (its mode does not depend on μ):
-        # its coefficients from μ = 0, 1, 2 keep the mode's Newton solve (a Python Op) out of the
-        # μ grid and the profile's refinement scan.
+        # its coefficients from μ = 0, 1, 2 keep the mode's Newton solve (one Op call) out of the
+        # μ grid and the profile's refinement steps.
         quad = 0.5 * (ul2 - 2.0 * ul1 + ul0)
         lin = ul1 - ul0 - quad
 
@@ -721,9 +721,10 @@ class LikelihoodTarget:
 
 
 def _default_mode():
-    """PyTensor's C virtual machine: the default (Numba) linker takes minutes to compile this graph
-    (its scan and the object-mode Op of the truncated Gaussian); the C linker compiles in seconds
-    and the graph is small enough that its speed is the same."""
+    """PyTensor's C virtual machine. The default (Numba) linker takes minutes to compile these graphs
+    on a cold cache (5 min for the bayes graph on this 2-core machine under load, ~10 s warm) and
+    runs them in object mode wherever an Op has no Numba implementation (our slot gathers and the
+    μ profile's bracket Op have C code only); the C linker compiles in seconds."""
     from pytensor.compile.mode import Mode
 
     return Mode(linker="cvm", optimizer="fast_run")
