@@ -74,11 +74,12 @@ class ProtomodelTarget:
         self._derived: dict[bytes, tuple[float, ...]] = {}
         self._grad_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._last_forward: tuple[tuple[bytes, ...], _Forward] | None = None
+        self._last_prior: tuple[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     # -- Target protocol --------------------------------------------------------------------------
 
     def log_density(self, active, params, globals_):
-        log_prior, _, _ = self.prior.log_prior(active, params, globals_)
+        log_prior = self._prior(active, params, globals_)[0].copy()       # the kept arrays stay as they are
         log_lik = np.zeros(len(log_prior))
         for b, value in self._cached(self._cache, np.isfinite(log_prior), active, params, globals_, False):
             log_lik[b] = value
@@ -89,11 +90,20 @@ class ProtomodelTarget:
         coordinates; exact almost everywhere (discrete choices — SR selection, critic maximum,
         cliques, open channels, mass compression — are frozen at the state, see
         :mod:`.gradients`). The paper prior term ln π_paper is piecewise constant."""
-        log_prior, gp_p, gp_g = self.prior.log_prior(active, params, globals_)
+        log_prior, gp_p, gp_g = self._prior(active, params, globals_)
+        gp_p, gp_g = gp_p.copy(), gp_g.copy()
         gl_p, gl_g = np.zeros_like(params), np.zeros_like(globals_)
         for b, value in self._cached(self._grad_cache, np.isfinite(log_prior), active, params, globals_, True):
             gl_p[b], gl_g[b] = value
         return gl_p, gl_g, gp_p, gp_g
+
+    def _prior(self, active, params, globals_) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``prior.log_prior`` (value and gradient in one call) of a batch; the last batch's is kept:
+        MALA asks for the value of its proposals, then for their gradient (the prior's once, not twice)."""
+        key = tuple((a.dtype.str, a.shape, a.tobytes()) for a in map(np.asarray, (active, params, globals_)))
+        if self._last_prior is None or self._last_prior[0] != key:
+            self._last_prior = (key, self.prior.log_prior(active, params, globals_))
+        return self._last_prior[1]
 
     def _cached(self, cache: dict, ok: np.ndarray, active, params, globals_, gradient: bool):
         """(batch index, value) for every in-support state (`ok`): log L, or with `gradient` the
@@ -151,8 +161,7 @@ class ProtomodelTarget:
             values, preds, inputs = lt.evaluate(models, per_prediction=False)
             out.update(K=values.K, Z=values.Z, r_max=values.r_max, mu_max=values.mu_max, mu=values.mu_hat)
         if self.kind == "paper":
-            z = np.nan_to_num(values.Z, nan=0.0)
-            out.update(log_lik=0.5 * z * z + values.log_prior)
+            out.update(log_lik=_paper_log_lik(values.Z, values.log_prior))
             cot = {k: 0.5 * getattr(values, f"grad_{k}") for k in GRAPH_INPUTS}
             grad_mu = np.zeros(len(models))
         else:
@@ -285,6 +294,26 @@ def build_target(database=None, *, kind: str = "bayes", space_path=None, combina
                                   sr_selection=sr_selection)
     # Prior-only runs sample the bayes prior π(γ)π(θ|γ) (the paper target's π_paper is part of its score).
     return ProtomodelTarget(likelihood, "bayes" if prior_only else kind, settings, derived=not prior_only)
+
+
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+@numba.njit(cache=True)
+def _paper_log_lik(z, log_prior):
+    """log L = Z²/2 + ln π_paper (B,) of the ``paper`` target, Z as np.nan_to_num gives it (NaN: 0,
+    ±∞: ± the largest float); numpy's arithmetic."""
+    out = np.empty(len(z))
+    for b in range(len(z)):
+        v = z[b]
+        if v != v:
+            v = 0.0
+        elif v == np.inf:
+            v = _FLOAT_MAX
+        elif v == -np.inf:
+            v = -_FLOAT_MAX
+        out[b] = 0.5 * v * v + log_prior[b]
+    return out
 
 
 @numba.njit(cache=True)

@@ -90,6 +90,30 @@ def test_gradient_after_value_reuses_the_forward_pass(target, oracle_models):
     np.testing.assert_array_equal(gl_g, fresh["grad_globals"])
 
 
+def test_prior_of_the_last_batch_is_reused(target, oracle_models):
+    """log_density and then grad of the same batch evaluate the prior once (MALA's proposals), with
+    the values of a direct call; the arrays handed out are copies, another batch is evaluated anew."""
+    _, active, params, glob = _best_paper_state(target, oracle_models)
+    view = ProtomodelTarget(target.likelihood, target.kind)
+    calls = []
+    log_prior = view.prior.log_prior
+    view.prior.log_prior = lambda *a: calls.append(1) or log_prior(*a)
+    value, g_params, g_globals = log_prior(active, params, glob)
+    _, lp = view.log_density(active, params, glob)
+    _, _, gp_p, gp_g = view.grad(active, params, glob)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(lp, value)
+    np.testing.assert_array_equal(gp_p, g_params)
+    np.testing.assert_array_equal(gp_g, g_globals)
+    lp += 1.0
+    gp_p += 1.0
+    _, _, again, _ = view.grad(active, params, glob)
+    np.testing.assert_array_equal(again, g_params)
+    assert view.log_density(active, params, glob)[1] == value
+    view.grad(active, params + 0.01, glob)
+    assert len(calls) == 2
+
+
 def test_short_run_output_layout(target, tmp_path):
     from tdmcmc.output import to_datatree, write
     from tdmcmc.sampler import SamplerConfig, sample
