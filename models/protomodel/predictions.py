@@ -40,8 +40,8 @@ from tdmcmc.errors import UserError
 from tdmcmc.disk_cache import cache_dir, load_pickle, save_pickle
 
 from . import interpolation
-from .interpolation import (BatchedInterpolator, DatabaseInterpolators, DegenerateMapError, GridInterpolator,
-                            coords_key, map_layouts)
+from .interpolation import (BatchedInterpolator, DatabaseInterpolators, DegenerateMapError, Evaluation,
+                            GridInterpolator, coords_key, map_layouts)
 from .model import Protomodel
 from .space import ProtomodelSpace
 from .topologies import TopologyTable
@@ -173,14 +173,11 @@ class MapInterpolators:
                                         jacobian=jacobian)
             if every and (not jacobian or ev.jacobian.shape == np.shape(points)):
                 return ev.values, ev.jacobian  # the kernels leave the Jacobian rows of NaN values zero
-        out = np.full(len(map_rows), np.nan)
-        jac = np.zeros(np.shape(points)) if jacobian else None
-        if ev is not None:
-            out[sel] = ev.values
-            if jacobian:
-                c = min(jac.shape[1], ev.jacobian.shape[1])
-                jac[sel, :c] = ev.jacobian[:, :c]
-        return out, jac
+        if ev is None:
+            sel, ev = sel[:0], Evaluation(np.zeros(0), np.zeros(0, dtype=bool), np.zeros((0, 0)))
+        out, jac = _scatter(len(map_rows), np.shape(points)[1], sel, ev.values,
+                            ev.jacobian if jacobian else np.zeros((0, 0)), jacobian)
+        return out, jac if jacobian else None
 
     def _rebatch(self) -> None:
         """One :class:`BatchedInterpolator` over every group built so far."""
@@ -339,15 +336,9 @@ class Predictor:
         and of the expected-limit maps of the UL entries (NaN, zero for EM), in one interpolator call."""
         e, q_rows, q_points, ul = self._entries(ms)
         both, jac = self.interps.evaluate_with_jacobian(q_rows, q_points, jacobian)
-        n = len(e["tx"])
-        expected = np.full(n, np.nan)
-        expected[ul] = both[n:]
-        jac_expected = None
-        if jacobian:
-            jac_expected = np.zeros_like(e["points"])
-            jac_expected[ul] = jac[n:]
-            jac = jac[:n]
-        return e, both[:n], expected, jac, jac_expected
+        values, expected, jac, jac_expected = _split_queries(both, jac if jacobian else np.zeros((0, 0)), ul,
+                                                             len(e["tx"]), jacobian)
+        return e, values, expected, jac if jacobian else None, jac_expected if jacobian else None
 
     def predict(self, model: Protomodel | ModelArrays) -> list[Prediction]:
         """Every theory prediction of one protomodel (all EM signal regions, all UL clusters)."""
@@ -1256,6 +1247,34 @@ def _answerable(map_rows, map_group, batch_group):
         elif batch_group[g] == -2:
             pending[g] = True
     return sel[:k].copy(), np.flatnonzero(pending)
+
+
+@numba.njit(cache=True)
+def _scatter(n, width, sel, values, jac, jacobian):
+    """Values (n,) NaN but at the queries `sel`, and if `jacobian` the Jacobian (n, width) zero
+    but at their rows (the first min(width, jac columns) columns)."""
+    out = np.full(n, np.nan)
+    full = np.zeros((n if jacobian else 0, width))
+    c = min(width, jac.shape[1])
+    for k in range(len(sel)):
+        out[sel[k]] = values[k]
+        if jacobian:
+            for j in range(c):
+                full[sel[k], j] = jac[k, j]
+    return out, full
+
+
+@numba.njit(cache=True)
+def _split_queries(both, jac, ul, n, jacobian):
+    """The map queries of the entries (the first `n`) and of the expected-UL maps of the UL entries
+    `ul` split into values, expected ULs (NaN for the others) and their Jacobians (zero rows)."""
+    expected = np.full(n, np.nan)
+    jac_expected = np.zeros((n if jacobian else 0, jac.shape[1]))
+    for k in range(len(ul)):
+        expected[ul[k]] = both[n + k]
+        if jacobian:
+            jac_expected[ul[k]] = jac[n + k]
+    return both[:n], expected, jac[:n], jac_expected
 
 
 def _interpolator_cache_dir() -> Path:
