@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -652,10 +652,6 @@ class PredictionArrays:
     @property
     def r_exp(self) -> np.ndarray:
         return self.xsec_fb / self.ul_exp_fb
-
-
-_STACKED_FIELDS = ("model", "dataset", "txname", "xsec_fb", "ul_obs_fb", "ul_exp_fb", "masses", "part_txname",
-                   "part_xsec_fb", "max_condition")  # EM then UL predictions, as they are (no offset to add)
 
 
 def best_expected(predictions: Sequence[Prediction]) -> list[Prediction]:
