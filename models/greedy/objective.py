@@ -699,7 +699,6 @@ def _prior_of_tables(present: np.ndarray, masses: np.ndarray, br: np.ndarray, ka
     if its bit is set in `present` (B,), unfrozen if also |mass| < 1e5 GeV (not NaN); the others'
     BRs are the table columns `br_rows` (-1: padding). Returns (4, B): ln π, n_particles, n_BR, n_SSM."""
     n_b, n_p = len(present), len(particle)
-    out = np.empty((4, n_b))
     given, living = np.zeros((n_b, n_p), np.bool_), np.zeros((n_b, n_p), np.bool_)
     for b in range(n_b):
         for i in range(n_p):
@@ -707,10 +706,8 @@ def _prior_of_tables(present: np.ndarray, masses: np.ndarray, br: np.ndarray, ka
             living[b, i] = given[b, i] and abs(masses[b, particle[i]]) < 1e5
     active = living.copy()
     active[:, lsp] = False
-    n_particles = living.sum(axis=1) * 1.0
-    _prior_rows(n_particles, br, br_rows, active, given, living, kappa, kappa_column, xsecs, needs, key_particles,
-                class_channels, bins, out)
-    return out
+    return _prior_of_counts(living.sum(axis=1) * 1.0, br, br_rows, active, given, living, kappa, kappa_column,
+                            xsecs, needs, key_particles, class_channels, bins)
 
 
 @numba.njit(cache=True)

@@ -1,15 +1,13 @@
 """Stage 2 of the likelihood target (LikelihoodTarget.result_inputs) on the real 1.2.4 database.
 
 The hasOverlap veto's contributing rows (from the predictor's matches of the whole batch) against a
-scan of every match of the topology table with the public per-model element weights; the vetoed
-pairs against pairwise intersections of those rows; the bayes path's inputs (``paper=False``)
+scan of every match of the topology table with the public per-model element weights (the vetoed
+pairs against their intersections: tests/models/greedy/test_vetoed_pairs.py); the bayes path's inputs (``paper=False``)
 against the full ones; ln π_paper read from the table arrays against the fitted cross sections.
 Batch: the five oracle models (injected σ) and 16 random protomodels of their space (fitted σ).
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -75,69 +73,6 @@ def test_contributing_rows_against_table_scan(oracle_space_target, batch):
             assert np.array_equal(got[b][k], ref), (b, int(i))
             n_rows += len(ref)
     assert n_rows > 1000
-
-
-def _vetoed(tgt, preds, model, node, chosen, arrays):
-    """The vetoed node pairs (k, 2) of each state, from the batch's flat form."""
-    state, pairs = tgt._contributing_rows.vetoed_node_pairs(
-        arrays, model, node, chosen, preds.part_prediction, preds.part_txname, tgt._group_index,
-        tgt.graph.adjacency, preds.trace)
-    return [pairs[state == b] for b in range(len(arrays))]
-
-
-def test_overlapping_pairs_against_pairwise_rows(oracle_space_target, batch):
-    """The vetoed node pairs equal those of the chosen predictions of one (experiment, √s) group,
-    combinable, whose scanned rows intersect (with the forward trace's map values, and without);
-    the veto bites in at least 5 models."""
-    tgt = oracle_space_target
-    models, arrays, preds = batch
-    inputs = tgt.result_inputs(preds, models, arrays)
-    g = tgt.graph
-    model, res = np.nonzero((inputs.choice >= 0) & (g.result_node >= 0))
-    node, chosen = g.result_node[res], inputs.choice[model, res]
-    vetoed = _vetoed(tgt, preds, model, node, chosen, arrays)
-    untraced = _vetoed(tgt, replace(preds, trace=None), model, node, chosen, arrays)
-    assert all(np.array_equal(a, b) for a, b in zip(vetoed, untraced))       # the trace's map values or our own
-    n_bitten = 0
-    for b in range(len(models)):
-        mine = np.flatnonzero(model == b)
-        rows = {k: _scanned_rows(tgt, arrays[b], _txnames(preds, chosen[k])) for k in mine}
-        ref = {(min(node[k], node[m]), max(node[k], node[m])) for i, k in enumerate(mine) for m in mine[i + 1:]
-               if tgt._group_index[node[k]] == tgt._group_index[node[m]] and g.adjacency[node[k], node[m]]
-               and np.intersect1d(rows[k], rows[m]).size}
-        assert {(min(a, c), max(a, c)) for a, c in vetoed[b].tolist()} == ref, b
-        n_bitten += bool(ref)
-    print(f"the veto bites in {n_bitten} of {len(models)} models")
-    assert n_bitten >= 5
-    n_uncrowded = 0                             # each model in a batch of its own
-    for b in range(len(models)):
-        one = tgt.predictor.evaluate_batch(arrays[b:b + 1])
-        inputs = tgt.result_inputs(one, models[b:b + 1], arrays[b:b + 1])
-        _, res = np.nonzero((inputs.choice >= 0) & (g.result_node >= 0))
-        alone = _vetoed(tgt, one, np.zeros(len(res), np.int64), g.result_node[res], inputs.choice[0, res],
-                        arrays[b:b + 1])
-        assert {tuple(p) for p in alone[0].tolist()} == {tuple(p) for p in vetoed[b].tolist()}, b
-        n_uncrowded += np.bincount(tgt._group_index[g.result_node[res]]).max(initial=0) < 2
-    print(f"{n_uncrowded} models without two predicted results in one group")
-    assert n_uncrowded >= 1
-
-
-def test_paper_cliques_memo_and_pair_forms(oracle_space_target, batch):
-    """Clique inputs are the same from a cold and a warm per-state memo, with vetoes as arrays or
-    as lists of tuples."""
-    from tdmcmc.models.likelihood.cliques import build_combiner
-
-    tgt = oracle_space_target
-    models, arrays, preds = batch
-    inputs = tgt.result_inputs(preds, models, arrays)
-    model, res = np.nonzero((inputs.choice >= 0) & (tgt.graph.result_node >= 0))
-    node_predicted = np.zeros((len(models), tgt.graph.n_nodes), bool)
-    node_predicted[model, tgt.graph.result_node[res]] = True
-    cold = build_combiner(tgt.graph)
-    pairs = _vetoed(tgt, preds, model, tgt.graph.result_node[res], inputs.choice[model, res], arrays)
-    as_lists = [[(int(c), int(a)) for a, c in p] for p in pairs]      # reversed order, tuples
-    for got in (cold.paper_cliques(node_predicted, as_lists), tgt.combiner.paper_cliques(node_predicted, pairs)):
-        assert np.array_equal(got[0], inputs.clique_members) and np.array_equal(got[1], inputs.clique_valid)
 
 
 def test_bayes_inputs_skip_paper_parts(oracle_space_target, batch):

@@ -13,21 +13,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tests.conftest import ORACLE_MODELS
-from tests.models.test_result_inputs import _scanned_rows
-from tests.models.test_target import _random_models
+from tests.models.test_result_inputs import _scanned_rows, batch  # noqa: F401 (batch: a fixture)
 
 
 @pytest.fixture(scope="module")
-def chosen_nodes(oracle_space_target, oracle_models):
+def chosen_nodes(oracle_space_target, batch):
     """The batch, its flat predictions and per predicted graph node its state, node and chosen prediction."""
-    from tdmcmc.models.protomodel.model import protomodel_from_dict
-
     tgt = oracle_space_target
-    models = [protomodel_from_dict(oracle_models[n][0], tgt.space) for n in ORACLE_MODELS]
-    models += _random_models(tgt.space, 16, seed=7)
-    arrays = [tgt.predictor.model_arrays(m) for m in models]
-    preds = tgt.predictor.evaluate_batch(arrays)
+    models, arrays, preds = batch
     inputs = tgt.result_inputs(preds, models, arrays)
     model, res = np.nonzero((inputs.choice >= 0) & (tgt.graph.result_node >= 0))
     return arrays, preds, model, tgt.graph.result_node[res], inputs.choice[model, res]
@@ -70,6 +63,25 @@ def test_vetoed_node_pairs_against_pairwise_rows(oracle_space_target, chosen_nod
     assert n_bitten >= 5 and n_spared >= 5
 
 
+def test_vetoed_node_pairs_of_a_model_alone(oracle_space_target, batch, chosen_nodes):
+    """Each model in a batch of its own gets the pairs it gets in the batch (also when its groups
+    are not crowded)."""
+    tgt = oracle_space_target
+    arrays, preds, model, node, chosen = chosen_nodes
+    state, pairs = _vetoed(tgt, arrays, preds, model, node, chosen)
+    n_uncrowded = 0
+    for b in range(len(arrays)):
+        one = tgt.predictor.evaluate_batch(arrays[b:b + 1])
+        inputs = tgt.result_inputs(one, batch[0][b:b + 1], arrays[b:b + 1])
+        _, res = np.nonzero((inputs.choice >= 0) & (tgt.graph.result_node >= 0))
+        alone = _vetoed(tgt, arrays[b:b + 1], one, np.zeros(len(res), np.int64), tgt.graph.result_node[res],
+                        inputs.choice[0, res])[1]
+        assert {tuple(p) for p in alone.tolist()} == {tuple(p) for p in pairs[state == b].tolist()}, b
+        n_uncrowded += np.bincount(tgt._group_index[tgt.graph.result_node[res]]).max(initial=0) < 2
+    print(f"{n_uncrowded} models without two predicted results in one group")
+    assert n_uncrowded >= 1
+
+
 def test_paper_cliques_flat_equals_lists(oracle_space_target, chosen_nodes):
     """Cliques of the flat veto (states shuffled, pairs reversed) = cliques of the per-state lists."""
     from tdmcmc.models.likelihood.cliques import build_combiner
@@ -80,7 +92,9 @@ def test_paper_cliques_flat_equals_lists(oracle_space_target, chosen_nodes):
     node_predicted = np.zeros((len(arrays), tgt.graph.n_nodes), bool)
     node_predicted[model, node] = True
     lists = [pairs[state == b] for b in range(len(arrays))]
-    want = build_combiner(tgt.graph).paper_cliques(node_predicted, lists)
+    want = build_combiner(tgt.graph).paper_cliques(node_predicted, lists)          # cold memo
+    as_tuples = [[(int(c), int(a)) for a, c in p] for p in lists]                   # reversed, tuples
+    assert all(np.array_equal(w, t) for w, t in zip(want, tgt.combiner.paper_cliques(node_predicted, as_tuples)))
     shuffle = np.random.default_rng(3).permutation(len(state))
     got = tgt.combiner.paper_cliques_flat(node_predicted, state[shuffle], pairs[shuffle, ::-1])
     assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
