@@ -33,7 +33,8 @@ def _numpy_columns(n_b, model, ds, txname, xsec, obs, exp, dataset_result, datas
                    n_codes, observed_n, expected_bg, bg_error, result_lumi, ratio_key, em_cols, ul_cols, sl, node):
     n_r, n_tx = len(in_graph), int(txname.max(initial=0)) + 1
     res, em = dataset_result[ds], dataset_em[ds]
-    r_obs = np.where(np.isfinite(obs), xsec / np.where(np.isfinite(obs), obs, 1.0), MISSING_R)
+    with np.errstate(divide="ignore", invalid="ignore"):          # the cases include zero limits
+        r_obs = np.where(np.isfinite(obs), xsec / np.where(np.isfinite(obs), obs, 1.0), MISSING_R)
     positive = exp > 0
     r_exp = np.where(np.isfinite(exp) & positive, xsec / np.where(positive, exp, 1.0), np.nan)
     order = np.argsort((model * len(dataset_result) + ds) * (n_tx + 1) + txname + 1, kind="stable")
