@@ -167,12 +167,12 @@ class ProtomodelTarget:
         else:
             if not derived:                # derived: lt.evaluate gave the same predictions above
                 preds, inputs = lt.prepare(models, paper=False)
-            r_max, mu_max, bound, mu = _signal_strength(inputs.critic_r, batch.mu_fraction,
-                                                        MU_MAX_SAFETY * lt.r_threshold, MU_CAP)
+            top, r_max, mu_max, bound, mu = _signal_strength(inputs.critic_r, batch.mu_fraction,
+                                                             MU_MAX_SAFETY * lt.r_threshold, MU_CAP)
             bayes = lt.bayes_values(inputs, mu)
             out.update(log_lik=bayes.log_ratio, mu=mu, mu_max=mu_max, r_max=r_max, log_ratio=bayes.log_ratio)
-            critic, grad_mu = _signal_strength_cotangents(inputs.critic_r, r_max, mu_max, bound, mu, batch.mu_fraction,
-                                                          bayes.grad_mu, MU_CAP)
+            critic, grad_mu = _signal_strength_cotangents(inputs.critic_r.shape, top, r_max, mu_max, bound, mu,
+                                                          batch.mu_fraction, bayes.grad_mu, MU_CAP)
             cot = {"signal": bayes.grad_signal, "ul_obs": bayes.grad_ul_obs, "ul_exp": bayes.grad_ul_exp,
                    "critic_r": critic, "sl_signal": bayes.grad_sl_signal}
         return _Forward(batch, models, preds, inputs, cot, grad_mu, out)
@@ -318,42 +318,37 @@ def _paper_log_lik(z, log_prior):
 
 @numba.njit(cache=True)
 def _signal_strength(critic_r, mu_fraction, mu_max_r1, cap):
-    """(r_max, μ_max, bound, μ) (B,) of the ``bayes`` target: r_max the critic's largest r (NaN
-    wins, as np.max), μ_max = `mu_max_r1`/r_max (∞ unless r_max > 0), bound = min(μ_max, `cap`),
-    μ = f·bound; numpy's arithmetic."""
+    """(top, r_max, μ_max, bound, μ) (B,) of the ``bayes`` target: top the column of the critic's
+    largest r (the first, NaN wins, as np.argmax) and r_max its r (as np.max), μ_max =
+    `mu_max_r1`/r_max (∞ unless r_max > 0), bound = min(μ_max, `cap`), μ = f·bound; numpy's
+    arithmetic."""
     n_b, n_r = critic_r.shape
+    top = np.zeros(n_b, np.int64)
     r_max, mu_max, bound, mu = np.empty(n_b), np.empty(n_b), np.empty(n_b), np.empty(n_b)
     for b in range(n_b):
-        top = critic_r[b, 0]
         for r in range(1, n_r):
-            value = critic_r[b, r]
-            if not (top >= value or top != top):
-                top = value
-        r_max[b] = top
-        mu_max[b] = mu_max_r1 / top if top > 0 else np.inf
-        bound[b] = mu_max[b] if (mu_max[b] <= cap or mu_max[b] != mu_max[b]) else cap
-        mu[b] = mu_fraction[b] * bound[b]
-    return r_max, mu_max, bound, mu
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _signal_strength_cotangents(critic_r, r_max, mu_max, bound, mu, mu_fraction, grad_mu, cap):
-    """(∂log L/∂critic_r (B, R), ∂log L/∂z_μ (B,)) of the ``bayes`` target from ∂log L/∂μ (`grad_mu`):
-    μ = f·0.999 r_thr/r_max, so the critic's largest r (the first, as np.argmax) moves μ below the
-    cap; z_μ moves μ through f = sigmoid(z_μ). numpy's arithmetic."""
-    n_b, n_r = critic_r.shape
-    critic = np.zeros((n_b, n_r))
-    g_z = np.empty(n_b)
-    for b in range(n_b):
-        top = 0
-        for r in range(1, n_r):
-            best, value = critic_r[b, top], critic_r[b, r]
+            best, value = critic_r[b, top[b]], critic_r[b, r]
             if best != best:
                 break
             if value > best or value != value:
-                top = r
+                top[b] = r
+        r_max[b] = critic_r[b, top[b]]
+        mu_max[b] = mu_max_r1 / r_max[b] if r_max[b] > 0 else np.inf
+        bound[b] = mu_max[b] if (mu_max[b] <= cap or mu_max[b] != mu_max[b]) else cap
+        mu[b] = mu_fraction[b] * bound[b]
+    return top, r_max, mu_max, bound, mu
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _signal_strength_cotangents(shape, top, r_max, mu_max, bound, mu, mu_fraction, grad_mu, cap):
+    """(∂log L/∂critic_r `shape` (B, R), ∂log L/∂z_μ (B,)) of the ``bayes`` target from ∂log L/∂μ
+    (`grad_mu`): μ = f·0.999 r_thr/r_max, so the critic's largest r (column `top`) moves μ below the
+    cap; z_μ moves μ through f = sigmoid(z_μ). numpy's arithmetic."""
+    critic = np.zeros(shape)
+    g_z = np.empty(shape[0])
+    for b in range(shape[0]):
         live = mu_max[b] < cap and r_max[b] > 0
-        critic[b, top] = -grad_mu[b] * mu[b] / r_max[b] if live else 0.0
+        critic[b, top[b]] = -grad_mu[b] * mu[b] / r_max[b] if live else 0.0
         g_z[b] = grad_mu[b] * bound[b] * mu_fraction[b] * (1.0 - mu_fraction[b])
     return critic, g_z
 
